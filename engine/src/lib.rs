@@ -1,0 +1,6 @@
+//! switchboard-engine: the SIP core. Message parsing and validation, transports, the sans-IO
+//! transaction layer, request inspection (the answers the engine gives on its own), config and
+//! the async shell that drives it all.
+
+pub mod sip;
+pub mod transaction;

@@ -1,0 +1,94 @@
+//! Building responses from requests (RFC 3261 §8.2.6): Via, From, To, Call-ID and CSeq copied,
+//! a To tag added to non-100 answers that lack one.
+
+use super::header::HeaderName;
+use super::message::{Request, Response};
+use bytes::Bytes;
+use std::hash::{Hash, Hasher};
+
+/// The Server header value the engine sends.
+pub const SERVER: &str = concat!("switchboard/", env!("CARGO_PKG_VERSION"));
+
+/// The standard reason phrase of a status code.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Trying",
+        180 => "Ringing",
+        183 => "Session Progress",
+        200 => "OK",
+        202 => "Accepted",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        415 => "Unsupported Media Type",
+        416 => "Unsupported URI Scheme",
+        420 => "Bad Extension",
+        480 => "Temporarily Unavailable",
+        481 => "Call/Transaction Does Not Exist",
+        482 => "Loop Detected",
+        483 => "Too Many Hops",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        500 => "Server Internal Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        504 => "Server Time-out",
+        505 => "Version Not Supported",
+        603 => "Decline",
+        _ => "Unknown",
+    }
+}
+
+/// A response to `req` with the standard reason phrase.
+pub fn response(req: &Request, status: u16) -> Response {
+    response_with_reason(req, status, reason_phrase(status))
+}
+
+/// A response to `req` with a given reason phrase (control characters are removed, so a reason
+/// built from input cannot break the Status-Line).
+pub fn response_with_reason(req: &Request, status: u16, reason: &str) -> Response {
+    let mut r = Response {
+        status,
+        reason: reason.chars().filter(|c| !c.is_control()).collect(),
+        headers: Default::default(),
+        body: Bytes::new(),
+    };
+    for h in req.headers.iter() {
+        match h.name {
+            HeaderName::Via | HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {
+                r.headers.push(h.name.clone(), h.value.clone())
+            }
+            HeaderName::To => {
+                let mut to = h.value.clone();
+                if status > 100 && !has_tag(&to) {
+                    to.push_str(";tag=");
+                    to.push_str(&local_tag(req));
+                }
+                r.headers.push(HeaderName::To, to)
+            }
+            _ => {}
+        }
+    }
+    r.headers.push(HeaderName::Server, SERVER);
+    r
+}
+
+fn has_tag(to: &str) -> bool {
+    crate::sip::grammar::parse_name_addr(to).map_or(false, |n| n.tag().is_some())
+}
+
+/// A To tag derived from the request's identity, so a retransmitted request that is answered
+/// again (statelessly) gets the same tag.
+pub fn local_tag(req: &Request) -> String {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for name in [HeaderName::CallId, HeaderName::From, HeaderName::CSeq, HeaderName::Via] {
+        req.headers.get(&name).hash(&mut h);
+    }
+    format!("sb{:x}", h.finish())
+}

@@ -1,0 +1,162 @@
+//! Header names (with RFC 3261 §7.3.3 compact forms) and the ordered header list of a message.
+
+use std::fmt;
+
+macro_rules! header_names {
+    ($( $variant:ident => $long:literal $(, $compact:literal)? ;)*) => {
+        /// A header field name. Known names are matched case-insensitively, in long or compact
+        /// form, and always written in their long canonical form.
+        #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+        pub enum HeaderName {
+            $(
+                #[doc = $long]
+                $variant,
+            )*
+            /// Any other header, with the spelling it arrived with.
+            Other(Box<str>),
+        }
+
+        impl HeaderName {
+            /// Parses a header name (already checked to be a `token`).
+            pub fn from_token(name: &str) -> HeaderName {
+                $(
+                    if name.eq_ignore_ascii_case($long) $(|| name.eq_ignore_ascii_case($compact))? {
+                        return HeaderName::$variant;
+                    }
+                )*
+                HeaderName::Other(name.into())
+            }
+
+            /// The canonical (long) spelling.
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $( HeaderName::$variant => $long, )*
+                    HeaderName::Other(s) => s,
+                }
+            }
+        }
+    };
+}
+
+header_names! {
+    Via => "Via", "v";
+    From => "From", "f";
+    To => "To", "t";
+    CallId => "Call-ID", "i";
+    CSeq => "CSeq";
+    MaxForwards => "Max-Forwards";
+    ContentLength => "Content-Length", "l";
+    ContentType => "Content-Type", "c";
+    ContentEncoding => "Content-Encoding", "e";
+    Contact => "Contact", "m";
+    Route => "Route";
+    RecordRoute => "Record-Route";
+    Require => "Require";
+    ProxyRequire => "Proxy-Require";
+    Supported => "Supported", "k";
+    Unsupported => "Unsupported";
+    Allow => "Allow";
+    Accept => "Accept";
+    AcceptEncoding => "Accept-Encoding";
+    AcceptLanguage => "Accept-Language";
+    Expires => "Expires";
+    MinExpires => "Min-Expires";
+    Authorization => "Authorization";
+    ProxyAuthorization => "Proxy-Authorization";
+    WwwAuthenticate => "WWW-Authenticate";
+    ProxyAuthenticate => "Proxy-Authenticate";
+    RetryAfter => "Retry-After";
+    Server => "Server";
+    UserAgent => "User-Agent";
+    Subject => "Subject", "s";
+    Event => "Event", "o";
+    ReferTo => "Refer-To", "r";
+    ReferredBy => "Referred-By", "b";
+    AllowEvents => "Allow-Events", "u";
+    SessionExpires => "Session-Expires", "x";
+    Warning => "Warning";
+    Date => "Date";
+    Timestamp => "Timestamp";
+}
+
+impl fmt::Display for HeaderName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One header field line: the name and its unfolded, trimmed value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// The header name.
+    pub name: HeaderName,
+    /// The value with line folding replaced by a single space and outer whitespace trimmed.
+    pub value: String,
+}
+
+/// The headers of a message, in arrival order (order matters for Via, Route and Record-Route).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Headers(Vec<Header>);
+
+impl Headers {
+    /// An empty header list.
+    pub fn new() -> Headers {
+        Headers(Vec::new())
+    }
+
+    /// Appends a header.
+    pub fn push(&mut self, name: HeaderName, value: impl Into<String>) {
+        self.0.push(Header { name, value: value.into() });
+    }
+
+    /// Inserts a header at the front (used for a new top Via).
+    pub fn push_front(&mut self, name: HeaderName, value: impl Into<String>) {
+        self.0.insert(0, Header { name, value: value.into() });
+    }
+
+    /// The value of the first header with this name.
+    pub fn get(&self, name: &HeaderName) -> Option<&str> {
+        self.0.iter().find(|h| &h.name == name).map(|h| h.value.as_str())
+    }
+
+    /// A mutable reference to the value of the first header with this name.
+    pub fn get_mut(&mut self, name: &HeaderName) -> Option<&mut String> {
+        self.0.iter_mut().find(|h| &h.name == name).map(|h| &mut h.value)
+    }
+
+    /// The values of every header line with this name, in order.
+    pub fn get_all<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a str> + 'a {
+        self.0.iter().filter(move |h| &h.name == name).map(|h| h.value.as_str())
+    }
+
+    /// How many header lines carry this name.
+    pub fn count(&self, name: &HeaderName) -> usize {
+        self.0.iter().filter(|h| &h.name == name).count()
+    }
+
+    /// Removes every header with this name.
+    pub fn remove(&mut self, name: &HeaderName) {
+        self.0.retain(|h| &h.name != name);
+    }
+
+    /// Replaces every header with this name by one line with `value`.
+    pub fn set(&mut self, name: HeaderName, value: impl Into<String>) {
+        self.remove(&name);
+        self.push(name, value);
+    }
+
+    /// All header lines in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Header> {
+        self.0.iter()
+    }
+
+    /// The number of header lines.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when there are no headers.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}

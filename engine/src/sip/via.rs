@@ -1,0 +1,168 @@
+//! The Via header (RFC 3261 §20.42, RFC 3581 rport): parsing, and the RFC 3261 magic cookie.
+
+use super::grammar::{find_param, is_token, is_ws, parse_params, split_list, Param};
+use std::fmt;
+
+/// The branch prefix that marks an RFC 3261 transaction identifier.
+pub const MAGIC_COOKIE: &str = "z9hG4bK";
+
+/// One Via element (`SIP/2.0/UDP host:port;params`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Via {
+    /// The protocol name and version, normally `SIP` and `2.0`.
+    pub protocol: (String, String),
+    /// The transport token (`UDP`, `TCP`, `TLS`, `WS`, … or an extension), upper-cased.
+    pub transport: String,
+    /// The sent-by host (name, IPv4 or `[IPv6]`).
+    pub host: String,
+    /// The sent-by port, if given.
+    pub port: Option<u16>,
+    /// The via parameters in order.
+    pub params: Vec<Param>,
+}
+
+impl Via {
+    /// Parses every Via element of one header value.
+    pub fn parse_list(value: &str) -> Result<Vec<Via>, &'static str> {
+        split_list(value)?.into_iter().map(Via::parse).collect()
+    }
+
+    /// Parses one Via element. Whitespace around the `/` of the sent-protocol is allowed.
+    pub fn parse(elem: &str) -> Result<Via, &'static str> {
+        let b = elem.as_bytes();
+        let mut i = 0;
+        let mut parts: Vec<&str> = Vec::with_capacity(3);
+        for n in 0..3 {
+            while i < b.len() && is_ws(b[i]) {
+                i += 1;
+            }
+            let start = i;
+            while i < b.len() && !is_ws(b[i]) && b[i] != b'/' {
+                i += 1;
+            }
+            let tok = &elem[start..i];
+            if !is_token(tok) {
+                return Err("malformed Via sent-protocol");
+            }
+            parts.push(tok);
+            while i < b.len() && is_ws(b[i]) {
+                i += 1;
+            }
+            if n < 2 {
+                if i >= b.len() || b[i] != b'/' {
+                    return Err("malformed Via sent-protocol");
+                }
+                i += 1;
+            }
+        }
+        if i == b.len() || i == 0 || !is_ws(b[i - 1]) {
+            return Err("Via without sent-by");
+        }
+        let rest = &elem[i..];
+        let semi = rest.find(';').unwrap_or(rest.len());
+        let sent_by = rest[..semi].trim();
+        let (host, port) = split_sent_by(sent_by)?;
+        let params = parse_params(&rest[semi..])?;
+        Ok(Via {
+            protocol: (parts[0].to_string(), parts[1].to_string()),
+            transport: parts[2].to_ascii_uppercase(),
+            host,
+            port,
+            params,
+        })
+    }
+
+    /// The branch parameter.
+    pub fn branch(&self) -> Option<&str> {
+        self.param("branch")
+    }
+
+    /// True when the branch starts with the RFC 3261 magic cookie and has an identifier after it.
+    pub fn has_rfc3261_branch(&self) -> bool {
+        self.branch().is_some_and(|b| b.len() > MAGIC_COOKIE.len() && b.starts_with(MAGIC_COOKIE))
+    }
+
+    /// The value of a parameter (`None` when absent or valueless).
+    pub fn param(&self, name: &str) -> Option<&str> {
+        find_param(&self.params, name).and_then(|p| p.value.as_deref())
+    }
+
+    /// True when the parameter is present, with or without value.
+    pub fn has_param(&self, name: &str) -> bool {
+        find_param(&self.params, name).is_some()
+    }
+
+    /// Sets (or adds) a parameter.
+    pub fn set_param(&mut self, name: &str, value: Option<String>) {
+        match self.params.iter_mut().find(|p| p.name.eq_ignore_ascii_case(name)) {
+            Some(p) => p.value = value,
+            None => self.params.push(Param { name: name.to_string(), value }),
+        }
+    }
+}
+
+fn split_sent_by(s: &str) -> Result<(String, Option<u16>), &'static str> {
+    let (host, port) = if s.starts_with('[') {
+        let end = s.find(']').ok_or("unterminated IPv6 sent-by")?;
+        (&s[..=end], &s[end + 1..])
+    } else {
+        match s.find(':') {
+            Some(c) => (&s[..c], &s[c..]),
+            None => (s, ""),
+        }
+    };
+    let host = host.trim();
+    if host.is_empty()
+        || !host.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'[' | b']' | b':'))
+    {
+        return Err("invalid Via sent-by host");
+    }
+    let port = match port.trim() {
+        "" => None,
+        p => {
+            let digits = p.strip_prefix(':').ok_or("junk after Via host")?.trim();
+            Some(digits.parse::<u16>().map_err(|_| "invalid Via port")?)
+        }
+    };
+    Ok((host.to_string(), port))
+}
+
+impl fmt::Display for Via {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{} {}", self.protocol.0, self.protocol.1, self.transport, self.host)?;
+        if let Some(p) = self.port {
+            write!(f, ":{p}")?;
+        }
+        for p in &self.params {
+            match &p.value {
+                Some(v) => write!(f, ";{}={}", p.name, v)?,
+                None => write!(f, ";{}", p.name)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folded_sent_protocol() {
+        let v = Via::parse("SIP  /   2.0 /  UDP  192.0.2.2;branch=390skdjuw").unwrap();
+        assert_eq!(v.transport, "UDP");
+        assert_eq!(v.host, "192.0.2.2");
+        assert!(!v.has_rfc3261_branch());
+    }
+
+    #[test]
+    fn list_and_params() {
+        let v = Via::parse_list("SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1;rport, SIP/2.0/TCP [::1]:5061").unwrap();
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].port, Some(5070));
+        assert!(v[0].has_param("rport"));
+        assert_eq!(v[1].host, "[::1]");
+        assert!(Via::parse_list("SIP/2.0/UDP 192.0.2.15;;,;,,").is_err());
+        assert!(!Via::parse("SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK").unwrap().has_rfc3261_branch());
+    }
+}
