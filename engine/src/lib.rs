@@ -2,5 +2,11 @@
 //! transaction layer, request inspection (the answers the engine gives on its own), config and
 //! the async shell that drives it all.
 
+pub mod config;
+pub mod core;
+pub mod inspect;
+pub mod metrics;
+pub mod server;
 pub mod sip;
 pub mod transaction;
+pub mod transport;

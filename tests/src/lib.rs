@@ -1,1 +1,191 @@
-//! switchboard-tests
+//! switchboard-tests: end-to-end tests over real sockets against a running `switchboard serve`.
+//!
+//! This library holds what the tests share: finding the binary, starting an engine on free
+//! loopback ports with a generated config, waiting until it is healthy, and small SIP/HTTP
+//! clients. Nothing here mocks the engine.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `switchboard` binary: `$SWITCHBOARD_BIN`, else the newest of target/{release,debug}.
+pub fn bin_path() -> PathBuf {
+    if let Ok(p) = std::env::var("SWITCHBOARD_BIN") {
+        return PathBuf::from(p);
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let candidates = ["target/release/switchboard", "target/debug/switchboard"];
+    candidates
+        .iter()
+        .map(|c| root.join(c))
+        .filter(|p| p.exists())
+        .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok())
+        .expect("switchboard binary not built: run `cargo build --release --bin switchboard` (make test does)")
+}
+
+/// A loopback port free for both UDP and TCP, away from 5060, 5050, 5070 and SIPp's 8888+.
+pub fn free_port() -> u16 {
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral TCP port");
+        let port = tcp
+            .local_addr()
+            .expect("bound socket has an address")
+            .port();
+        if (5000..5100).contains(&port) || port >= 8888 && port < 9000 {
+            continue;
+        }
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A running engine, killed when dropped.
+pub struct Engine {
+    child: Child,
+    /// SIP port (UDP and TCP) on 127.0.0.1.
+    pub sip_port: u16,
+    /// HTTP port on 127.0.0.1.
+    pub http_port: u16,
+    /// The data directory and config live here.
+    pub dir: tempfile::TempDir,
+}
+
+impl Engine {
+    /// Starts `switchboard serve` on free ports; `extra` is TOML appended to the generated
+    /// config (sections other than `[sip]`, `[http]`, `[data]`).
+    pub fn start(extra: &str) -> Engine {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sip_port = free_port();
+        let http_port = free_port();
+        let config = format!(
+            "[sip]\nudp_listen = [\"127.0.0.1:{sip_port}\"]\ntcp_listen = [\"127.0.0.1:{sip_port}\"]\n\
+             [http]\nlisten = \"127.0.0.1:{http_port}\"\n[data]\ndir = \"{}\"\n{extra}\n",
+            dir.path().join("data").display()
+        );
+        let cfg = dir.path().join("switchboard.toml");
+        std::fs::write(&cfg, config).expect("write config");
+        let log = std::fs::File::create(dir.path().join("engine.log")).expect("log file");
+        let child = Command::new(bin_path())
+            .arg("serve")
+            .arg("--config")
+            .arg(&cfg)
+            .env(
+                "RUST_LOG",
+                std::env::var("ENGINE_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn switchboard");
+        let e = Engine {
+            child,
+            sip_port,
+            http_port,
+            dir,
+        };
+        e.wait_healthy();
+        e
+    }
+
+    fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some((200, _)) = http_get(self.http_addr(), "/health") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("engine not healthy after 30 s; log:\n{}", self.log());
+    }
+
+    /// The SIP address.
+    pub fn sip_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.sip_port))
+    }
+
+    /// The HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.http_port))
+    }
+
+    /// The engine's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("engine.log")).unwrap_or_default()
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The engine's resident set size in kB (from /proc).
+    pub fn rss_kb(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 GET: `(status, body)`, `None` when nothing answers.
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split(' ').nth(1)?.parse().ok()?;
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+/// A valid OPTIONS request from `local` with the given Call-ID.
+pub fn options(local: SocketAddr, target: SocketAddr, call_id: &str) -> String {
+    format!(
+        "OPTIONS sip:ping@{target} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-{call_id};rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:probe@{local}>;tag=probe\r\nTo: <sip:ping@{target}>\r\n\
+         Call-ID: {call_id}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+/// The status code and Call-ID of a response, read from the raw bytes (an answer to a
+/// malformed request copies its malformed headers, so a strict parser would refuse it).
+pub fn status_and_call_id(bytes: &[u8]) -> Option<(u16, String)> {
+    let line = bytes.split(|&b| b == b'\r').next()?;
+    let line = std::str::from_utf8(line).ok()?;
+    let status = line.strip_prefix("SIP/2.0 ")?.get(..3)?.parse().ok()?;
+    Some((status, raw_call_id(bytes).unwrap_or_default()))
+}
+
+/// The value of the first Call-ID (or `i`) header line of a raw message, if any.
+pub fn raw_call_id(msg: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(msg);
+    text.split("\r\n")
+        .take_while(|l| !l.is_empty())
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            let name = name.trim();
+            (name.eq_ignore_ascii_case("call-id") || name.eq_ignore_ascii_case("i"))
+                .then(|| value.trim().to_string())
+        })
+}

@@ -87,7 +87,12 @@ fn has_tag(to: &str) -> bool {
 /// again (statelessly) gets the same tag.
 pub fn local_tag(req: &Request) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    for name in [HeaderName::CallId, HeaderName::From, HeaderName::CSeq, HeaderName::Via] {
+    for name in [
+        HeaderName::CallId,
+        HeaderName::From,
+        HeaderName::CSeq,
+        HeaderName::Via,
+    ] {
         req.headers.get(&name).hash(&mut h);
     }
     format!("sb{:x}", h.finish())

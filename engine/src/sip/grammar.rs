@@ -7,7 +7,10 @@
 /// True for the characters of an RFC 3261 `token`.
 pub fn is_token_char(b: u8) -> bool {
     b.is_ascii_alphanumeric()
-        || matches!(b, b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~')
+        || matches!(
+            b,
+            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+        )
 }
 
 /// True when `s` is a non-empty `token`.
@@ -203,7 +206,12 @@ pub fn parse_name_addr(s: &str) -> Result<NameAddr, &'static str> {
             return Err("URI with ? or , must be enclosed in <>");
         }
         let params = parse_params(&s[end..])?;
-        return Ok(NameAddr { display: None, uri: uri.to_string(), bracketed: false, params });
+        return Ok(NameAddr {
+            display: None,
+            uri: uri.to_string(),
+            bracketed: false,
+            params,
+        });
     };
     // b[after_display] == '<'
     let gt = memchr::memchr(b'>', &b[after_display..])
@@ -212,7 +220,12 @@ pub fn parse_name_addr(s: &str) -> Result<NameAddr, &'static str> {
     let uri = &s[after_display + 1..gt];
     check_uri_chars(uri)?;
     let params = parse_params(&s[gt + 1..])?;
-    Ok(NameAddr { display, uri: uri.to_string(), bracketed: true, params })
+    Ok(NameAddr {
+        display,
+        uri: uri.to_string(),
+        bracketed: true,
+        params,
+    })
 }
 
 /// Checks that a URI has a scheme and no whitespace, quotes or angle brackets.
@@ -220,7 +233,10 @@ pub fn check_uri_chars(uri: &str) -> Result<(), &'static str> {
     if uri.is_empty() {
         return Err("empty URI");
     }
-    if uri.bytes().any(|c| c <= b' ' || matches!(c, b'<' | b'>' | b'"' | 0x7f)) {
+    if uri
+        .bytes()
+        .any(|c| c <= b' ' || matches!(c, b'<' | b'>' | b'"' | 0x7f))
+    {
         return Err("URI contains whitespace or a forbidden character");
     }
     crate::sip::uri::scheme(uri).map(|_| ())

@@ -108,7 +108,9 @@ pub fn parse_cseq(value: &str) -> Result<(u32, Method), &'static str> {
     if !num.bytes().all(|c| c.is_ascii_digit()) {
         return Err("CSeq number is not a number");
     }
-    let n: u32 = num.parse().map_err(|_| "CSeq number does not fit in 32 bits")?;
+    let n: u32 = num
+        .parse()
+        .map_err(|_| "CSeq number does not fit in 32 bits")?;
     if !super::grammar::is_token(method) {
         return Err("CSeq method is not a token");
     }

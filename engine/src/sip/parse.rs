@@ -32,7 +32,11 @@ pub struct ParseError {
 
 impl ParseError {
     fn drop(reason: impl Into<String>) -> ParseError {
-        ParseError { status: 0, reason: reason.into(), request: None }
+        ParseError {
+            status: 0,
+            reason: reason.into(),
+            request: None,
+        }
     }
 }
 
@@ -69,26 +73,30 @@ fn split_head(buf: &[u8]) -> Result<Head<'_>, ParseError> {
         Some(end) => (&buf[..end], &buf[end + 4..], None),
         None => {
             let trimmed = buf.strip_suffix(b"\r\n").unwrap_or(buf);
-            (trimmed, &buf[buf.len()..], Some("Missing empty line after the headers".to_string()))
+            (
+                trimmed,
+                &buf[buf.len()..],
+                Some("Missing empty line after the headers".to_string()),
+            )
         }
     };
-    let mut lines = head.split(|&b| b == b'\n');
+    let mut lines = split_crlf(head);
     let first = lines.next().unwrap_or_default();
-    let start_line = std::str::from_utf8(first.strip_suffix(b"\r").unwrap_or(first))
-        .map_err(|_| ParseError::drop("start line is not UTF-8"))?;
+    let start_line =
+        std::str::from_utf8(first).map_err(|_| ParseError::drop("start line is not UTF-8"))?;
     if start_line.is_empty() {
         return Err(ParseError::drop("empty start line"));
     }
+    if start_line.contains(['\n', '\r']) {
+        return Err(ParseError::drop("start line has a bare CR or LF"));
+    }
     let mut headers = Headers::new();
     let mut current: Option<(HeaderName, String)> = None;
-    for raw in lines {
-        let line = match raw.strip_suffix(b"\r") {
-            Some(l) => l,
-            None => {
-                fault.get_or_insert_with(|| "Header line not ended by CRLF".into());
-                raw
-            }
-        };
+    for line in lines {
+        if line.contains(&b'\n') || line.contains(&b'\r') {
+            fault.get_or_insert_with(|| "Header line with a bare CR or LF".into());
+            continue;
+        }
         let Ok(line) = std::str::from_utf8(line) else {
             fault.get_or_insert_with(|| "Header line is not valid UTF-8".into());
             continue;
@@ -96,7 +104,9 @@ fn split_head(buf: &[u8]) -> Result<Head<'_>, ParseError> {
         if line.starts_with([' ', '\t']) {
             match current.as_mut() {
                 Some((_, v)) => {
-                    v.push(' ');
+                    if !v.is_empty() {
+                        v.push(' ');
+                    }
                     v.push_str(line.trim());
                 }
                 None => {
@@ -121,12 +131,20 @@ fn split_head(buf: &[u8]) -> Result<Head<'_>, ParseError> {
             fault.get_or_insert_with(|| "Too many header lines".into());
             break;
         }
-        current = Some((HeaderName::from_token(name), line[colon + 1..].trim().to_string()));
+        current = Some((
+            HeaderName::from_token(name),
+            line[colon + 1..].trim().to_string(),
+        ));
     }
     if let Some((n, v)) = current {
         headers.push(n, v);
     }
-    Ok(Head { start_line, headers, fault, body })
+    Ok(Head {
+        start_line,
+        headers,
+        fault,
+        body,
+    })
 }
 
 /// Cuts a value for use inside a reason phrase.
@@ -134,9 +152,32 @@ fn clip(s: &str) -> String {
     s.chars().filter(|c| !c.is_control()).take(40).collect()
 }
 
+/// Splits on CRLF exactly; a bare CR or LF stays inside a line (and is refused there).
+fn split_crlf(head: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(head);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match memchr::memmem::find(r, b"\r\n") {
+            Some(i) => {
+                rest = Some(&r[i + 2..]);
+                Some(&r[..i])
+            }
+            None => {
+                rest = None;
+                Some(r)
+            }
+        }
+    })
+}
+
 fn parse(buf: &[u8], framing: Framing) -> Result<Message, ParseError> {
     let head = split_head(buf)?;
-    if head.start_line.len() > 4 && head.start_line[..4].eq_ignore_ascii_case("SIP/") {
+    if head
+        .start_line
+        .as_bytes()
+        .get(..4)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/"))
+    {
         parse_response(head, framing).map(Message::Response)
     } else {
         parse_request(head, framing).map(Message::Request)
@@ -154,8 +195,12 @@ fn parse_request(head: Head<'_>, framing: Framing) -> Result<Request, ParseError
     } else {
         Method::Extension("UNKNOWN".into())
     };
-    let mut req =
-        Request { method, uri: uri.to_string(), headers: head.headers, body: Bytes::new() };
+    let mut req = Request {
+        method,
+        uri: uri.to_string(),
+        headers: head.headers,
+        body: Bytes::new(),
+    };
 
     let fault = (|| -> Result<(), (u16, String)> {
         let bad = |s: &str| Err((400, s.to_string()));
@@ -172,13 +217,34 @@ fn parse_request(head: Head<'_>, framing: Framing) -> Result<Request, ParseError
         }
         req.body = frame_body(&req.headers, head.body, framing)?;
         check_common_headers(&req.headers).map_err(|e| (400, e))?;
-        let (_, cseq_method) = req.headers.get(&HeaderName::CSeq).map(parse_cseq).unwrap_or(Err("missing")).map_err(|e| (400, format!("Malformed CSeq: {e}")))?;
+        let (_, cseq_method) = req
+            .headers
+            .get(&HeaderName::CSeq)
+            .map(parse_cseq)
+            .unwrap_or(Err("missing"))
+            .map_err(|e| (400, format!("Malformed CSeq: {e}")))?;
         if cseq_method != req.method {
             return bad("CSeq method does not match the Request-Line");
         }
+        if req.method == Method::Register {
+            let to = req
+                .headers
+                .get(&HeaderName::To)
+                .and_then(|t| parse_name_addr(t).ok());
+            if !to.is_some_and(|t| {
+                t.uri.get(..4).is_some_and(|s| {
+                    s.eq_ignore_ascii_case("sip:") || s.eq_ignore_ascii_case("sips")
+                })
+            }) {
+                return bad("REGISTER To is not a SIP or SIPS address-of-record");
+            }
+        }
         if let Some(mf) = req.headers.get(&HeaderName::MaxForwards) {
-            if mf.is_empty() || mf.len() > 3 || !mf.bytes().all(|c| c.is_ascii_digit()) || mf.parse::<u16>().map_or(true, |v| v > 255) {
+            if mf.is_empty() || !mf.bytes().all(|c| c.is_ascii_digit()) {
                 return bad("Malformed Max-Forwards");
+            }
+            if mf.parse::<u32>().map_or(true, |v| v > 255) {
+                return bad("Max-Forwards out of range");
             }
         }
         for c in req.headers.get_all(&HeaderName::Contact) {
@@ -192,14 +258,22 @@ fn parse_request(head: Head<'_>, framing: Framing) -> Result<Request, ParseError
     })();
     match fault {
         Ok(()) => Ok(req),
-        Err((status, reason)) => Err(ParseError { status, reason, request: Some(Box::new(req)) }),
+        Err((status, reason)) => Err(ParseError {
+            status,
+            reason,
+            request: Some(Box::new(req)),
+        }),
     }
 }
 
 /// `Ok` for SIP/2.0; `Err((true, _))` for a well-formed other version (505), `Err((false, _))`
 /// for a malformed one (400).
 fn check_version(v: &str) -> Result<(), (bool, &'static str)> {
-    let Some(num) = v.get(..4).filter(|p| p.eq_ignore_ascii_case("SIP/")).and(v.get(4..)) else {
+    let Some(num) = v
+        .get(..4)
+        .filter(|p| p.eq_ignore_ascii_case("SIP/"))
+        .and(v.get(4..))
+    else {
         return Err((false, "Malformed SIP-Version"));
     };
     let mut it = num.split('.');
@@ -222,9 +296,7 @@ fn frame_body(headers: &Headers, rest: &[u8], framing: Framing) -> Result<Bytes,
     match content_length(headers) {
         ContentLength::Absent => Ok(Bytes::copy_from_slice(rest)),
         ContentLength::Invalid(why) => bad(why),
-        ContentLength::Value(n) if n > rest.len() => {
-            bad("Content-Length larger than the message")
-        }
+        ContentLength::Value(n) if n > rest.len() => bad("Content-Length larger than the message"),
         ContentLength::Value(n) => {
             if framing == Framing::Stream && n != rest.len() {
                 return bad("Content-Length does not match the framed body");
@@ -248,7 +320,9 @@ pub enum ContentLength {
 /// Reads the Content-Length of a header list.
 pub fn content_length(headers: &Headers) -> ContentLength {
     let mut values = headers.get_all(&HeaderName::ContentLength);
-    let Some(v) = values.next() else { return ContentLength::Absent };
+    let Some(v) = values.next() else {
+        return ContentLength::Absent;
+    };
     if values.next().is_some() {
         return ContentLength::Invalid("Multiple Content-Length values");
     }
@@ -269,7 +343,13 @@ pub fn content_length_value(v: &str) -> ContentLength {
 /// The checks requests and responses share: mandatory headers present once, Via, From and To
 /// well formed.
 fn check_common_headers(h: &Headers) -> Result<(), String> {
-    for name in [HeaderName::Via, HeaderName::From, HeaderName::To, HeaderName::CallId, HeaderName::CSeq] {
+    for name in [
+        HeaderName::Via,
+        HeaderName::From,
+        HeaderName::To,
+        HeaderName::CallId,
+        HeaderName::CSeq,
+    ] {
         if h.count(&name) == 0 {
             return Err(format!("Missing {name} header"));
         }
@@ -307,7 +387,9 @@ fn check_common_headers(h: &Headers) -> Result<(), String> {
 fn parse_response(head: Head<'_>, framing: Framing) -> Result<Response, ParseError> {
     let line = head.start_line;
     let rest = line.get(4..).unwrap_or_default();
-    let (version, rest) = rest.split_once(' ').ok_or_else(|| ParseError::drop("malformed Status-Line"))?;
+    let (version, rest) = rest
+        .split_once(' ')
+        .ok_or_else(|| ParseError::drop("malformed Status-Line"))?;
     if version != "2.0" {
         return Err(ParseError::drop("unsupported SIP version in response"));
     }
@@ -315,7 +397,9 @@ fn parse_response(head: Head<'_>, framing: Framing) -> Result<Response, ParseErr
     if code.len() != 3 || !code.bytes().all(|c| c.is_ascii_digit()) {
         return Err(ParseError::drop("status code is not three digits"));
     }
-    let status: u16 = code.parse().map_err(|_| ParseError::drop("bad status code"))?;
+    let status: u16 = code
+        .parse()
+        .map_err(|_| ParseError::drop("bad status code"))?;
     if !(100..=699).contains(&status) {
         return Err(ParseError::drop("status code out of range"));
     }
@@ -326,7 +410,12 @@ fn parse_response(head: Head<'_>, framing: Framing) -> Result<Response, ParseErr
     check_common_headers(&head.headers).map_err(ParseError::drop)?;
     let cseq = head.headers.get(&HeaderName::CSeq).unwrap_or_default();
     parse_cseq(cseq).map_err(ParseError::drop)?;
-    Ok(Response { status, reason: reason.to_string(), headers: head.headers, body })
+    Ok(Response {
+        status,
+        reason: reason.to_string(),
+        headers: head.headers,
+        body,
+    })
 }
 
 #[cfg(test)]
@@ -341,7 +430,9 @@ Call-ID: abc@host\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
 
     #[test]
     fn parses_and_round_trips() {
-        let Message::Request(r) = parse_datagram(OPTIONS).unwrap() else { panic!("not a request") };
+        let Message::Request(r) = parse_datagram(OPTIONS).unwrap() else {
+            panic!("not a request")
+        };
         assert_eq!(r.method, Method::Options);
         assert_eq!(r.cseq(), Some((1, Method::Options)));
         assert_eq!(r.top_via().unwrap().branch(), Some("z9hG4bK-1"));
@@ -352,18 +443,27 @@ Call-ID: abc@host\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
     #[test]
     fn compact_and_folded_headers() {
         let m = b"INVITE sip:x@y SIP/2.0\r\nv: SIP/2.0/UDP h;branch=z9hG4bKa\r\nf: <sip:a@b>;tag=1\r\nt:\r\n  <sip:x@y>\r\ni: c1\r\nCSeq: 1 INVITE\r\nl: 0\r\n\r\n";
-        let Message::Request(r) = parse_datagram(m).unwrap() else { panic!("not a request") };
+        let Message::Request(r) = parse_datagram(m).unwrap() else {
+            panic!("not a request")
+        };
         assert_eq!(r.call_id(), Some("c1"));
         assert_eq!(r.headers.get(&HeaderName::To), Some("<sip:x@y>"));
     }
 
     #[test]
     fn faults_are_named() {
-        let e = parse_datagram(b"OPTIONS sip:x@y SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n\r\n").unwrap_err();
+        let e =
+            parse_datagram(b"OPTIONS sip:x@y SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n\r\n").unwrap_err();
         assert_eq!(e.status, 400);
         assert_eq!(e.reason, "Missing From header");
-        let e = parse_datagram(b"OPTIONS sip:x@y SIP/7.0\r\nVia: SIP/2.0/UDP h\r\n\r\n").unwrap_err();
+        let e =
+            parse_datagram(b"OPTIONS sip:x@y SIP/7.0\r\nVia: SIP/2.0/UDP h\r\n\r\n").unwrap_err();
         assert_eq!(e.status, 505);
-        assert_eq!(parse_datagram(b"SIP/2.0 4294967301 Huge\r\n\r\n").unwrap_err().status, 0);
+        assert_eq!(
+            parse_datagram(b"SIP/2.0 4294967301 Huge\r\n\r\n")
+                .unwrap_err()
+                .status,
+            0
+        );
     }
 }

@@ -74,7 +74,11 @@ pub fn check_hostport(hp: &str) -> Result<(), &'static str> {
         }
     };
     if let Some(h) = host {
-        if h.is_empty() || !h.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.') {
+        if h.is_empty()
+            || !h
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.')
+        {
             return Err("invalid host");
         }
     }
@@ -104,7 +108,9 @@ fn check_uri_params(params: &str) -> Result<(), &'static str> {
 /// take the engine down.
 pub fn to_rsip(uri: &str) -> Option<rsipstack::sip::Uri> {
     let owned = uri.to_string();
-    std::panic::catch_unwind(move || rsipstack::sip::parse_uri(&owned).ok()).ok().flatten()
+    std::panic::catch_unwind(move || rsipstack::sip::parse_uri(&owned).ok())
+        .ok()
+        .flatten()
 }
 
 #[cfg(test)]
@@ -113,9 +119,18 @@ mod tests {
 
     #[test]
     fn request_uris() {
-        assert_eq!(check_request_uri("sip:vivekg@chair-dnrc.example.com;unknownparam"), Ok(SchemeKind::Sip));
-        assert_eq!(check_request_uri("nobodyKnowsThisScheme:totallyopaquecontent"), Ok(SchemeKind::Other));
-        assert_eq!(check_request_uri("soap.beep://192.0.2.103:3002"), Ok(SchemeKind::Other));
+        assert_eq!(
+            check_request_uri("sip:vivekg@chair-dnrc.example.com;unknownparam"),
+            Ok(SchemeKind::Sip)
+        );
+        assert_eq!(
+            check_request_uri("nobodyKnowsThisScheme:totallyopaquecontent"),
+            Ok(SchemeKind::Other)
+        );
+        assert_eq!(
+            check_request_uri("soap.beep://192.0.2.103:3002"),
+            Ok(SchemeKind::Other)
+        );
         assert!(check_request_uri("<sip:user@example.com>").is_err());
         assert!(check_request_uri("sip:user@example.com?Route=%3Csip:example.com%3E").is_err());
         assert!(check_request_uri("sip:user;par=u%40example.net@example.com").is_ok());

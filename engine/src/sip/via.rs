@@ -79,7 +79,8 @@ impl Via {
 
     /// True when the branch starts with the RFC 3261 magic cookie and has an identifier after it.
     pub fn has_rfc3261_branch(&self) -> bool {
-        self.branch().is_some_and(|b| b.len() > MAGIC_COOKIE.len() && b.starts_with(MAGIC_COOKIE))
+        self.branch()
+            .is_some_and(|b| b.len() > MAGIC_COOKIE.len() && b.starts_with(MAGIC_COOKIE))
     }
 
     /// The value of a parameter (`None` when absent or valueless).
@@ -94,9 +95,16 @@ impl Via {
 
     /// Sets (or adds) a parameter.
     pub fn set_param(&mut self, name: &str, value: Option<String>) {
-        match self.params.iter_mut().find(|p| p.name.eq_ignore_ascii_case(name)) {
+        match self
+            .params
+            .iter_mut()
+            .find(|p| p.name.eq_ignore_ascii_case(name))
+        {
             Some(p) => p.value = value,
-            None => self.params.push(Param { name: name.to_string(), value }),
+            None => self.params.push(Param {
+                name: name.to_string(),
+                value,
+            }),
         }
     }
 }
@@ -113,7 +121,9 @@ fn split_sent_by(s: &str) -> Result<(String, Option<u16>), &'static str> {
     };
     let host = host.trim();
     if host.is_empty()
-        || !host.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'[' | b']' | b':'))
+        || !host
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'[' | b']' | b':'))
     {
         return Err("invalid Via sent-by host");
     }
@@ -129,7 +139,11 @@ fn split_sent_by(s: &str) -> Result<(String, Option<u16>), &'static str> {
 
 impl fmt::Display for Via {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}/{} {}", self.protocol.0, self.protocol.1, self.transport, self.host)?;
+        write!(
+            f,
+            "{}/{}/{} {}",
+            self.protocol.0, self.protocol.1, self.transport, self.host
+        )?;
         if let Some(p) = self.port {
             write!(f, ":{p}")?;
         }
@@ -157,12 +171,17 @@ mod tests {
 
     #[test]
     fn list_and_params() {
-        let v = Via::parse_list("SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1;rport, SIP/2.0/TCP [::1]:5061").unwrap();
+        let v = Via::parse_list(
+            "SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1;rport, SIP/2.0/TCP [::1]:5061",
+        )
+        .unwrap();
         assert_eq!(v.len(), 2);
         assert_eq!(v[0].port, Some(5070));
         assert!(v[0].has_param("rport"));
         assert_eq!(v[1].host, "[::1]");
         assert!(Via::parse_list("SIP/2.0/UDP 192.0.2.15;;,;,,").is_err());
-        assert!(!Via::parse("SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK").unwrap().has_rfc3261_branch());
+        assert!(!Via::parse("SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK")
+            .unwrap()
+            .has_rfc3261_branch());
     }
 }

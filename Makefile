@@ -1,0 +1,88 @@
+# Switchboard: build, run, test and benchmark entry points.
+#
+# Works on a fresh Debian 12 with only the Rust toolchain, as root: every target first installs
+# the Debian packages it needs (scripts/ensure-apt.sh is a no-op when they are present).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+BIN   := $(CURDIR)/target/release/switchboard
+
+# Debian packages needed to build and run the server (opus bundles libopus: cmake).
+RUN_APT  := cmake pkg-config
+# Debian packages the tests use (real peers and PostgreSQL).
+TEST_APT := sip-tester baresip postgresql cmake pkg-config
+# Debian packages the benchmarks use.
+BENCH_APT := sip-tester cmake pkg-config
+
+# Test PostgreSQL (scripts/pg-start.sh): data under target/pg, port 55432.
+PG_DATA := $(CURDIR)/target/pg
+PG_PORT := 55432
+export SWITCHBOARD_TEST_PG := postgres://postgres@127.0.0.1:$(PG_PORT)/switchboard_test
+# End-to-end tests run this binary.
+export SWITCHBOARD_BIN := $(BIN)
+
+# Benchmark knobs: `make bench BENCH_RATE=5000 BENCH_SECONDS=5`.
+BENCH_RATE    ?= 20000
+BENCH_SECONDS ?= 10
+
+.PHONY: help run build test deps-run deps-test deps-bench pg-start stop-pg bench bench-codec \
+        bench-options fuzz lint clean
+
+help:
+	@echo "make run      build (release) and run 'switchboard serve' with embedded defaults"
+	@echo "make test     install test peers, start PostgreSQL, build, cargo test --release --workspace"
+	@echo "make bench    SIP codec micro-benchmark + SIPp OPTIONS benchmark (BENCH_RATE=$(BENCH_RATE) BENCH_SECONDS=$(BENCH_SECONDS))"
+	@echo "make fuzz     60 s of cargo fuzz on the SIP parser"
+	@echo "make lint     rustfmt check + clippy -D warnings"
+	@echo "make stop-pg  stop the test PostgreSQL;  make clean  stop it and cargo clean"
+
+deps-run:
+	@scripts/ensure-apt.sh $(RUN_APT)
+
+deps-test:
+	@scripts/ensure-apt.sh $(TEST_APT)
+
+deps-bench:
+	@scripts/ensure-apt.sh $(BENCH_APT)
+
+build: deps-run
+	$(CARGO) build --release --bin switchboard
+
+run: build
+	exec $(BIN) serve
+
+pg-start: deps-test
+	@PG_PORT=$(PG_PORT) scripts/pg-start.sh $(PG_DATA) >/dev/null
+
+stop-pg:
+	@scripts/pg-stop.sh $(PG_DATA)
+
+# Release profile, so that CI compiles the workspace once for the binary and the tests.
+test: deps-test pg-start
+	$(CARGO) build --release --bin switchboard
+	$(CARGO) test --release --workspace
+
+bench: bench-codec bench-options
+
+bench-codec: deps-bench
+	$(CARGO) bench -p switchboard-load --bench sip_codec
+
+bench-options: deps-bench
+	$(CARGO) build --release --bin switchboard
+	$(CARGO) build --release -p switchboard-load --bin bench-options
+	$(CURDIR)/target/release/bench-options --rate $(BENCH_RATE) --seconds $(BENCH_SECONDS) \
+		--switchboard $(BIN)
+
+# cargo-fuzz needs nightly features: RUSTC_BOOTSTRAP lets the stable toolchain provide them.
+fuzz:
+	@$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run parser -- -max_total_time=60
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+clean: stop-pg
+	$(CARGO) clean

@@ -1,0 +1,312 @@
+//! `switchboard serve` configuration: embedded defaults, an optional TOML file, and validation
+//! that names the file, the key and the reason before anything is bound.
+
+use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// SIP listeners and behaviour.
+    pub sip: SipConfig,
+    /// The HTTP server (health, metrics, later the API).
+    pub http: HttpConfig,
+    /// Where state lives.
+    pub data: DataConfig,
+    /// Media port ranges.
+    pub media: MediaConfig,
+    /// Limits and overload protection.
+    pub limits: Limits,
+    /// The runtime.
+    pub runtime: RuntimeConfig,
+}
+
+/// SIP listeners and protocol settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    /// UDP listen addresses.
+    pub udp_listen: Vec<SocketAddr>,
+    /// TCP listen addresses.
+    pub tcp_listen: Vec<SocketAddr>,
+    /// The address put in Via and Contact when it differs from the listen address (NAT).
+    pub advertised_address: Option<IpAddr>,
+    /// RFC 3261 T1 in milliseconds (RTT estimate).
+    pub t1_ms: u64,
+    /// RFC 3261 T2 in milliseconds (maximum non-INVITE retransmit interval).
+    pub t2_ms: u64,
+    /// RFC 3261 T4 in milliseconds (maximum time a message stays in the network).
+    pub t4_ms: u64,
+}
+
+/// The HTTP listener.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Listen address.
+    pub listen: SocketAddr,
+}
+
+/// Storage locations.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// The data directory (SQLite database, recordings).
+    pub dir: PathBuf,
+}
+
+/// RTP port range.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// First RTP port (even).
+    pub rtp_port_min: u16,
+    /// Last RTP port.
+    pub rtp_port_max: u16,
+}
+
+/// Limits that keep bad or heavy traffic from exhausting the engine.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest SIP message accepted, in bytes (UDP datagram or framed TCP message).
+    pub max_message_bytes: usize,
+    /// Most concurrent TCP connections.
+    pub max_tcp_connections: usize,
+    /// A TCP connection with no traffic for this long is closed (RFC 5626 keep-alives count).
+    pub tcp_idle_timeout_secs: u64,
+    /// A TCP message that has started but is not complete after this long closes the connection.
+    pub tcp_message_timeout_secs: u64,
+    /// Capacity of each shard's inbound queue (transport → transaction layer).
+    pub queue_capacity: usize,
+    /// Queue depth above which new out-of-dialog requests get 503 (in-dialog traffic still flows).
+    pub overload_queue_depth: usize,
+    /// New INVITEs per second accepted before 503 (0 = no limit).
+    pub max_invites_per_sec: u32,
+    /// Retry-After seconds sent with 503.
+    pub retry_after_secs: u32,
+    /// Most live transactions per shard.
+    pub max_transactions: usize,
+}
+
+/// Runtime threads.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Number of shards (threads); 0 = one per core.
+    pub shards: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            sip: SipConfig::default(),
+            http: HttpConfig::default(),
+            data: DataConfig::default(),
+            media: MediaConfig::default(),
+            limits: Limits::default(),
+            runtime: RuntimeConfig::default(),
+        }
+    }
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 5060));
+        SipConfig {
+            udp_listen: vec![addr],
+            tcp_listen: vec![addr],
+            advertised_address: None,
+            t1_ms: 500,
+            t2_ms: 4000,
+            t4_ms: 5000,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            dir: PathBuf::from("./data"),
+        }
+    }
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            rtp_port_min: 20000,
+            rtp_port_max: 29999,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_bytes: 65_535,
+            max_tcp_connections: 10_000,
+            tcp_idle_timeout_secs: 300,
+            tcp_message_timeout_secs: 10,
+            queue_capacity: 32_768,
+            overload_queue_depth: 16_384,
+            max_invites_per_sec: 0,
+            retry_after_secs: 5,
+            max_transactions: 1_000_000,
+        }
+    }
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig { shards: 0 }
+    }
+}
+
+/// A configuration error: which file, which key, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: key `{key}`: {reason}")]
+pub struct ConfigError {
+    /// The file (or `<defaults>`).
+    pub file: String,
+    /// The dotted key path (or `-` when the file as a whole is wrong).
+    pub key: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl Config {
+    /// Loads `path`, or the embedded defaults when `None`, and validates the result.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let Some(path) = path else {
+            let c = Config::default();
+            c.validate("<defaults>")?;
+            return Ok(c);
+        };
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            key: "-".into(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        let c = Config::parse(&text, &file)?;
+        c.validate(&file)?;
+        Ok(c)
+    }
+
+    /// Parses TOML text (without semantic validation).
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::parse(text).map_err(|e| ConfigError {
+            file: file.to_string(),
+            key: "-".into(),
+            reason: e.message().to_string(),
+        })?;
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            ConfigError {
+                file: file.to_string(),
+                key,
+                reason: e.inner().message().to_string(),
+            }
+        })
+    }
+
+    /// Checks the values that parse but make no sense together.
+    pub fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        let err = |key: &str, reason: &str| {
+            Err(ConfigError {
+                file: file.to_string(),
+                key: key.to_string(),
+                reason: reason.to_string(),
+            })
+        };
+        if self.sip.udp_listen.is_empty() && self.sip.tcp_listen.is_empty() {
+            return err(
+                "sip.udp_listen",
+                "at least one UDP or TCP listen address is needed",
+            );
+        }
+        if self.sip.t1_ms == 0 || self.sip.t2_ms < self.sip.t1_ms {
+            return err("sip.t2_ms", "T1 must be > 0 and T2 >= T1");
+        }
+        if self.media.rtp_port_min % 2 != 0 {
+            return err(
+                "media.rtp_port_min",
+                "must be even (RTP on even ports, RTCP on odd)",
+            );
+        }
+        if self.media.rtp_port_min >= self.media.rtp_port_max {
+            return err(
+                "media.rtp_port_max",
+                "must be greater than media.rtp_port_min",
+            );
+        }
+        let l = &self.limits;
+        if !(512..=1_048_576).contains(&l.max_message_bytes) {
+            return err(
+                "limits.max_message_bytes",
+                "must be between 512 and 1048576",
+            );
+        }
+        if l.queue_capacity == 0 {
+            return err("limits.queue_capacity", "must be > 0");
+        }
+        if l.overload_queue_depth == 0 || l.overload_queue_depth > l.queue_capacity {
+            return err(
+                "limits.overload_queue_depth",
+                "must be > 0 and <= limits.queue_capacity",
+            );
+        }
+        if l.tcp_idle_timeout_secs == 0 || l.tcp_message_timeout_secs == 0 {
+            return err("limits.tcp_idle_timeout_secs", "timeouts must be > 0");
+        }
+        if l.max_transactions == 0 {
+            return err("limits.max_transactions", "must be > 0");
+        }
+        Ok(())
+    }
+
+    /// The number of shards to run.
+    pub fn shard_count(&self) -> usize {
+        match self.runtime.shards {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
+    /// T1 as a duration.
+    pub fn t1(&self) -> Duration {
+        Duration::from_millis(self.sip.t1_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::load(None).unwrap();
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = Config::parse("[sip]\nudp_listen = [\"nonsense\"]\n", "f.toml").unwrap_err();
+        assert_eq!(e.key, "sip.udp_listen[0]");
+        let e = Config::parse("[limits]\nbogus = 1\n", "f.toml").unwrap_err();
+        assert!(e.reason.contains("bogus"), "{e}");
+        let c = Config::parse("[media]\nrtp_port_min = 3001\n", "f.toml").unwrap();
+        assert_eq!(c.validate("f.toml").unwrap_err().key, "media.rtp_port_min");
+    }
+}

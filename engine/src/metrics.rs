@@ -1,0 +1,118 @@
+//! Prometheus metrics of the SIP core, exported on `/metrics`.
+
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+
+/// Every metric the SIP core maintains.
+#[derive(Clone)]
+pub struct Metrics {
+    /// The registry to encode on `/metrics`.
+    pub registry: Registry,
+    /// Messages received, by transport and kind (request/response).
+    pub received: IntCounterVec,
+    /// Requests by method that reached the transaction layer.
+    pub requests: IntCounterVec,
+    /// Responses sent, by status code.
+    pub responses_sent: IntCounterVec,
+    /// Messages refused by the parser, by the status answered (0 = dropped).
+    pub parse_errors: IntCounterVec,
+    /// Messages dropped, by reason.
+    pub dropped: IntCounterVec,
+    /// 503 answers given by overload protection.
+    pub overload_rejections: IntCounter,
+    /// Live transactions, all shards.
+    pub transactions: IntGauge,
+    /// Inbound queue depth, by shard.
+    pub queue_depth: IntGaugeVec,
+    /// Open TCP connections.
+    pub tcp_connections: IntGauge,
+}
+
+impl Metrics {
+    /// Creates and registers the metrics.
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        // Invariant for the expects below: names and labels are static and valid, and each
+        // metric is registered once in a fresh registry.
+        let cv = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)
+                .expect("static metric definition");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("registered once");
+            c
+        };
+        let received = cv(
+            "sip_messages_received_total",
+            "SIP messages received",
+            &["transport", "kind"],
+        );
+        let requests = cv(
+            "sip_requests_total",
+            "SIP requests passed to the transaction layer",
+            &["method"],
+        );
+        let responses_sent = cv("sip_responses_sent_total", "SIP responses sent", &["code"]);
+        let parse_errors = cv(
+            "sip_parse_errors_total",
+            "SIP messages refused by the parser",
+            &["status"],
+        );
+        let dropped = cv(
+            "sip_messages_dropped_total",
+            "SIP messages dropped",
+            &["reason"],
+        );
+        let overload_rejections = IntCounter::new(
+            "sip_overload_rejections_total",
+            "Requests answered 503 by overload protection",
+        )
+        .expect("static metric definition");
+        registry
+            .register(Box::new(overload_rejections.clone()))
+            .expect("registered once");
+        let transactions = IntGauge::new("sip_transactions", "Live SIP transactions")
+            .expect("static metric definition");
+        registry
+            .register(Box::new(transactions.clone()))
+            .expect("registered once");
+        let queue_depth = IntGaugeVec::new(
+            Opts::new("sip_shard_queue_depth", "Inbound queue depth per shard"),
+            &["shard"],
+        )
+        .expect("static metric definition");
+        registry
+            .register(Box::new(queue_depth.clone()))
+            .expect("registered once");
+        let tcp_connections = IntGauge::new("sip_tcp_connections", "Open SIP TCP connections")
+            .expect("static metric definition");
+        registry
+            .register(Box::new(tcp_connections.clone()))
+            .expect("registered once");
+        Metrics {
+            registry,
+            received,
+            requests,
+            responses_sent,
+            parse_errors,
+            dropped,
+            overload_rejections,
+            transactions,
+            queue_depth,
+            tcp_connections,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Encoding into a String cannot fail for well-formed metric families.
+        let _ = prometheus::TextEncoder::new().encode_utf8(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

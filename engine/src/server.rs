@@ -1,0 +1,453 @@
+//! The async shell of the SIP core: binds the listeners, shards work by Call-ID onto tasks that
+//! each own a sans-IO [`TransactionLayer`], applies overload protection between the transports
+//! and the shards, and sends what the state machines produce.
+//!
+//! Data flow: transport reader → [`parse`](crate::sip::parse) → stateless answer (malformed,
+//! overload) or bounded shard queue → transaction layer → [`core`](crate::core) (the
+//! transaction user) → transaction layer → transmit.
+
+use crate::config::Config;
+use crate::core::Core;
+use crate::inspect::LocalIdentity;
+use crate::metrics::Metrics;
+use crate::sip::build::response_with_reason;
+use crate::sip::{HeaderName, Message, Method, ParseError, Request, Response, SipHeaders};
+use crate::transaction::{Peer, TimerConfig, TransactionLayer, Transmit, TransportKind};
+use crate::transport::{route, tcp, udp};
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+/// The branch prefix of every Via this engine creates (used for loop detection).
+pub const BRANCH_PREFIX: &str = "z9hG4bK-sb";
+
+/// A message handed from a transport to a shard.
+#[derive(Debug)]
+pub struct Inbound {
+    /// The parsed message.
+    pub message: Message,
+    /// Where it came from.
+    pub source: Peer,
+}
+
+/// State shared by the transport readers and the shards.
+pub struct Shared {
+    /// The configuration.
+    pub config: Config,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Bound UDP sockets; `Peer::conn` of a UDP peer indexes this.
+    pub udp: Vec<Arc<UdpSocket>>,
+    /// Open TCP connections.
+    pub tcp: tcp::Registry,
+    /// Shard queues.
+    shards: Vec<mpsc::Sender<Inbound>>,
+    /// Who we are, for loop detection.
+    pub local: LocalIdentity,
+    invite_bucket: Mutex<TokenBucket>,
+}
+
+/// What the dispatcher decided for one inbound message.
+enum Verdict {
+    Queued,
+    Reject(Response),
+    Drop(&'static str),
+}
+
+impl Shared {
+    fn shard_of(&self, call_id: &str) -> usize {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        call_id.hash(&mut h);
+        (h.finish() % self.shards.len() as u64) as usize
+    }
+
+    /// Handles the outcome of parsing one message from `source`: answers malformed requests,
+    /// applies overload protection, and queues the rest to their shard. Never blocks.
+    pub async fn accept(&self, parsed: Result<Message, ParseError>, source: Peer) {
+        let transport = source.transport.as_str();
+        let mut message = match parsed {
+            Ok(m) => m,
+            Err(e) => return self.refuse(e, source).await,
+        };
+        let kind = if matches!(message, Message::Request(_)) {
+            "request"
+        } else {
+            "response"
+        };
+        self.metrics
+            .received
+            .with_label_values(&[transport, kind])
+            .inc();
+        if let Message::Request(req) = &mut message {
+            route::stamp_received(req, source.addr);
+        }
+        match self.admit(message, source) {
+            Verdict::Queued => {}
+            Verdict::Reject(resp) => {
+                self.metrics.overload_rejections.inc();
+                self.send_response(&resp, source).await;
+            }
+            Verdict::Drop(reason) => self.metrics.dropped.with_label_values(&[reason]).inc(),
+        }
+    }
+
+    fn admit(&self, message: Message, source: Peer) -> Verdict {
+        let call_id = message
+            .headers()
+            .get(&HeaderName::CallId)
+            .unwrap_or_default();
+        let shard = self.shard_of(call_id);
+        let queue = &self.shards[shard];
+        let depth = self
+            .config
+            .limits
+            .queue_capacity
+            .saturating_sub(queue.capacity());
+        if let Message::Request(req) = &message {
+            let new_request =
+                !matches!(req.method, Method::Ack | Method::Cancel) && !req.in_dialog();
+            if new_request {
+                let over_depth = depth >= self.config.limits.overload_queue_depth;
+                let over_rate = req.method == Method::Invite && !self.take_invite_token();
+                if over_depth || over_rate {
+                    return Verdict::Reject(self.overloaded(req));
+                }
+            }
+        }
+        match queue.try_send(Inbound { message, source }) {
+            Ok(()) => Verdict::Queued,
+            Err(mpsc::error::TrySendError::Full(inbound)) => match inbound.message {
+                Message::Request(req) if req.method != Method::Ack => {
+                    Verdict::Reject(self.overloaded(&req))
+                }
+                _ => Verdict::Drop("queue_full"),
+            },
+            Err(mpsc::error::TrySendError::Closed(_)) => Verdict::Drop("shard_closed"),
+        }
+    }
+
+    fn overloaded(&self, req: &Request) -> Response {
+        let mut r = response_with_reason(req, 503, "Service Unavailable (overload)");
+        r.headers.push(
+            HeaderName::RetryAfter,
+            self.config.limits.retry_after_secs.to_string(),
+        );
+        r
+    }
+
+    fn take_invite_token(&self) -> bool {
+        let limit = self.config.limits.max_invites_per_sec;
+        if limit == 0 {
+            return true;
+        }
+        match self.invite_bucket.lock() {
+            Ok(mut b) => b.take(Instant::now(), limit),
+            Err(_) => true,
+        }
+    }
+
+    async fn refuse(&self, e: ParseError, source: Peer) {
+        self.metrics
+            .parse_errors
+            .with_label_values(&[&e.status.to_string()])
+            .inc();
+        tracing::debug!(peer = %source.addr, status = e.status, reason = %e.reason, "refused message");
+        let Some(req) = e
+            .request
+            .filter(|r| e.status != 0 && r.method != Method::Ack)
+        else {
+            self.metrics.dropped.with_label_values(&["malformed"]).inc();
+            return;
+        };
+        let mut req = *req;
+        route::stamp_received(&mut req, source.addr);
+        let resp = response_with_reason(&req, e.status, &e.reason);
+        self.send_response(&resp, source).await;
+    }
+
+    /// Sends a response to the peer a request came from (RFC 3261 §18.2.2 over UDP, the same
+    /// connection over TCP).
+    pub async fn send_response(&self, resp: &Response, source: Peer) {
+        self.metrics
+            .responses_sent
+            .with_label_values(&[status_label(resp.status)])
+            .inc();
+        let bytes = resp.to_bytes();
+        match source.transport {
+            TransportKind::Udp => {
+                let dest = route::response_destination(resp, source.addr);
+                self.send_udp(source, &bytes, dest).await;
+            }
+            _ => {
+                self.tcp
+                    .send(source.conn.unwrap_or(u64::MAX), bytes.into())
+                    .await
+            }
+        }
+    }
+
+    async fn send_udp(&self, via: Peer, bytes: &[u8], dest: SocketAddr) {
+        let idx = via.conn.unwrap_or(0) as usize;
+        let Some(sock) = self.udp.get(idx).or_else(|| self.udp.first()) else {
+            return;
+        };
+        if let Err(e) = sock.send_to(bytes, dest).await {
+            tracing::debug!(%dest, error = %e, "UDP send failed");
+            self.metrics
+                .dropped
+                .with_label_values(&["send_error"])
+                .inc();
+        }
+    }
+
+    async fn transmit(&self, t: Transmit) {
+        match t.message {
+            Message::Response(resp) => self.send_response(&resp, t.dest).await,
+            Message::Request(req) => {
+                let bytes = req.to_bytes();
+                match t.dest.transport {
+                    TransportKind::Udp => self.send_udp(t.dest, &bytes, t.dest.addr).await,
+                    _ => {
+                        self.tcp
+                            .send(t.dest.conn.unwrap_or(u64::MAX), bytes.into())
+                            .await
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A static label for a status code (avoids an allocation per response).
+fn status_label(code: u16) -> &'static str {
+    const CODES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "6xx"];
+    match code {
+        100 => "100",
+        180 => "180",
+        200 => "200",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        407 => "407",
+        408 => "408",
+        415 => "415",
+        416 => "416",
+        420 => "420",
+        480 => "480",
+        481 => "481",
+        482 => "482",
+        483 => "483",
+        486 => "486",
+        487 => "487",
+        500 => "500",
+        501 => "501",
+        503 => "503",
+        505 => "505",
+        c => CODES
+            .get((c / 100).saturating_sub(1) as usize)
+            .copied()
+            .unwrap_or("other"),
+    }
+}
+
+/// A token bucket for the new-INVITE rate limit.
+struct TokenBucket {
+    tokens: f64,
+    last: Option<Instant>,
+}
+
+impl TokenBucket {
+    fn take(&mut self, now: Instant, per_sec: u32) -> bool {
+        let rate = f64::from(per_sec);
+        let elapsed = self
+            .last
+            .map_or(1.0, |l| now.saturating_duration_since(l).as_secs_f64());
+        self.tokens = (self.tokens + elapsed * rate).min(rate);
+        self.last = Some(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// A running SIP server.
+pub struct Server {
+    /// Shared state (for the HTTP side: metrics).
+    pub shared: Arc<Shared>,
+    /// The UDP addresses actually bound.
+    pub udp_addrs: Vec<SocketAddr>,
+    /// The TCP addresses actually bound.
+    pub tcp_addrs: Vec<SocketAddr>,
+}
+
+/// Binds every listener and starts the readers and shards on the current tokio runtime.
+pub async fn start(config: Config, metrics: Metrics) -> std::io::Result<Server> {
+    let mut udp_socks = Vec::new();
+    for addr in &config.sip.udp_listen {
+        udp_socks.push(Arc::new(
+            udp::bind(*addr)
+                .await
+                .map_err(|e| annotate(e, "UDP", addr))?,
+        ));
+    }
+    let mut tcp_listeners = Vec::new();
+    for addr in &config.sip.tcp_listen {
+        tcp_listeners.push(tcp::bind(*addr).map_err(|e| annotate(e, "TCP", addr))?);
+    }
+    let udp_addrs: Vec<SocketAddr> = udp_socks
+        .iter()
+        .filter_map(|s| s.local_addr().ok())
+        .collect();
+    let tcp_addrs: Vec<SocketAddr> = tcp_listeners
+        .iter()
+        .filter_map(|s| s.local_addr().ok())
+        .collect();
+    let mut sent_by: Vec<String> = udp_addrs
+        .iter()
+        .chain(&tcp_addrs)
+        .map(|a| a.to_string())
+        .collect();
+    if let Some(adv) = config.sip.advertised_address {
+        for a in udp_addrs.iter().chain(&tcp_addrs) {
+            sent_by.push(SocketAddr::new(adv, a.port()).to_string());
+        }
+    }
+    let shard_count = config.shard_count();
+    let mut senders = Vec::with_capacity(shard_count);
+    let mut receivers = Vec::with_capacity(shard_count);
+    for _ in 0..shard_count {
+        let (tx, rx) = mpsc::channel(config.limits.queue_capacity);
+        senders.push(tx);
+        receivers.push(rx);
+    }
+    let shared = Arc::new(Shared {
+        tcp: tcp::Registry::new(metrics.tcp_connections.clone()),
+        metrics,
+        udp: udp_socks.clone(),
+        shards: senders,
+        local: LocalIdentity {
+            sent_by,
+            branch_prefix: BRANCH_PREFIX.to_string(),
+        },
+        invite_bucket: Mutex::new(TokenBucket {
+            tokens: 0.0,
+            last: None,
+        }),
+        config,
+    });
+    for (i, rx) in receivers.into_iter().enumerate() {
+        tokio::spawn(run_shard(i, rx, shared.clone()));
+    }
+    for (i, sock) in udp_socks.into_iter().enumerate() {
+        tokio::spawn(udp::serve(sock, i as u64, shared.clone()));
+    }
+    for l in tcp_listeners {
+        tokio::spawn(tcp::serve(l, shared.clone()));
+    }
+    tracing::info!(udp = ?udp_addrs, tcp = ?tcp_addrs, shards = shard_count, "SIP listening");
+    Ok(Server {
+        shared,
+        udp_addrs,
+        tcp_addrs,
+    })
+}
+
+fn annotate(e: std::io::Error, what: &str, addr: &SocketAddr) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("cannot bind SIP {what} {addr}: {e}"))
+}
+
+/// One shard: owns a transaction layer and the transaction user, fed by its queue.
+async fn run_shard(index: usize, mut rx: mpsc::Receiver<Inbound>, shared: Arc<Shared>) {
+    let c = &shared.config;
+    let timers = TimerConfig {
+        t1: Duration::from_millis(c.sip.t1_ms),
+        t2: Duration::from_millis(c.sip.t2_ms),
+        t4: Duration::from_millis(c.sip.t4_ms),
+    };
+    let mut layer = TransactionLayer::new(timers, c.limits.max_transactions);
+    let mut core = Core::new(shared.local.clone());
+    let depth_gauge = shared
+        .metrics
+        .queue_depth
+        .with_label_values(&[&index.to_string()]);
+    let mut live = 0i64;
+    let mut batch = Vec::with_capacity(64);
+    loop {
+        let deadline = layer.poll_timeout();
+        tokio::select! {
+            n = rx.recv_many(&mut batch, 64) => {
+                if n == 0 {
+                    return; // every sender is gone: the server is shutting down
+                }
+                let now = Instant::now();
+                for inbound in batch.drain(..) {
+                    if let Some((resp, to)) = handle_inbound(&mut layer, &core, &shared, now, inbound) {
+                        shared.metrics.overload_rejections.inc();
+                        shared.send_response(&resp, to).await;
+                    }
+                }
+            }
+            _ = sleep_until_opt(deadline) => {
+                layer.handle_timeout(Instant::now());
+            }
+        }
+        let now = Instant::now();
+        core.drive(&mut layer, now);
+        while let Some(t) = layer.poll_transmit() {
+            shared.transmit(t).await;
+        }
+        depth_gauge
+            .set((c.limits.queue_capacity - rx.capacity().min(c.limits.queue_capacity)) as i64);
+        let n = layer.len() as i64;
+        shared.metrics.transactions.add(n - live);
+        live = n;
+    }
+}
+
+/// Feeds one message to the layer; returns a stateless answer when the layer refuses it.
+fn handle_inbound(
+    layer: &mut TransactionLayer,
+    core: &Core,
+    shared: &Shared,
+    now: Instant,
+    inbound: Inbound,
+) -> Option<(Response, Peer)> {
+    match inbound.message {
+        Message::Request(req) => {
+            shared
+                .metrics
+                .requests
+                .with_label_values(&[req.method.as_str()])
+                .inc();
+            let span = tracing::debug_span!("sip", call_id = req.call_id().unwrap_or_default());
+            let _g = span.enter();
+            if layer.len() >= shared.config.limits.max_transactions {
+                let e = crate::transaction::TxError::Overloaded;
+                return core.on_layer_error(&req, &e).map(|r| (r, inbound.source));
+            }
+            if let Err(e) = layer.handle_request(now, req, inbound.source) {
+                tracing::debug!(error = %e, "request refused by the transaction layer");
+            }
+            None
+        }
+        Message::Response(resp) => {
+            layer.handle_response(now, resp, inbound.source);
+            None
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}

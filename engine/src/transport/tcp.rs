@@ -1,0 +1,220 @@
+//! The TCP transport: accepts connections, frames messages with [`StreamFramer`], answers
+//! CRLF keep-alives, enforces the connection, size and idle limits, and keeps a registry of
+//! open connections so responses and later requests reuse them.
+
+use super::framing::{Frame, StreamFramer};
+use crate::server::Shared;
+use crate::sip::build::response_with_reason;
+use crate::sip::{parse_stream_message, Message};
+use crate::transaction::{Peer, TransportKind};
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+/// Pending writes per connection before the writer applies back-pressure.
+const WRITE_QUEUE: usize = 1024;
+
+/// After a framing error the connection stops reading but stays open this long, so answers
+/// to the messages read before the error (still in a shard) are written before it closes.
+const LINGER: Duration = Duration::from_millis(500);
+
+/// Open connections, by id and by remote address.
+pub struct Registry {
+    conns: Mutex<HashMap<u64, (SocketAddr, mpsc::Sender<Bytes>)>>,
+    next_id: AtomicU64,
+    gauge: prometheus::IntGauge,
+}
+
+impl Registry {
+    /// An empty registry that reports its size on `gauge`.
+    pub fn new(gauge: prometheus::IntGauge) -> Registry {
+        Registry {
+            conns: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            gauge,
+        }
+    }
+
+    fn add(&self, remote: SocketAddr, tx: mpsc::Sender<Bytes>) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut m) = self.conns.lock() {
+            m.insert(id, (remote, tx));
+            self.gauge.set(m.len() as i64);
+        }
+        id
+    }
+
+    fn remove(&self, id: u64) {
+        if let Ok(mut m) = self.conns.lock() {
+            m.remove(&id);
+            self.gauge.set(m.len() as i64);
+        }
+    }
+
+    /// The number of open connections.
+    pub fn len(&self) -> usize {
+        self.conns.lock().map_or(0, |m| m.len())
+    }
+
+    /// True when no connection is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The id of an open connection to `remote`, for connection reuse (RFC 3261 §18.1.1).
+    pub fn find(&self, remote: SocketAddr) -> Option<u64> {
+        self.conns
+            .lock()
+            .ok()?
+            .iter()
+            .find(|(_, (a, _))| *a == remote)
+            .map(|(id, _)| *id)
+    }
+
+    /// Queues bytes on a connection; silently dropped when it has closed.
+    pub async fn send(&self, id: u64, bytes: Bytes) {
+        let tx = self
+            .conns
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&id).map(|(_, tx)| tx.clone()));
+        if let Some(tx) = tx {
+            let _ = tx.send(bytes).await;
+        }
+    }
+}
+
+/// Binds a TCP listener.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let domain = socket2::Domain::for_address(addr);
+    let s = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    TcpListener::from_std(s.into())
+}
+
+/// Accepts connections forever.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let (stream, remote) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "TCP accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if shared.tcp.len() >= shared.config.limits.max_tcp_connections {
+            shared
+                .metrics
+                .dropped
+                .with_label_values(&["tcp_connection_limit"])
+                .inc();
+            drop(stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(connection(stream, remote, shared.clone()));
+    }
+}
+
+async fn connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Shared>) {
+    let (mut rd, mut wr) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
+    let id = shared.tcp.add(remote, tx.clone());
+    let writer = tokio::spawn(async move {
+        while let Some(b) = rx.recv().await {
+            if wr.write_all(&b).await.is_err() {
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    let limits = &shared.config.limits;
+    let idle = Duration::from_secs(limits.tcp_idle_timeout_secs);
+    let msg_timeout = Duration::from_secs(limits.tcp_message_timeout_secs);
+    let mut framer = StreamFramer::new(limits.max_message_bytes);
+    let mut partial_since: Option<Instant> = None;
+    let source = Peer {
+        transport: TransportKind::Tcp,
+        addr: remote,
+        conn: Some(id),
+    };
+    'conn: loop {
+        let wait = match partial_since {
+            Some(t) => msg_timeout.saturating_sub(t.elapsed()),
+            None => idle,
+        };
+        let read = tokio::time::timeout(wait, rd.read_buf(framer.buffer_mut())).await;
+        match read {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Err(_) => {
+                shared
+                    .metrics
+                    .dropped
+                    .with_label_values(&[if partial_since.is_some() {
+                        "tcp_message_timeout"
+                    } else {
+                        "tcp_idle_timeout"
+                    }])
+                    .inc();
+                break;
+            }
+            Ok(Ok(_)) => {}
+        }
+        loop {
+            match framer.next_frame() {
+                Ok(Some(Frame::Ping)) => {
+                    let _ = tx.send(Bytes::from_static(b"\r\n")).await;
+                }
+                Ok(Some(Frame::Message(m))) => {
+                    let parsed = parse_stream_message(&m);
+                    shared.accept(parsed, source).await;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    // The stream cannot be re-synchronised: answer if we can, then close.
+                    if let Some(head) = e.head {
+                        let req = match parse_stream_message(&head) {
+                            Ok(Message::Request(r)) => Some(r),
+                            Err(pe) => pe.request.map(|r| *r),
+                            Ok(Message::Response(_)) => None,
+                        };
+                        let answerable = |r: &crate::sip::Request| {
+                            r.method != crate::sip::Method::Ack
+                                && r.headers.count(&crate::sip::HeaderName::Via) > 0
+                        };
+                        if let Some(mut req) = req.filter(answerable) {
+                            crate::transport::route::stamp_received(&mut req, remote);
+                            let resp = response_with_reason(&req, e.status, e.reason);
+                            shared.send_response(&resp, source).await;
+                        }
+                    }
+                    shared
+                        .metrics
+                        .parse_errors
+                        .with_label_values(&[&e.status.to_string()])
+                        .inc();
+                    tokio::time::sleep(LINGER).await;
+                    break 'conn;
+                }
+            }
+        }
+        partial_since = match (framer.has_partial(), partial_since) {
+            (true, Some(t)) => Some(t),
+            (true, None) => Some(Instant::now()),
+            (false, _) => None,
+        };
+    }
+    shared.tcp.remove(id);
+    drop(tx);
+    let _ = writer.await;
+}
