@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The whole configuration.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// SIP listeners and behaviour.
@@ -93,24 +93,11 @@ pub struct Limits {
 }
 
 /// Runtime threads.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeConfig {
     /// Number of shards (threads); 0 = one per core.
     pub shards: usize,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            sip: SipConfig::default(),
-            http: HttpConfig::default(),
-            data: DataConfig::default(),
-            media: MediaConfig::default(),
-            limits: Limits::default(),
-            runtime: RuntimeConfig::default(),
-        }
-    }
 }
 
 impl Default for SipConfig {
@@ -165,12 +152,6 @@ impl Default for Limits {
             retry_after_secs: 5,
             max_transactions: 1_000_000,
         }
-    }
-}
-
-impl Default for RuntimeConfig {
-    fn default() -> Self {
-        RuntimeConfig { shards: 0 }
     }
 }
 
@@ -240,7 +221,7 @@ impl Config {
         if self.sip.t1_ms == 0 || self.sip.t2_ms < self.sip.t1_ms {
             return err("sip.t2_ms", "T1 must be > 0 and T2 >= T1");
         }
-        if self.media.rtp_port_min % 2 != 0 {
+        if !self.media.rtp_port_min.is_multiple_of(2) {
             return err(
                 "media.rtp_port_min",
                 "must be even (RTP on even ports, RTCP on odd)",

@@ -104,7 +104,7 @@ pub fn options_ok(req: &Request) -> Response {
 /// been here before (RFC 3261 §16.3 item 4, loop detection; answered 482).
 fn is_loop(req: &Request, local: &LocalIdentity) -> bool {
     req.headers.get_all(&HeaderName::Via).any(|v| {
-        crate::sip::Via::parse_list(v).map_or(false, |vias| {
+        crate::sip::Via::parse_list(v).is_ok_and(|vias| {
             vias.iter().any(|via| {
                 let sent_by = match via.port {
                     Some(p) => format!("{}:{p}", via.host),

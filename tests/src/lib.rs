@@ -33,7 +33,7 @@ pub fn free_port() -> u16 {
             .local_addr()
             .expect("bound socket has an address")
             .port();
-        if (5000..5100).contains(&port) || port >= 8888 && port < 9000 {
+        if (5000..5100).contains(&port) || (8888..9000).contains(&port) {
             continue;
         }
         if UdpSocket::bind(("127.0.0.1", port)).is_ok() {

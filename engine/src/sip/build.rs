@@ -80,7 +80,7 @@ pub fn response_with_reason(req: &Request, status: u16, reason: &str) -> Respons
 }
 
 fn has_tag(to: &str) -> bool {
-    crate::sip::grammar::parse_name_addr(to).map_or(false, |n| n.tag().is_some())
+    crate::sip::grammar::parse_name_addr(to).is_ok_and(|n| n.tag().is_some())
 }
 
 /// A To tag derived from the request's identity, so a retransmitted request that is answered

@@ -190,7 +190,7 @@ pub fn parse_name_addr(s: &str) -> Result<NameAddr, &'static str> {
         let name = s[..lt].trim();
         if !name.is_empty()
             && !name
-                .split(|c: char| c == ' ' || c == '\t')
+                .split([' ', '\t'])
                 .filter(|w| !w.is_empty())
                 .all(is_token)
         {

@@ -74,7 +74,8 @@ pub trait SipHeaders {
         parse_name_addr(self.headers().get(&HeaderName::To)?).ok()
     }
 
-    /// The From tag.
+    /// The From tag. (The name is the SIP term, not a conversion.)
+    #[allow(clippy::wrong_self_convention)]
     fn from_tag(&self) -> Option<String> {
         self.from()?.tag().map(str::to_string)
     }

@@ -78,11 +78,9 @@ impl StreamFramer {
         }
         let Some(head_end) = memchr::memmem::find(&self.buf, b"\r\n\r\n") else {
             if self.buf.len() > self.max_message {
-                return Err(FrameError {
-                    status: 513,
-                    reason: "Message Too Large",
-                    head: None,
-                });
+                // Answer from the complete header lines received so far, if any.
+                let last_line = memchr::memmem::rfind(&self.buf, b"\r\n").unwrap_or(0);
+                return Err(self.error(513, "Message Too Large", last_line));
             }
             return Ok(None);
         };
@@ -109,6 +107,13 @@ impl StreamFramer {
     }
 
     fn error(&self, status: u16, reason: &'static str, head_end: usize) -> FrameError {
+        if head_end == 0 {
+            return FrameError {
+                status,
+                reason,
+                head: None,
+            };
+        }
         let mut head = self.buf[..head_end].to_vec();
         head.extend_from_slice(b"\r\n\r\n");
         FrameError {
@@ -174,6 +179,16 @@ mod tests {
         let mut f = StreamFramer::new(100);
         f.push(&[b'a'; 200]);
         assert_eq!(f.next_frame().unwrap_err().status, 513);
+        // An oversized header section is answered from the lines that did arrive.
+        let mut f = StreamFramer::new(100);
+        f.push(b"OPTIONS sip:a@b SIP/2.0\r\nCall-ID: x\r\nX-Pad: ");
+        f.push(&[b'a'; 200]);
+        let e = f.next_frame().unwrap_err();
+        assert_eq!(e.status, 513);
+        assert_eq!(
+            e.head.as_deref(),
+            Some(&b"OPTIONS sip:a@b SIP/2.0\r\nCall-ID: x\r\n\r\n"[..])
+        );
         let mut f = StreamFramer::new(65535);
         f.push(b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 9999\r\n\r\nshort");
         assert_eq!(f.next_frame(), Ok(None));

@@ -20,8 +20,8 @@ use tokio::sync::mpsc;
 /// Pending writes per connection before the writer applies back-pressure.
 const WRITE_QUEUE: usize = 1024;
 
-/// After a framing error the connection stops reading but stays open this long, so answers
-/// to the messages read before the error (still in a shard) are written before it closes.
+/// After a framing error the connection stays open this long, so answers to the messages read
+/// before the error (still in a shard) are written before it closes.
 const LINGER: Duration = Duration::from_millis(500);
 
 /// Open connections, by id and by remote address.
@@ -203,7 +203,7 @@ async fn connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Shared>) 
                         .parse_errors
                         .with_label_values(&[&e.status.to_string()])
                         .inc();
-                    tokio::time::sleep(LINGER).await;
+                    linger(&mut rd).await;
                     break 'conn;
                 }
             }
@@ -217,4 +217,16 @@ async fn connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Shared>) 
     shared.tcp.remove(id);
     drop(tx);
     let _ = writer.await;
+}
+
+/// Reads and discards input for [`LINGER`]: closing a socket with unread input makes the kernel
+/// send RST, and the peer would lose the answers already written.
+async fn linger(rd: &mut tokio::net::tcp::OwnedReadHalf) {
+    let until = tokio::time::Instant::now() + LINGER;
+    let mut sink = [0u8; 4096];
+    while let Ok(Ok(n)) = tokio::time::timeout_at(until, rd.read(&mut sink)).await {
+        if n == 0 {
+            break;
+        }
+    }
 }
