@@ -22,6 +22,79 @@ pub struct Config {
     pub limits: Limits,
     /// The runtime.
     pub runtime: RuntimeConfig,
+    /// The database.
+    pub database: DatabaseConfig,
+    /// The registrar.
+    pub registrar: RegistrarConfig,
+    /// Call handling (B2BUA).
+    pub calls: CallsConfig,
+}
+
+/// The database connection.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://…` or `postgres://…`; default: SQLite file `switchboard.db` in `data.dir`.
+    pub url: Option<String>,
+}
+
+/// Registrar and digest authentication.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrarConfig {
+    /// The digest realm (also the domain users belong to).
+    pub realm: String,
+    /// Shortest registration accepted (423 Interval Too Brief below it).
+    pub min_expires_secs: u32,
+    /// Longest registration granted.
+    pub max_expires_secs: u32,
+    /// Granted when the request names none.
+    pub default_expires_secs: u32,
+    /// How long a nonce stays valid before `stale=true`.
+    pub nonce_ttl_secs: u32,
+    /// Answer for an unknown user: 404 or 403 (403 does not reveal which users exist).
+    pub unknown_user_status: u16,
+    /// Failed authentications per source IP per minute before requests are refused (403).
+    pub max_auth_failures_per_min: u32,
+}
+
+/// B2BUA call handling.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallsConfig {
+    /// Source addresses (IP or CIDR) allowed to place calls without digest authentication.
+    pub trusted_sources: Vec<String>,
+    /// No final answer from the callee within this time: 480 to the caller.
+    pub no_answer_timeout_secs: u64,
+    /// Calls longer than this are ended with BYE on both legs.
+    pub max_duration_secs: u64,
+    /// No RTP on an answered call for this long ends it (cause `rtp_timeout`).
+    pub rtp_timeout_secs: u64,
+}
+
+impl Default for RegistrarConfig {
+    fn default() -> Self {
+        RegistrarConfig {
+            realm: "switchboard".into(),
+            min_expires_secs: 60,
+            max_expires_secs: 3600,
+            default_expires_secs: 3600,
+            nonce_ttl_secs: 300,
+            unknown_user_status: 403,
+            max_auth_failures_per_min: 20,
+        }
+    }
+}
+
+impl Default for CallsConfig {
+    fn default() -> Self {
+        CallsConfig {
+            trusted_sources: Vec::new(),
+            no_answer_timeout_secs: 60,
+            max_duration_secs: 4 * 3600,
+            rtp_timeout_secs: 60,
+        }
+    }
 }
 
 /// SIP listeners and protocol settings.
@@ -58,10 +131,12 @@ pub struct DataConfig {
     pub dir: PathBuf,
 }
 
-/// RTP port range.
+/// RTP addresses and port range.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MediaConfig {
+    /// The address RTP sockets bind to (and put in SDP unless `sip.advertised_address` is set).
+    pub rtp_ip: std::net::IpAddr,
     /// First RTP port (even).
     pub rtp_port_min: u16,
     /// Last RTP port.
@@ -133,6 +208,7 @@ impl Default for DataConfig {
 impl Default for MediaConfig {
     fn default() -> Self {
         MediaConfig {
+            rtp_ip: IpAddr::from([127, 0, 0, 1]),
             rtp_port_min: 20000,
             rtp_port_max: 29999,
         }
@@ -252,6 +328,32 @@ impl Config {
         if l.tcp_idle_timeout_secs == 0 || l.tcp_message_timeout_secs == 0 {
             return err("limits.tcp_idle_timeout_secs", "timeouts must be > 0");
         }
+        let r = &self.registrar;
+        if r.min_expires_secs > r.max_expires_secs {
+            return err(
+                "registrar.min_expires_secs",
+                "must be <= registrar.max_expires_secs",
+            );
+        }
+        if !matches!(r.unknown_user_status, 403 | 404) {
+            return err("registrar.unknown_user_status", "must be 403 or 404");
+        }
+        if let Some(url) = &self.database.url {
+            if !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+            {
+                return err("database.url", "must start with sqlite: or postgres://");
+            }
+        }
+        for (i, s) in self.calls.trusted_sources.iter().enumerate() {
+            if parse_cidr(s).is_none() {
+                return err(
+                    &format!("calls.trusted_sources[{i}]"),
+                    "not an IP address or CIDR",
+                );
+            }
+        }
         if l.max_transactions == 0 {
             return err("limits.max_transactions", "must be > 0");
         }
@@ -266,15 +368,66 @@ impl Config {
         }
     }
 
+    /// The database URL: the configured one, or SQLite in the data directory.
+    pub fn database_url(&self) -> String {
+        match &self.database.url {
+            Some(u) => u.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data.dir.join("switchboard.db").display()
+            ),
+        }
+    }
+
     /// T1 as a duration.
     pub fn t1(&self) -> Duration {
         Duration::from_millis(self.sip.t1_ms)
     }
 }
 
+/// Parses `a.b.c.d`, `a.b.c.d/n` or an IPv6 equivalent into (network, prefix length).
+pub fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
+    let (ip, len) = match s.split_once('/') {
+        Some((ip, len)) => (ip.parse::<IpAddr>().ok()?, len.parse::<u8>().ok()?),
+        None => {
+            let ip = s.parse::<IpAddr>().ok()?;
+            (ip, if ip.is_ipv4() { 32 } else { 128 })
+        }
+    };
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    (len <= max).then_some((ip, len))
+}
+
+/// True when `addr` lies inside the network `(net, len)`.
+pub fn cidr_contains(net: (IpAddr, u8), addr: IpAddr) -> bool {
+    match (net.0, addr) {
+        (IpAddr::V4(n), IpAddr::V4(a)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(net.1)).unwrap_or(0);
+            u32::from(n) & mask == u32::from(a) & mask
+        }
+        (IpAddr::V6(n), IpAddr::V6(a)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(net.1)).unwrap_or(0);
+            u128::from(n) & mask == u128::from(a) & mask
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cidrs() {
+        let net = parse_cidr("127.0.0.0/8").unwrap();
+        assert!(cidr_contains(net, "127.1.2.3".parse().unwrap()));
+        assert!(!cidr_contains(net, "10.0.0.1".parse().unwrap()));
+        assert!(cidr_contains(
+            parse_cidr("0.0.0.0/0").unwrap(),
+            "10.0.0.1".parse().unwrap()
+        ));
+        assert!(parse_cidr("1.2.3.4/33").is_none());
+    }
 
     #[test]
     fn defaults_are_valid() {
