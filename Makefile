@@ -20,6 +20,7 @@ BENCH_APT := sip-tester cmake pkg-config
 PG_DATA := $(CURDIR)/target/pg
 PG_PORT := 55432
 export SWITCHBOARD_TEST_PG := postgres://postgres@127.0.0.1:$(PG_PORT)/switchboard_test
+export SWITCHBOARD_REQUIRE_PG := 1
 # End-to-end tests run this binary.
 export SWITCHBOARD_BIN := $(BIN)
 

@@ -1,4 +1,9 @@
-//! switchboard-actors: the long-lived actors (calls, registrar, queues, agents; coming with
-//! the calls issue) and the HTTP side of the engine: health, metrics, later the API.
+//! switchboard-actors: the long-lived actors of the engine (call B2BUAs, the registrar), the
+//! per-shard router that connects them to the SIP core, and the HTTP side (health, metrics).
 
+pub mod call;
+pub mod cdr;
 pub mod http;
+pub mod registrar;
+pub mod router;
+pub mod serve;

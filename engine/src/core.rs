@@ -4,8 +4,8 @@
 
 use crate::inspect::{inspect, options_ok, LocalIdentity};
 use crate::sip::build::{response, response_with_reason};
-use crate::sip::{HeaderName, Method, Request, Response};
-use crate::transaction::{TransactionLayer, TuEvent, TxError};
+use crate::sip::{Method, Request, Response};
+use crate::transaction::{TransactionLayer, TuEvent};
 use std::time::Instant;
 
 /// The default transaction user.
@@ -19,11 +19,9 @@ impl Core {
         Core { local }
     }
 
-    /// Handles every pending event of the layer.
-    pub fn drive(&mut self, layer: &mut TransactionLayer, now: Instant) {
-        while let Some(ev) = layer.poll_event() {
-            self.on_event(layer, now, ev);
-        }
+    /// Handles one event of the layer.
+    pub fn handle(&mut self, layer: &mut TransactionLayer, now: Instant, ev: TuEvent) {
+        self.on_event(layer, now, ev);
     }
 
     fn on_event(&mut self, layer: &mut TransactionLayer, now: Instant, ev: TuEvent) {
@@ -37,41 +35,25 @@ impl Core {
                     tracing::debug!(error = %e, "answer not sent");
                 }
             }
-            TuEvent::AckFor2xx { .. } => {} // no dialogs yet: nothing was answered with 2xx but OPTIONS
+            TuEvent::AckFor2xx { .. } => {} // no dialogs here: only OPTIONS is answered with 2xx
             TuEvent::StrayResponse { resp, source } => {
                 tracing::debug!(status = resp.status, peer = %source.addr, "stray response dropped");
             }
             TuEvent::Response { .. } | TuEvent::Timeout { .. } | TuEvent::Terminated { .. } => {}
         }
     }
-
-    /// The stateless answer when the layer refuses a request (overload), if one is due.
-    pub fn on_layer_error(&self, req: &Request, e: &TxError) -> Option<Response> {
-        if req.method == Method::Ack {
-            return None;
-        }
-        match e {
-            TxError::Overloaded => {
-                let mut r =
-                    response_with_reason(req, 503, "Service Unavailable (too many transactions)");
-                r.headers.push(HeaderName::RetryAfter, "5");
-                Some(r)
-            }
-            TxError::Malformed(why) => Some(response_with_reason(req, 400, why)),
-            _ => None,
-        }
-    }
 }
 
-/// What the engine answers to a request that passed inspection, before call handling exists.
-fn answer(req: &Request, cancel_matched: bool) -> Response {
+/// What the engine answers on its own to a request that passed inspection and that no call or
+/// registrar handles.
+pub fn answer(req: &Request, cancel_matched: bool) -> Response {
     match req.method {
         Method::Options => options_ok(req),
         Method::Invite => {
             response_with_reason(req, 480, "Temporarily Unavailable (no call handler)")
         }
         Method::Cancel if cancel_matched => response(req, 200),
-        Method::Cancel | Method::Bye => response(req, 481),
+        Method::Cancel | Method::Bye | Method::Update | Method::Info => response(req, 481),
         _ => response(req, 501),
     }
 }

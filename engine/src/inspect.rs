@@ -11,7 +11,7 @@ use crate::sip::uri::{scheme, SchemeKind};
 use crate::sip::{HeaderName, Method, Request, Response};
 
 /// Methods this engine serves; sent in Allow.
-pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS";
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, UPDATE, INFO";
 /// Body types accepted; sent in Accept.
 pub const ACCEPT: &str = "application/sdp";
 /// Content encodings accepted; sent in Accept-Encoding.
@@ -32,7 +32,14 @@ pub struct LocalIdentity {
 pub fn is_served(m: &Method) -> bool {
     matches!(
         m,
-        Method::Invite | Method::Ack | Method::Bye | Method::Cancel | Method::Options
+        Method::Invite
+            | Method::Ack
+            | Method::Bye
+            | Method::Cancel
+            | Method::Options
+            | Method::Register
+            | Method::Update
+            | Method::Info
     )
 }
 
@@ -202,6 +209,7 @@ From: <sip:a@b>;tag=1\r\nTo: <sip:x@y>\r\nCall-ID: c\r\nCSeq: 1 {method}\r\n{ext
         assert_eq!(st(req("", "OPTIONS")), None);
         assert_eq!(st(req("Max-Forwards: 0\r\n", "OPTIONS")), Some(483));
         assert_eq!(st(req("", "FOO")), Some(501));
+        assert_eq!(st(req("", "REGISTER")), None);
         assert_eq!(st(req("", "SUBSCRIBE")), Some(405));
         assert_eq!(st(req("Require: nothere\r\n", "OPTIONS")), Some(420));
         assert_eq!(st(req("Accept: text/plain\r\n", "INVITE")), Some(406));

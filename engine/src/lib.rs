@@ -4,8 +4,10 @@
 
 pub mod config;
 pub mod core;
+pub mod dialog;
 pub mod inspect;
 pub mod metrics;
+pub mod sdp;
 pub mod server;
 pub mod sip;
 pub mod transaction;

@@ -12,7 +12,7 @@ use crate::inspect::LocalIdentity;
 use crate::metrics::Metrics;
 use crate::sip::build::response_with_reason;
 use crate::sip::{HeaderName, Message, Method, ParseError, Request, Response, SipHeaders};
-use crate::transaction::{Peer, TimerConfig, TransactionLayer, Transmit, TransportKind};
+use crate::transaction::{Peer, TimerConfig, TransactionLayer, Transmit, TransportKind, TuEvent};
 use crate::transport::{route, tcp, udp};
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
@@ -59,9 +59,26 @@ enum Verdict {
 
 impl Shared {
     fn shard_of(&self, call_id: &str) -> usize {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        call_id.hash(&mut h);
-        (h.finish() % self.shards.len() as u64) as usize
+        shard_of(call_id, self.shards.len())
+    }
+
+    /// The number of shards.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The address this engine puts in Via and Contact for `transport`.
+    pub fn local_addr(&self, transport: TransportKind) -> SocketAddr {
+        let bound = match transport {
+            TransportKind::Udp => self.udp.first().and_then(|s| s.local_addr().ok()),
+            _ => None,
+        }
+        .or_else(|| self.udp.first().and_then(|s| s.local_addr().ok()))
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060)));
+        match self.config.sip.advertised_address {
+            Some(ip) => SocketAddr::new(ip, bound.port()),
+            None => bound,
+        }
     }
 
     /// Handles the outcome of parsing one message from `source`: answers malformed requests,
@@ -288,8 +305,73 @@ pub struct Server {
     pub tcp_addrs: Vec<SocketAddr>,
 }
 
-/// Binds every listener and starts the readers and shards on the current tokio runtime.
-pub async fn start(config: Config, metrics: Metrics) -> std::io::Result<Server> {
+/// The transaction user of a shard: what happens to requests once the transaction layer has
+/// matched them (the engine's own answers, the registrar, calls). One instance per shard, living
+/// on the shard's thread, so it may hold `!Send` state (actor addresses, `Rc`s).
+pub trait TransactionUser: 'static {
+    /// Messages other parts of the shard (actors) post back to it.
+    type Command: Send + 'static;
+
+    /// An event from the transaction layer.
+    fn on_event(&mut self, cx: &mut ShardCx<'_, Self::Command>, ev: TuEvent);
+
+    /// A command posted on the shard's command channel.
+    fn on_command(&mut self, cx: &mut ShardCx<'_, Self::Command>, cmd: Self::Command);
+}
+
+/// What a transaction user may touch while handling an event or command.
+pub struct ShardCx<'a, C> {
+    /// The shard's transaction layer.
+    pub layer: &'a mut TransactionLayer,
+    /// The current time.
+    pub now: Instant,
+    /// This shard's index.
+    pub shard: usize,
+    /// Engine-wide state.
+    pub shared: &'a Arc<Shared>,
+    /// The shard's own command channel (clone it for actors).
+    pub commands: &'a mpsc::UnboundedSender<C>,
+    stateless: &'a mut Vec<(Response, Peer)>,
+}
+
+impl<C> ShardCx<'_, C> {
+    /// Sends a response outside any transaction (after the current batch).
+    pub fn send_stateless(&mut self, resp: Response, to: Peer) {
+        self.stateless.push((resp, to));
+    }
+}
+
+/// Builds the transaction user of shard `index`; runs on the shard's thread.
+pub type TuFactory<T> = Arc<
+    dyn Fn(usize, mpsc::UnboundedSender<<T as TransactionUser>::Command>, Arc<Shared>) -> T
+        + Send
+        + Sync,
+>;
+
+/// The engine's own transaction user (no calls): [`Core`].
+impl TransactionUser for Core {
+    type Command = ();
+
+    fn on_event(&mut self, cx: &mut ShardCx<'_, ()>, ev: TuEvent) {
+        self.handle(cx.layer, cx.now, ev);
+    }
+
+    fn on_command(&mut self, _cx: &mut ShardCx<'_, ()>, _cmd: ()) {}
+}
+
+/// A factory for the engine's own [`Core`] transaction user.
+pub fn core_factory() -> TuFactory<Core> {
+    Arc::new(|_, _, shared: Arc<Shared>| Core::new(shared.local.clone()))
+}
+
+/// Binds every listener and starts the readers (on the current actix arbiter) and one shard
+/// per core, each on its own actix [`actix_rt::Arbiter`] with a transaction user from `factory`.
+/// Must run inside an actix system.
+pub async fn start<T: TransactionUser>(
+    config: Config,
+    metrics: Metrics,
+    factory: TuFactory<T>,
+) -> std::io::Result<Server> {
     let mut udp_socks = Vec::new();
     for addr in &config.sip.udp_listen {
         udp_socks.push(Arc::new(
@@ -344,13 +426,20 @@ pub async fn start(config: Config, metrics: Metrics) -> std::io::Result<Server> 
         config,
     });
     for (i, rx) in receivers.into_iter().enumerate() {
-        tokio::spawn(run_shard(i, rx, shared.clone()));
+        let arbiter = actix_rt::Arbiter::new();
+        let shared = shared.clone();
+        let factory = factory.clone();
+        arbiter.spawn_fn(move || {
+            actix_rt::spawn(run_shard(i, rx, shared, factory));
+        });
+        // The arbiter thread lives as long as the system; its handle is not needed.
+        std::mem::forget(arbiter);
     }
     for (i, sock) in udp_socks.into_iter().enumerate() {
-        tokio::spawn(udp::serve(sock, i as u64, shared.clone()));
+        actix_rt::spawn(udp::serve(sock, i as u64, shared.clone()));
     }
     for l in tcp_listeners {
-        tokio::spawn(tcp::serve(l, shared.clone()));
+        actix_rt::spawn(tcp::serve(l, shared.clone()));
     }
     tracing::info!(udp = ?udp_addrs, tcp = ?tcp_addrs, shards = shard_count, "SIP listening");
     Ok(Server {
@@ -364,8 +453,14 @@ fn annotate(e: std::io::Error, what: &str, addr: &SocketAddr) -> std::io::Error 
     std::io::Error::new(e.kind(), format!("cannot bind SIP {what} {addr}: {e}"))
 }
 
-/// One shard: owns a transaction layer and the transaction user, fed by its queue.
-async fn run_shard(index: usize, mut rx: mpsc::Receiver<Inbound>, shared: Arc<Shared>) {
+/// One shard: owns a transaction layer and the transaction user, fed by its queue and by
+/// commands from the shard's actors.
+async fn run_shard<T: TransactionUser>(
+    index: usize,
+    mut rx: mpsc::Receiver<Inbound>,
+    shared: Arc<Shared>,
+    factory: TuFactory<T>,
+) {
     let c = &shared.config;
     let timers = TimerConfig {
         t1: Duration::from_millis(c.sip.t1_ms),
@@ -373,13 +468,16 @@ async fn run_shard(index: usize, mut rx: mpsc::Receiver<Inbound>, shared: Arc<Sh
         t4: Duration::from_millis(c.sip.t4_ms),
     };
     let mut layer = TransactionLayer::new(timers, c.limits.max_transactions);
-    let mut core = Core::new(shared.local.clone());
+    let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel();
+    let mut tu = factory(index, cmd_tx.clone(), shared.clone());
     let depth_gauge = shared
         .metrics
         .queue_depth
         .with_label_values(&[&index.to_string()]);
     let mut live = 0i64;
     let mut batch = Vec::with_capacity(64);
+    let mut commands = Vec::with_capacity(64);
+    let mut stateless = Vec::new();
     loop {
         let deadline = layer.poll_timeout();
         tokio::select! {
@@ -389,10 +487,17 @@ async fn run_shard(index: usize, mut rx: mpsc::Receiver<Inbound>, shared: Arc<Sh
                 }
                 let now = Instant::now();
                 for inbound in batch.drain(..) {
-                    if let Some((resp, to)) = handle_inbound(&mut layer, &core, &shared, now, inbound) {
+                    if let Some(refusal) = handle_inbound(&mut layer, &shared, now, inbound) {
                         shared.metrics.overload_rejections.inc();
-                        shared.send_response(&resp, to).await;
+                        stateless.push(refusal);
                     }
+                }
+            }
+            _ = cmd_rx.recv_many(&mut commands, 64) => {
+                let now = Instant::now();
+                for cmd in commands.drain(..) {
+                    let mut cx = ShardCx { layer: &mut layer, now, shard: index, shared: &shared, commands: &cmd_tx, stateless: &mut stateless };
+                    tu.on_command(&mut cx, cmd);
                 }
             }
             _ = sleep_until_opt(deadline) => {
@@ -400,9 +505,22 @@ async fn run_shard(index: usize, mut rx: mpsc::Receiver<Inbound>, shared: Arc<Sh
             }
         }
         let now = Instant::now();
-        core.drive(&mut layer, now);
+        while let Some(ev) = layer.poll_event() {
+            let mut cx = ShardCx {
+                layer: &mut layer,
+                now,
+                shard: index,
+                shared: &shared,
+                commands: &cmd_tx,
+                stateless: &mut stateless,
+            };
+            tu.on_event(&mut cx, ev);
+        }
         while let Some(t) = layer.poll_transmit() {
             shared.transmit(t).await;
+        }
+        for (resp, to) in stateless.drain(..) {
+            shared.send_response(&resp, to).await;
         }
         depth_gauge
             .set((c.limits.queue_capacity - rx.capacity().min(c.limits.queue_capacity)) as i64);
@@ -415,7 +533,6 @@ async fn run_shard(index: usize, mut rx: mpsc::Receiver<Inbound>, shared: Arc<Sh
 /// Feeds one message to the layer; returns a stateless answer when the layer refuses it.
 fn handle_inbound(
     layer: &mut TransactionLayer,
-    core: &Core,
     shared: &Shared,
     now: Instant,
     inbound: Inbound,
@@ -429,9 +546,14 @@ fn handle_inbound(
                 .inc();
             let span = tracing::debug_span!("sip", call_id = req.call_id().unwrap_or_default());
             let _g = span.enter();
-            if layer.len() >= shared.config.limits.max_transactions {
-                let e = crate::transaction::TxError::Overloaded;
-                return core.on_layer_error(&req, &e).map(|r| (r, inbound.source));
+            if layer.len() >= shared.config.limits.max_transactions && req.method != Method::Ack {
+                let mut r =
+                    response_with_reason(&req, 503, "Service Unavailable (too many transactions)");
+                r.headers.push(
+                    HeaderName::RetryAfter,
+                    shared.config.limits.retry_after_secs.to_string(),
+                );
+                return Some((r, inbound.source));
             }
             if let Err(e) = layer.handle_request(now, req, inbound.source) {
                 tracing::debug!(error = %e, "request refused by the transaction layer");
@@ -450,4 +572,31 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
         Some(d) => tokio::time::sleep_until(d.into()).await,
         None => std::future::pending().await,
     }
+}
+
+/// The shard a Call-ID belongs to. Call-IDs this engine creates carry their shard
+/// (`sb<shard>-…`, see [`new_call_id`]) so the B leg of a call lands where its A leg is;
+/// any other Call-ID is hashed.
+pub fn shard_of(call_id: &str, shards: usize) -> usize {
+    if let Some(rest) = call_id.strip_prefix("sb") {
+        if let Some((n, _)) = rest.split_once('-') {
+            if let Ok(n) = n.parse::<usize>() {
+                if n < shards {
+                    return n;
+                }
+            }
+        }
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    call_id.hash(&mut h);
+    (h.finish() % shards.max(1) as u64) as usize
+}
+
+/// A new Call-ID that [`shard_of`] maps to `shard`.
+pub fn new_call_id(shard: usize, host: &str) -> String {
+    format!(
+        "sb{shard}-{:016x}{:08x}@{host}",
+        rand::random::<u64>(),
+        rand::random::<u32>()
+    )
 }

@@ -14,16 +14,31 @@
 //!   header(s) and appends one computed from the body, so a datagram without Content-Length
 //!   gains one, its position moves to the end, and its spelling (`l`, leading zeros) is
 //!   normalized. Everything else (method, URI, status, reason, header order, names, values,
-//!   body) must be identical.
+//!   body) must be identical;
+//! - parsing stores no more header bytes than it read (values plus the spelling of unknown
+//!   names: known names are enum variants);
+//! - an answer with a status above 100 to a request whose To parses carries a To tag.
+//!
+//! Known engine bugs (see engine/tests/parser_props.rs, `known_bug_*`) make the strict target
+//! fail on some inputs. To keep fuzzing for new issues, run with `PARSER_FUZZ_ALLOW_KNOWN=1`,
+//! which tolerates exactly these:
+//! - K1: a whitespace-only continuation line at the end of a header leaves a trailing space
+//!   in the value (`Subject: a\r\n \r\n` gives `"a "`), which the re-parse trims;
+//! - K2: a datagram with exactly `MAX_HEADERS` header lines and no Content-Length parses, but
+//!   its serialization adds a Content-Length line and is refused ("Too many header lines");
+//! - K3: a To with a valueless `tag` parameter (`;tag`) gets `;tag;tag=sb…` in the answer,
+//!   whose To tag then reads as absent.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use std::sync::OnceLock;
 use switchboard_engine::inspect::{inspect, LocalIdentity};
 use switchboard_engine::sip::build::response_with_reason;
+use switchboard_engine::sip::parse::MAX_HEADERS;
 use switchboard_engine::sip::{
     parse_datagram, parse_stream_message, HeaderName, Headers, Message, ParseError, Request,
-    Response,
+    Response, SipHeaders,
 };
 use switchboard_engine::transport::framing::{Frame, StreamFramer};
 use switchboard_engine::transport::route::stamp_received;
@@ -31,6 +46,12 @@ use switchboard_engine::transport::route::stamp_received;
 const MAX_MESSAGE: usize = 65_535;
 
 type Parser = fn(&[u8]) -> Result<Message, ParseError>;
+
+/// True when `PARSER_FUZZ_ALLOW_KNOWN` is set: tolerate the known bugs K1, K2 and K3.
+fn allow_known() -> bool {
+    static ALLOW: OnceLock<bool> = OnceLock::new();
+    *ALLOW.get_or_init(|| std::env::var_os("PARSER_FUZZ_ALLOW_KNOWN").is_some())
+}
 
 fuzz_target!(|data: &[u8]| {
     let local = LocalIdentity {
@@ -137,25 +158,49 @@ fn round_trip(msg: &Message, reparse: Parser) {
     let bytes = msg.to_bytes();
     let again = match reparse(&bytes) {
         Ok(m) => m,
+        Err(e)
+            if allow_known()
+                && e.reason == "Too many header lines"
+                && msg.headers().len() == MAX_HEADERS
+                && msg.headers().count(&HeaderName::ContentLength) == 0 =>
+        {
+            return; // K2
+        }
         Err(e) => panic!(
-            "re-serialized message does not parse: {e:?}\n{}",
+            "re-serialized message does not parse: {} {}\n{}",
+            e.status,
+            e.reason,
             String::from_utf8_lossy(&bytes)
         ),
     };
     assert_eq!(
-        without_content_length(msg),
-        without_content_length(&again),
+        normalized(msg),
+        normalized(&again),
         "round trip changed the message\n{}",
         String::from_utf8_lossy(&bytes)
     );
 }
 
-fn without_content_length(msg: &Message) -> Message {
+/// The message without Content-Length (rewritten by the serializer); with known bugs allowed,
+/// also without trailing spaces in values (K1).
+fn normalized(msg: &Message) -> Message {
     let mut m = msg.clone();
-    match &mut m {
-        Message::Request(r) => r.headers.remove(&HeaderName::ContentLength),
-        Message::Response(r) => r.headers.remove(&HeaderName::ContentLength),
+    let headers = match &mut m {
+        Message::Request(r) => &mut r.headers,
+        Message::Response(r) => &mut r.headers,
+    };
+    let mut clean = Headers::new();
+    for h in headers.iter() {
+        if h.name != HeaderName::ContentLength {
+            let v = if allow_known() {
+                h.value.trim_end_matches(' ')
+            } else {
+                &h.value
+            };
+            clean.push(h.name.clone(), v);
+        }
     }
+    *headers = clean;
     m
 }
 
@@ -179,7 +224,22 @@ fn check_answer(req: &Request, resp: &Response) {
     // (which adds a To tag, a Server header and the reason phrase).
     if copied_headers_valid(req, resp.status) {
         match parse_datagram(&bytes) {
-            Ok(Message::Response(r)) => assert_eq!(r.status, resp.status),
+            Ok(Message::Response(r)) => {
+                assert_eq!(r.status, resp.status);
+                if resp.status > 100 && r.to().is_some() {
+                    let k3 = allow_known()
+                        && req.to().is_some_and(|t| {
+                            t.params
+                                .iter()
+                                .any(|p| p.name.eq_ignore_ascii_case("tag") && p.value.is_none())
+                        });
+                    assert!(
+                        r.to_tag().is_some() || k3,
+                        "answer without a To tag\n{}",
+                        String::from_utf8_lossy(&bytes)
+                    );
+                }
+            }
             other => panic!(
                 "answer does not re-parse: {other:?}\n{}",
                 String::from_utf8_lossy(&bytes)

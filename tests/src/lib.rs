@@ -189,3 +189,45 @@ pub fn raw_call_id(msg: &[u8]) -> Option<String> {
                 .then(|| value.trim().to_string())
         })
 }
+
+/// Registers `user` with `contact` (an `ip:port`) over UDP; returns the final status.
+pub fn register(engine: &Engine, user: &str, contact: SocketAddr, expires: u32) -> u16 {
+    let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let local = s.local_addr().expect("addr");
+    let target = engine.sip_addr();
+    let call_id = format!("reg-{user}-{}", std::process::id());
+    let msg = format!(
+        "REGISTER sip:{target} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-{call_id}-{expires};rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:{user}@{target}>;tag=r1\r\nTo: <sip:{user}@{target}>\r\n\
+         Call-ID: {call_id}\r\nCSeq: {} REGISTER\r\nContact: <sip:{user}@{contact}>\r\nExpires: {expires}\r\n\
+         Content-Length: 0\r\n\r\n",
+        expires + 1
+    );
+    s.send_to(msg.as_bytes(), target).expect("send");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut buf = vec![0u8; 65536];
+    while Instant::now() < deadline {
+        if let Ok(n) = s.recv(&mut buf) {
+            if let Some((status, _)) = status_and_call_id(&buf[..n]) {
+                if status >= 200 {
+                    return status;
+                }
+            }
+        }
+    }
+    0
+}
+
+/// Runs SIPp with `args`, bounded by `secs` (SIGUSR1 then SIGKILL), stdout discarded.
+pub fn sipp(args: &[&str], secs: u32) -> std::process::Child {
+    Command::new("timeout")
+        .args(["-s", "USR1", "-k", "10", &secs.to_string(), "sipp"])
+        .args(args)
+        .args(["-nostdin", "-buff_size", "4194304"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run sipp (make test installs sip-tester)")
+}

@@ -102,12 +102,14 @@ fn split_head(buf: &[u8]) -> Result<Head<'_>, ParseError> {
             continue;
         };
         if line.starts_with([' ', '\t']) {
+            let piece = line.trim();
             match current.as_mut() {
+                Some(_) if piece.is_empty() => {}
                 Some((_, v)) => {
                     if !v.is_empty() {
                         v.push(' ');
                     }
-                    v.push_str(line.trim());
+                    v.push_str(piece);
                 }
                 None => {
                     fault.get_or_insert_with(|| "Continuation line before any header".into());
@@ -127,14 +129,13 @@ fn split_head(buf: &[u8]) -> Result<Head<'_>, ParseError> {
             fault.get_or_insert_with(|| format!("Invalid header name: {}", clip(name)));
             continue;
         }
-        if headers.len() >= MAX_HEADERS {
+        let name = HeaderName::from_token(name);
+        // The cap is on received lines other than Content-Length, which serialization rewrites.
+        if name != HeaderName::ContentLength && headers.len() >= MAX_HEADERS {
             fault.get_or_insert_with(|| "Too many header lines".into());
             break;
         }
-        current = Some((
-            HeaderName::from_token(name),
-            line[colon + 1..].trim().to_string(),
-        ));
+        current = Some((name, line[colon + 1..].trim().to_string()));
     }
     if let Some((n, v)) = current {
         headers.push(n, v);
@@ -375,7 +376,10 @@ fn check_common_headers(h: &Headers) -> Result<(), String> {
         if elems.len() != 1 {
             return Err(format!("Multiple {name} values"));
         }
-        parse_name_addr(elems[0]).map_err(|e| format!("Malformed {name}: {e}"))?;
+        let na = parse_name_addr(elems[0]).map_err(|e| format!("Malformed {name}: {e}"))?;
+        if crate::sip::grammar::find_param(&na.params, "tag").is_some_and(|p| p.value.is_none()) {
+            return Err(format!("Malformed {name}: tag without a value"));
+        }
     }
     let call_id = h.get(&HeaderName::CallId).unwrap_or_default();
     if call_id.is_empty() || call_id.contains([' ', '\t', ',']) {

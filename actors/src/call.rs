@@ -1,0 +1,850 @@
+//! The call actor: one per call, a B2BUA between the caller's leg (A) and one or more callee
+//! legs (B, forked in parallel; the first 2xx wins, the others are cancelled). It lives on its
+//! shard's arbiter and talks SIP only through [`Command`]s to the shard, which owns the
+//! transactions.
+//!
+//! A [`TeardownGuard`] travels inside the actor: if the actor dies without finishing (a panic in
+//! a handler: actix does not supervise those), the guard's `Drop` tears the call down: 500 on a
+//! pending caller INVITE, BYE on answered legs, CANCEL on ringing ones, and a CDR with cause
+//! `internal_error`.
+
+use crate::registrar::{aor_key, now_ms, Binding, Lookup};
+use crate::router::{Command, Services, ShardHandle};
+use actix::prelude::*;
+use bytes::Bytes;
+use std::time::Duration;
+use switchboard_engine::dialog::{cancel_for, new_request, new_tag, uri_of, with_to_tag, Dialog};
+use switchboard_engine::server::new_call_id;
+use switchboard_engine::sip::build::{response, response_with_reason};
+use switchboard_engine::sip::{HeaderName, Message, Method, Request, Response, SipHeaders};
+use switchboard_engine::transaction::{Peer, TxKey};
+
+/// Which side of a call a message belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The caller.
+    A,
+    /// A callee leg (fork index).
+    B(u32),
+}
+
+/// What a client transaction is, for its call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxTag {
+    /// The INVITE of B leg n.
+    Invite(u32),
+    /// A request forwarded from the other side, whose final answer is relayed back.
+    Forwarded(u64),
+    /// Anything whose answer does not matter (BYE, CANCEL).
+    Fire,
+}
+
+/// Everything a new call starts from.
+pub struct CallSetup {
+    /// The caller's INVITE server transaction.
+    pub tx: TxKey,
+    /// The caller's INVITE.
+    pub invite: Request,
+    /// Where it came from.
+    pub source: Peer,
+    /// The shard.
+    pub shard: ShardHandle,
+    /// Engine-wide services.
+    pub services: Services,
+}
+
+/// Messages the router delivers to a call.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub enum CallMsg {
+    /// A request for this call (in-dialog, or CANCEL of the caller's INVITE).
+    Request {
+        /// Its server transaction.
+        tx: TxKey,
+        /// The request.
+        req: Request,
+        /// Where it came from.
+        source: Peer,
+        /// Which side sent it.
+        side: Side,
+    },
+    /// An ACK for a 2xx this call sent.
+    Ack {
+        /// Which side sent it.
+        side: Side,
+    },
+    /// A response to one of the call's client transactions.
+    Response {
+        /// Which transaction.
+        tag: TxTag,
+        /// The response.
+        resp: Response,
+    },
+    /// A client transaction timed out (or could not be sent).
+    Timeout {
+        /// Which transaction.
+        tag: TxTag,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LegState {
+    Calling,
+    Early,
+    Answered,
+    Done,
+}
+
+struct BLeg {
+    invite: Request,
+    dest: Peer,
+    call_id: String,
+    state: LegState,
+    dialog: Option<Dialog>,
+}
+
+/// A request forwarded to the other side, waiting for its final answer.
+struct Pending {
+    id: u64,
+    from: Side,
+    tx: TxKey,
+    req: Request,
+}
+
+/// The call record kept while the call runs and written at its end.
+#[derive(Clone, Debug, Default)]
+pub struct CallRecord {
+    /// The caller's Call-ID.
+    pub call_id: String,
+    /// Caller URI.
+    pub caller: String,
+    /// Called URI.
+    pub callee: String,
+    /// Start (ms since the epoch).
+    pub start_ms: i64,
+    /// Answer time.
+    pub answer_ms: Option<i64>,
+    /// End time.
+    pub end_ms: i64,
+    /// Why it ended.
+    pub cause: String,
+    /// The final status sent to the caller.
+    pub sip_code: u16,
+}
+
+/// What the guard needs to tear a call down after a panic.
+#[derive(Default)]
+struct Teardown {
+    a_pending: Option<(TxKey, Request)>,
+    a_dialog: Option<Dialog>,
+    b_calling: Vec<(Request, Peer)>,
+    b_dialogs: Vec<Dialog>,
+    call_ids: Vec<String>,
+    record: CallRecord,
+    finished: bool,
+}
+
+/// Tears the call down if the actor is dropped before it finished (see the module doc).
+pub struct TeardownGuard {
+    shard: ShardHandle,
+    state: Teardown,
+}
+
+impl Drop for TeardownGuard {
+    fn drop(&mut self) {
+        let t = &mut self.state;
+        if t.finished {
+            return;
+        }
+        tracing::error!(call_id = %t.record.call_id, "call actor died; tearing the call down");
+        if let Some((tx, invite)) = t.a_pending.take() {
+            let resp = response_with_reason(&invite, 500, "Server Internal Error (call failed)");
+            self.shard.post(Command::Respond { tx, resp });
+        }
+        let mut byes: Vec<(Request, Peer)> = Vec::new();
+        if let Some(d) = t.a_dialog.as_mut() {
+            byes.push((d.request(Method::Bye), d.peer));
+        }
+        for d in t.b_dialogs.iter_mut() {
+            byes.push((d.request(Method::Bye), d.peer));
+        }
+        for (invite, dest) in &t.b_calling {
+            byes.push((cancel_for(invite), *dest));
+        }
+        for (req, dest) in byes {
+            self.shard.post(Command::Stateless {
+                msg: Message::Request(req),
+                dest,
+            });
+        }
+        self.shard
+            .post(Command::Forget(std::mem::take(&mut t.call_ids)));
+        t.record.end_ms = now_ms();
+        t.record.cause = "internal_error".into();
+        crate::cdr::write(&t.record);
+    }
+}
+
+/// The B2BUA call actor.
+pub struct CallActor {
+    setup: CallSetup,
+    a_tag: String,
+    a_dialog: Option<Dialog>,
+    a_final: bool,
+    a_acked: bool,
+    ok_to_a: Option<Response>,
+    legs: Vec<BLeg>,
+    winner: Option<u32>,
+    pending: Vec<Pending>,
+    next_id: u64,
+    best_failure: Option<Response>,
+    guard: TeardownGuard,
+    ended: bool,
+}
+
+impl CallActor {
+    /// A call for a new INVITE.
+    pub fn new(setup: CallSetup) -> CallActor {
+        let record = CallRecord {
+            call_id: setup.invite.call_id().unwrap_or_default().to_string(),
+            caller: setup
+                .invite
+                .headers
+                .get(&HeaderName::From)
+                .and_then(uri_of)
+                .unwrap_or_default(),
+            callee: setup.invite.uri.clone(),
+            start_ms: now_ms(),
+            ..Default::default()
+        };
+        let guard = TeardownGuard {
+            shard: setup.shard.clone(),
+            state: Teardown {
+                a_pending: Some((setup.tx, setup.invite.clone())),
+                call_ids: vec![record.call_id.clone()],
+                record,
+                ..Default::default()
+            },
+        };
+        CallActor {
+            setup,
+            a_tag: new_tag(),
+            a_dialog: None,
+            a_final: false,
+            a_acked: false,
+            ok_to_a: None,
+            legs: Vec::new(),
+            winner: None,
+            pending: Vec::new(),
+            next_id: 0,
+            best_failure: None,
+            guard,
+            ended: false,
+        }
+    }
+
+    fn post(&self, c: Command) {
+        self.setup.shard.post(c);
+    }
+
+    fn local(&self) -> std::net::SocketAddr {
+        self.setup
+            .shard
+            .shared
+            .local_addr(self.setup.source.transport)
+    }
+
+    /// A response to the caller's INVITE, with our To tag and Contact.
+    fn a_response(&self, status: u16, reason: Option<&str>) -> Response {
+        let r = match reason {
+            Some(reason) => response_with_reason(&self.setup.invite, status, reason),
+            None => response(&self.setup.invite, status),
+        };
+        let mut r = with_to_tag(r, &self.a_tag);
+        if (101..300).contains(&status) {
+            r.headers.push(
+                HeaderName::Contact,
+                switchboard_engine::dialog::contact_value(
+                    self.local(),
+                    self.setup.source.transport,
+                ),
+            );
+        }
+        r
+    }
+
+    /// Sends the caller a final answer (non-2xx) and ends the call.
+    fn fail_a(&mut self, ctx: &mut Context<Self>, resp: Response, cause: &str) {
+        if !self.a_final {
+            self.a_final = true;
+            self.guard.state.record.sip_code = resp.status;
+            self.guard.state.a_pending = None;
+            self.post(Command::Respond {
+                tx: self.setup.tx,
+                resp,
+            });
+        }
+        self.end(ctx, cause);
+    }
+
+    fn end(&mut self, ctx: &mut Context<Self>, cause: &str) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        for i in 0..self.legs.len() {
+            self.hang_up_leg(i as u32);
+        }
+        let t = &mut self.guard.state;
+        t.record.end_ms = now_ms();
+        t.record.cause = cause.to_string();
+        t.finished = true;
+        crate::cdr::write(&t.record);
+        let ids = std::mem::take(&mut t.call_ids);
+        self.post(Command::Forget(ids));
+        ctx.stop();
+    }
+
+    /// CANCEL a ringing leg, BYE an answered one.
+    fn hang_up_leg(&mut self, i: u32) {
+        let Some(leg) = self.legs.get_mut(i as usize) else {
+            return;
+        };
+        let cmd = match leg.state {
+            LegState::Calling | LegState::Early => Some(Command::Send {
+                req: cancel_for(&leg.invite),
+                dest: leg.dest,
+                owner: None,
+                tag: TxTag::Fire,
+            }),
+            LegState::Answered => leg
+                .dialog
+                .as_mut()
+                .map(|d| (d.request(Method::Bye), d.peer))
+                .map(|(req, dest)| Command::Stateless {
+                    msg: Message::Request(req),
+                    dest,
+                }),
+            LegState::Done => None,
+        };
+        leg.state = LegState::Done;
+        if let Some(c) = cmd {
+            self.post(c);
+        }
+    }
+
+    fn on_located(&mut self, ctx: &mut Context<Self>, bindings: Vec<Binding>) {
+        if self.a_final {
+            return;
+        }
+        if bindings.is_empty() {
+            let r = self.a_response(404, Some("Not Found (not registered)"));
+            return self.fail_a(ctx, r, "not_found");
+        }
+        let inv = &self.setup.invite;
+        let from = inv
+            .headers
+            .get(&HeaderName::From)
+            .and_then(uri_of)
+            .map(|u| format!("<{u}>"))
+            .unwrap_or_else(|| "<sip:anonymous@anonymous.invalid>".into());
+        let to = inv
+            .headers
+            .get(&HeaderName::To)
+            .and_then(uri_of)
+            .map(|u| format!("<{u}>"))
+            .unwrap_or_else(|| format!("<{}>", inv.uri));
+        let max_forwards = inv
+            .headers
+            .get(&HeaderName::MaxForwards)
+            .and_then(|m| m.parse::<u32>().ok())
+            .unwrap_or(70)
+            .saturating_sub(1);
+        let local = self.local();
+        let host = local.ip().to_string();
+        for (i, b) in bindings.iter().enumerate() {
+            let call_id = new_call_id(self.setup.shard.shard, &host);
+            let mut req = new_request(
+                Method::Invite,
+                &b.contact,
+                &from,
+                &to,
+                &call_id,
+                1,
+                local,
+                b.source.transport,
+            );
+            req.headers
+                .set(HeaderName::MaxForwards, max_forwards.to_string());
+            if !inv.body.is_empty() {
+                req.headers.push(HeaderName::ContentType, "application/sdp");
+                req.body = inv.body.clone();
+            }
+            let side = Side::B(i as u32);
+            self.post(Command::Route {
+                call_id: call_id.clone(),
+                to: ctx.address(),
+                side,
+            });
+            self.post(Command::Send {
+                req: req.clone(),
+                dest: b.destination(),
+                owner: Some(ctx.address()),
+                tag: TxTag::Invite(i as u32),
+            });
+            self.guard.state.call_ids.push(call_id.clone());
+            self.guard
+                .state
+                .b_calling
+                .push((req.clone(), b.destination()));
+            self.legs.push(BLeg {
+                invite: req,
+                dest: b.destination(),
+                call_id,
+                state: LegState::Calling,
+                dialog: None,
+            });
+        }
+        let timeout =
+            Duration::from_secs(self.setup.shard.shared.config.calls.no_answer_timeout_secs);
+        ctx.run_later(timeout, |act, ctx| {
+            if act.winner.is_none() && !act.a_final {
+                let r = act.a_response(480, Some("Temporarily Unavailable (no answer)"));
+                act.fail_a(ctx, r, "no_answer");
+            }
+        });
+    }
+
+    fn on_leg_response(&mut self, ctx: &mut Context<Self>, i: u32, resp: Response) {
+        let shard = self.setup.shard.clone();
+        let Some(leg) = self.legs.get_mut(i as usize) else {
+            return;
+        };
+        if leg.state == LegState::Done && resp.status >= 200 && resp.status < 300 {
+            // A late 2xx on a cancelled fork: ACK and BYE it (RFC 3261 §13.2.2.4 / §15).
+            if let Some(mut d) = Dialog::uac(
+                &leg.invite,
+                &resp,
+                leg.dest,
+                self.setup.shard.shared.local_addr(leg.dest.transport),
+            ) {
+                let ack = d.ack(1);
+                let bye = d.request(Method::Bye);
+                shard.post(Command::Stateless {
+                    msg: Message::Request(ack),
+                    dest: leg.dest,
+                });
+                shard.post(Command::Stateless {
+                    msg: Message::Request(bye),
+                    dest: leg.dest,
+                });
+            }
+            return;
+        }
+        match resp.status {
+            100 => {}
+            101..=199 => {
+                leg.state = LegState::Early;
+                if !self.a_final {
+                    let mut r = self.a_response(resp.status, Some(&resp.reason));
+                    if !resp.body.is_empty() {
+                        r.headers.push(HeaderName::ContentType, "application/sdp");
+                        r.body = resp.body.clone();
+                    }
+                    self.post(Command::Respond {
+                        tx: self.setup.tx,
+                        resp: r,
+                    });
+                }
+            }
+            200..=299 => {
+                let local = self.setup.shard.shared.local_addr(leg.dest.transport);
+                let Some(mut d) = Dialog::uac(&leg.invite, &resp, leg.dest, local) else {
+                    return;
+                };
+                let ack = d.ack(1);
+                shard.post(Command::Stateless {
+                    msg: Message::Request(ack),
+                    dest: leg.dest,
+                });
+                if self.winner.is_some() || self.a_final {
+                    let bye = d.request(Method::Bye);
+                    shard.post(Command::Stateless {
+                        msg: Message::Request(bye),
+                        dest: leg.dest,
+                    });
+                    leg.state = LegState::Done;
+                    return;
+                }
+                leg.state = LegState::Answered;
+                leg.dialog = Some(d.clone());
+                self.winner = Some(i);
+                self.guard.state.b_calling.clear();
+                self.guard.state.b_dialogs.push(d);
+                for j in 0..self.legs.len() as u32 {
+                    if j != i {
+                        self.hang_up_leg(j);
+                    }
+                }
+                self.answer_a(ctx, &resp);
+            }
+            _ => {
+                leg.state = LegState::Done;
+                self.guard
+                    .state
+                    .b_calling
+                    .retain(|(r, _)| r.call_id() != Some(leg.call_id.as_str()));
+                let better = match &self.best_failure {
+                    None => true,
+                    Some(b) => resp.status >= 600 || (b.status < 600 && resp.status < b.status),
+                };
+                if better {
+                    self.best_failure = Some(resp);
+                }
+                if self.legs.iter().all(|l| l.state == LegState::Done) && self.winner.is_none() {
+                    let (status, reason) = self
+                        .best_failure
+                        .as_ref()
+                        .map_or((480, "Temporarily Unavailable".to_string()), |b| {
+                            (b.status, b.reason.clone())
+                        });
+                    let cause = match status {
+                        486 | 600 => "busy",
+                        408 | 480 => "no_answer",
+                        _ => "rejected",
+                    };
+                    let r = self.a_response(status, Some(&reason));
+                    self.fail_a(ctx, r, cause);
+                }
+            }
+        }
+    }
+
+    fn answer_a(&mut self, ctx: &mut Context<Self>, b_ok: &Response) {
+        let mut ok = self.a_response(200, None);
+        if !b_ok.body.is_empty() {
+            ok.headers.push(HeaderName::ContentType, "application/sdp");
+            ok.body = b_ok.body.clone();
+        }
+        self.a_final = true;
+        self.guard.state.a_pending = None;
+        let local = self.local();
+        self.a_dialog = Dialog::uas(&self.setup.invite, &self.a_tag, self.setup.source, local);
+        self.guard.state.a_dialog = self.a_dialog.clone();
+        self.guard.state.record.answer_ms = Some(now_ms());
+        self.guard.state.record.sip_code = 200;
+        self.post(Command::Respond {
+            tx: self.setup.tx,
+            resp: ok.clone(),
+        });
+        self.ok_to_a = Some(ok);
+        if !self.setup.source.transport.is_reliable() {
+            let t1 = Duration::from_millis(self.setup.shard.shared.config.sip.t1_ms);
+            self.retransmit_ok(ctx, t1, Duration::ZERO);
+        }
+        let max = Duration::from_secs(self.setup.shard.shared.config.calls.max_duration_secs);
+        ctx.run_later(max, |act, ctx| act.hang_up(ctx, "max_duration"));
+    }
+
+    /// RFC 3261 §13.3.1.4: the UAS core retransmits its 2xx until the ACK arrives.
+    fn retransmit_ok(&mut self, ctx: &mut Context<Self>, interval: Duration, elapsed: Duration) {
+        let cfg = &self.setup.shard.shared.config.sip;
+        let t2 = Duration::from_millis(cfg.t2_ms);
+        let limit = Duration::from_millis(cfg.t1_ms * 64);
+        ctx.run_later(interval, move |act, ctx| {
+            if act.a_acked || act.ended {
+                return;
+            }
+            let elapsed = elapsed + interval;
+            if elapsed >= limit {
+                return act.hang_up(ctx, "no_ack");
+            }
+            if let Some(ok) = act.ok_to_a.clone() {
+                act.post(Command::Stateless {
+                    msg: Message::Response(ok),
+                    dest: act.setup.source,
+                });
+            }
+            act.retransmit_ok(ctx, (interval * 2).min(t2), elapsed);
+        });
+    }
+
+    /// Ends an answered call from our side: BYE to both parties.
+    fn hang_up(&mut self, ctx: &mut Context<Self>, cause: &str) {
+        if let Some(d) = self.a_dialog.as_mut() {
+            let bye = d.request(Method::Bye);
+            let dest = d.peer;
+            self.post(Command::Stateless {
+                msg: Message::Request(bye),
+                dest,
+            });
+        }
+        self.end(ctx, cause);
+    }
+
+    fn on_request(
+        &mut self,
+        ctx: &mut Context<Self>,
+        tx: TxKey,
+        req: Request,
+        source: Peer,
+        side: Side,
+    ) {
+        match (req.method.clone(), side) {
+            (Method::Cancel, Side::A) => {
+                self.post(Command::Respond {
+                    tx,
+                    resp: response(&req, 200),
+                });
+                if !self.a_final {
+                    let r = self.a_response(487, None);
+                    self.fail_a(ctx, r, "caller_cancel");
+                }
+            }
+            (Method::Bye, _) => {
+                self.post(Command::Respond {
+                    tx,
+                    resp: response(&req, 200),
+                });
+                let other = match side {
+                    Side::A => self
+                        .winner
+                        .and_then(|w| self.legs.get_mut(w as usize))
+                        .and_then(|l| l.dialog.as_mut()),
+                    Side::B(_) => self.a_dialog.as_mut(),
+                };
+                if let Some(d) = other {
+                    let bye = d.request(Method::Bye);
+                    let dest = d.peer;
+                    self.post(Command::Stateless {
+                        msg: Message::Request(bye),
+                        dest,
+                    });
+                }
+                if let Side::B(i) = side {
+                    if let Some(l) = self.legs.get_mut(i as usize) {
+                        l.state = LegState::Done;
+                    }
+                }
+                if side == Side::A {
+                    if let Some(l) = self.winner.and_then(|w| self.legs.get_mut(w as usize)) {
+                        l.state = LegState::Done;
+                    }
+                }
+                let cause = if side == Side::A {
+                    "normal_clearing"
+                } else {
+                    "callee_hangup"
+                };
+                self.end(ctx, cause);
+            }
+            (Method::Ack, _) => {}
+            (_, _) if self.winner.is_none() || self.a_dialog.is_none() => {
+                self.post(Command::Respond {
+                    tx,
+                    resp: response(&req, 481),
+                });
+            }
+            (method, _) => {
+                // re-INVITE, UPDATE, INFO…: forward to the other side, relay its final answer.
+                if method == Method::Invite
+                    && self.pending.iter().any(|p| p.req.method == Method::Invite)
+                {
+                    let mut r = response(&req, 491);
+                    r.headers.push(HeaderName::RetryAfter, "1");
+                    return self.post(Command::Respond { tx, resp: r });
+                }
+                let other = match side {
+                    Side::A => self
+                        .winner
+                        .and_then(|w| self.legs.get_mut(w as usize))
+                        .and_then(|l| l.dialog.as_mut()),
+                    Side::B(_) => self.a_dialog.as_mut(),
+                };
+                let Some(d) = other else {
+                    return self.post(Command::Respond {
+                        tx,
+                        resp: response(&req, 481),
+                    });
+                };
+                let mut fwd = d.request(method);
+                for name in [
+                    HeaderName::ContentType,
+                    HeaderName::Other("Content-Disposition".into()),
+                ] {
+                    if let Some(v) = req.headers.get(&name) {
+                        fwd.headers.push(name.clone(), v.to_string());
+                    }
+                }
+                fwd.body = req.body.clone();
+                let dest = d.peer;
+                self.next_id += 1;
+                let id = self.next_id;
+                self.pending.push(Pending {
+                    id,
+                    from: side,
+                    tx,
+                    req,
+                });
+                let _ = source;
+                self.post(Command::Send {
+                    req: fwd,
+                    dest,
+                    owner: Some(ctx.address()),
+                    tag: TxTag::Forwarded(id),
+                });
+            }
+        }
+    }
+
+    fn on_forwarded_response(&mut self, id: u64, resp: Response) {
+        if resp.status < 200 {
+            return;
+        }
+        let Some(pos) = self.pending.iter().position(|p| p.id == id) else {
+            return;
+        };
+        let p = self.pending.remove(pos);
+        // The side that answered is the other one: ACK its 2xx to a re-INVITE ourselves.
+        if p.req.method == Method::Invite && resp.status < 300 {
+            let answering = match p.from {
+                Side::A => self
+                    .winner
+                    .and_then(|w| self.legs.get_mut(w as usize))
+                    .and_then(|l| l.dialog.as_mut()),
+                Side::B(_) => self.a_dialog.as_mut(),
+            };
+            if let Some(d) = answering {
+                let cseq = d.local_cseq;
+                let ack = d.ack(cseq);
+                let dest = d.peer;
+                self.post(Command::Stateless {
+                    msg: Message::Request(ack),
+                    dest,
+                });
+            }
+        }
+        let mut r = response_with_reason(&p.req, resp.status, &resp.reason);
+        if let Some(tag) = match p.from {
+            Side::A => Some(self.a_tag.clone()),
+            Side::B(_) => self
+                .a_dialog
+                .as_ref()
+                .map(|d| d.local_tag.clone())
+                .and_then(|_| {
+                    self.winner
+                        .and_then(|w| self.legs.get(w as usize))
+                        .and_then(|l| l.dialog.as_ref())
+                        .map(|d| d.local_tag.clone())
+                }),
+        } {
+            r = with_to_tag(r, &tag);
+        }
+        if !resp.body.is_empty() {
+            r.headers.push(
+                HeaderName::ContentType,
+                resp.headers
+                    .get(&HeaderName::ContentType)
+                    .unwrap_or("application/sdp")
+                    .to_string(),
+            );
+            r.body = resp.body.clone();
+        }
+        if (200..300).contains(&resp.status) && p.req.method == Method::Invite {
+            r.headers.push(
+                HeaderName::Contact,
+                switchboard_engine::dialog::contact_value(
+                    self.local(),
+                    self.setup.source.transport,
+                ),
+            );
+        }
+        self.post(Command::Respond { tx: p.tx, resp: r });
+    }
+}
+
+impl Actor for CallActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let span = tracing::info_span!("call", call_id = %self.guard.state.record.call_id);
+        let _g = span.enter();
+        self.post(Command::Respond {
+            tx: self.setup.tx,
+            resp: response(&self.setup.invite, 100),
+        });
+        let src = self.setup.source.addr.ip();
+        let trusted = self
+            .setup
+            .services
+            .trusted
+            .iter()
+            .any(|n| switchboard_engine::config::cidr_contains(*n, src));
+        if !trusted {
+            let r = self.a_response(403, Some("Forbidden (source not trusted)"));
+            return self.fail_a(ctx, r, "rejected");
+        }
+        let Some(key) = aor_key(&self.setup.invite.uri) else {
+            let r = self.a_response(404, Some("Not Found (no user in the Request-URI)"));
+            return self.fail_a(ctx, r, "not_found");
+        };
+        self.setup
+            .services
+            .registrar
+            .send(Lookup(key))
+            .into_actor(self)
+            .map(|res, act, ctx| act.on_located(ctx, res.unwrap_or_default()))
+            .wait(ctx);
+    }
+}
+
+impl Handler<CallMsg> for CallActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: CallMsg, ctx: &mut Context<Self>) {
+        match msg {
+            CallMsg::Request {
+                tx,
+                req,
+                source,
+                side,
+            } => self.on_request(ctx, tx, req, source, side),
+            CallMsg::Ack { side: Side::A } => self.a_acked = true,
+            CallMsg::Ack { .. } => {}
+            CallMsg::Response {
+                tag: TxTag::Invite(i),
+                resp,
+            } => self.on_leg_response(ctx, i, resp),
+            CallMsg::Response {
+                tag: TxTag::Forwarded(id),
+                resp,
+            } => self.on_forwarded_response(id, resp),
+            CallMsg::Response {
+                tag: TxTag::Fire, ..
+            }
+            | CallMsg::Timeout { tag: TxTag::Fire } => {}
+            CallMsg::Timeout {
+                tag: TxTag::Invite(i),
+            } => {
+                let r = Response {
+                    status: 408,
+                    reason: "Request Timeout".into(),
+                    headers: Default::default(),
+                    body: Bytes::new(),
+                };
+                self.on_leg_response(ctx, i, r);
+            }
+            CallMsg::Timeout {
+                tag: TxTag::Forwarded(id),
+            } => {
+                let r = Response {
+                    status: 408,
+                    reason: "Request Timeout".into(),
+                    headers: Default::default(),
+                    body: Bytes::new(),
+                };
+                self.on_forwarded_response(id, r);
+            }
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! The registrar actor (RFC 3261 §10): processes REGISTER, keeps the location service (the
+//! bindings of every address-of-record) in memory and answers lookups from call actors.
+//!
+//! Address-of-record: this is a single-domain PBX, so an AOR is keyed by the user part of the To
+//! URI (lower-cased); `sip:alice@10.0.0.1` and `sip:alice@pbx.example.com` are the same user.
+
+use actix::prelude::*;
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use switchboard_engine::config::RegistrarConfig;
+use switchboard_engine::dialog::{uri_of, user_of};
+use switchboard_engine::sip::build::{response, response_with_reason};
+use switchboard_engine::sip::grammar::{find_param, parse_name_addr, split_list};
+use switchboard_engine::sip::{HeaderName, Request, Response, SipHeaders};
+use switchboard_engine::transaction::Peer;
+
+/// One contact bound to an address-of-record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Binding {
+    /// The contact URI.
+    pub contact: String,
+    /// When it expires.
+    pub expires_at: Instant,
+    /// Wall-clock expiry (milliseconds since the epoch), for persistence.
+    pub expires_at_ms: i64,
+    /// Preference (`q`), 0.0–1.0.
+    pub q: f32,
+    /// Call-ID and CSeq of the REGISTER that last refreshed it (RFC 3261 §10.3 step 7).
+    pub call_id: String,
+    /// CSeq number of that REGISTER.
+    pub cseq: u32,
+    /// The flow the REGISTER came from: where calls to this contact are sent (NAT-friendly).
+    pub source: Peer,
+}
+
+impl Binding {
+    /// Where requests for this contact are sent. Over UDP, the Contact's own address when it is
+    /// an IP literal (a phone that registers on behalf of another address, as SIPp tests do);
+    /// otherwise (a host name, or any connection-oriented flow) the flow the REGISTER came from,
+    /// which also reaches phones behind NAT.
+    pub fn destination(&self) -> Peer {
+        if self.source.transport.is_reliable() {
+            return self.source;
+        }
+        contact_socket_addr(&self.contact).map_or(self.source, |addr| Peer {
+            addr,
+            conn: self.source.conn,
+            ..self.source
+        })
+    }
+}
+
+/// The `ip:port` of a SIP URI whose host is an IP literal (port 5060 when absent).
+pub fn contact_socket_addr(uri: &str) -> Option<std::net::SocketAddr> {
+    let rest = uri.split_once(':')?.1;
+    let hostport = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let hostport = hostport.split([';', '?']).next()?;
+    if let Ok(sa) = hostport.parse::<std::net::SocketAddr>() {
+        return Some(sa);
+    }
+    let ip: std::net::IpAddr = hostport.trim_matches(['[', ']']).parse().ok()?;
+    Some(std::net::SocketAddr::new(ip, 5060))
+}
+
+/// The AOR key of a URI: its user part, lower-cased.
+pub fn aor_key(uri: &str) -> Option<String> {
+    user_of(uri).map(|u| u.to_ascii_lowercase())
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The registrar actor.
+pub struct Registrar {
+    config: RegistrarConfig,
+    bindings: HashMap<String, Vec<Binding>>,
+}
+
+impl Registrar {
+    /// An empty registrar.
+    pub fn new(config: RegistrarConfig) -> Registrar {
+        Registrar {
+            config,
+            bindings: HashMap::new(),
+        }
+    }
+
+    /// Applies a REGISTER (already authenticated) and returns the answer.
+    pub fn apply(&mut self, req: &Request, source: Peer, now: Instant) -> Response {
+        let Some(to_uri) = req.headers.get(&HeaderName::To).and_then(uri_of) else {
+            return response_with_reason(req, 400, "Malformed To");
+        };
+        let Some(aor) = aor_key(&to_uri) else {
+            return response_with_reason(req, 404, "Not Found (no user in the address-of-record)");
+        };
+        let call_id = req.call_id().unwrap_or_default().to_string();
+        let cseq = req.cseq().map_or(0, |c| c.0);
+        let header_expires = req
+            .headers
+            .get(&HeaderName::Expires)
+            .and_then(|e| e.trim().parse::<u64>().ok());
+        let contacts: Vec<&str> = req
+            .headers
+            .get_all(&HeaderName::Contact)
+            .flat_map(|v| split_list(v).unwrap_or_default())
+            .collect();
+        let list = self.bindings.entry(aor.clone()).or_default();
+        list.retain(|b| b.expires_at > now);
+        if contacts.iter().any(|c| c.trim() == "*") {
+            // RFC 3261 §10.3 step 6: `*` only alone and with Expires: 0.
+            if contacts.len() != 1 || header_expires != Some(0) {
+                return response_with_reason(
+                    req,
+                    400,
+                    "Contact: * needs Expires: 0 and no other contact",
+                );
+            }
+            list.retain(|b| b.call_id != call_id || b.cseq >= cseq);
+            if list.iter().all(|b| b.call_id != call_id) {
+                list.clear();
+            }
+            return self.answer(req, &aor, now);
+        }
+        for c in contacts {
+            let Ok(na) = parse_name_addr(c) else {
+                return response_with_reason(req, 400, "Malformed Contact");
+            };
+            let expires = find_param(&na.params, "expires")
+                .and_then(|p| p.value.as_deref())
+                .and_then(|v| v.parse::<u64>().ok())
+                .or(header_expires)
+                .unwrap_or(u64::from(self.config.default_expires_secs));
+            if expires != 0 && expires < u64::from(self.config.min_expires_secs) {
+                let mut r = response(req, 423);
+                r.reason = "Interval Too Brief".into();
+                r.headers.push(
+                    HeaderName::MinExpires,
+                    self.config.min_expires_secs.to_string(),
+                );
+                return r;
+            }
+            let expires = expires.min(u64::from(self.config.max_expires_secs));
+            let q = find_param(&na.params, "q")
+                .and_then(|p| p.value.as_deref())
+                .and_then(|v| v.parse::<f32>().ok())
+                .unwrap_or(1.0)
+                .clamp(0.0, 1.0);
+            if let Some(existing) = list.iter().find(|b| b.contact == na.uri) {
+                // RFC 3261 §10.3 step 7: an older or repeated CSeq from the same Call-ID is stale.
+                if existing.call_id == call_id && existing.cseq >= cseq {
+                    return response_with_reason(req, 500, "Out of order REGISTER");
+                }
+            }
+            list.retain(|b| b.contact != na.uri);
+            if expires > 0 {
+                list.push(Binding {
+                    contact: na.uri.clone(),
+                    expires_at: now + Duration::from_secs(expires),
+                    expires_at_ms: now_ms() + expires as i64 * 1000,
+                    q,
+                    call_id: call_id.clone(),
+                    cseq,
+                    source,
+                });
+            }
+        }
+        self.answer(req, &aor, now)
+    }
+
+    fn answer(&self, req: &Request, aor: &str, now: Instant) -> Response {
+        let mut r = response(req, 200);
+        for b in self.lookup(aor, now) {
+            let secs = b.expires_at.saturating_duration_since(now).as_secs();
+            r.headers.push(
+                HeaderName::Contact,
+                format!("<{}>;expires={secs};q={:.1}", b.contact, b.q),
+            );
+        }
+        r.headers.push(
+            HeaderName::Other("Date".into()),
+            httpdate(SystemTime::now()),
+        );
+        r
+    }
+
+    /// The live bindings of an AOR key, best first (q, then most recent).
+    pub fn lookup(&self, aor: &str, now: Instant) -> Vec<Binding> {
+        let mut v: Vec<Binding> = self
+            .bindings
+            .get(aor)
+            .map(|l| l.iter().filter(|b| b.expires_at > now).cloned().collect())
+            .unwrap_or_default();
+        v.sort_by(|a, b| {
+            b.q.partial_cmp(&a.q)
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then(b.expires_at.cmp(&a.expires_at))
+        });
+        v
+    }
+}
+
+/// An RFC 7231 date (used in the Date header of REGISTER answers).
+fn httpdate(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let days = secs / 86_400;
+    let (h, m, s) = ((secs % 86_400) / 3600, (secs % 3600) / 60, secs % 60);
+    // Civil-from-days (H. Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    const WD: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MO: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{}, {d:02} {} {year} {h:02}:{m:02}:{s:02} GMT",
+        WD[(days % 7) as usize],
+        MO[(month - 1) as usize]
+    )
+}
+
+impl Actor for Registrar {
+    type Context = Context<Self>;
+}
+
+/// A REGISTER to process; the answer comes back as the result.
+#[derive(Message)]
+#[rtype(result = "Response")]
+pub struct Register {
+    /// The request.
+    pub req: Request,
+    /// Where it came from.
+    pub source: Peer,
+}
+
+impl Handler<Register> for Registrar {
+    type Result = MessageResult<Register>;
+
+    fn handle(&mut self, msg: Register, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.apply(&msg.req, msg.source, Instant::now()))
+    }
+}
+
+/// Where can this AOR key be reached?
+#[derive(Message)]
+#[rtype(result = "Vec<Binding>")]
+pub struct Lookup(pub String);
+
+impl Handler<Lookup> for Registrar {
+    type Result = MessageResult<Lookup>;
+
+    fn handle(&mut self, msg: Lookup, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.lookup(&msg.0, Instant::now()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_engine::sip::{parse_datagram, Message};
+    use switchboard_engine::transaction::TransportKind;
+
+    fn reg(contact: &str, expires: Option<u32>, cseq: u32) -> Request {
+        let exp = expires
+            .map(|e| format!("Expires: {e}\r\n"))
+            .unwrap_or_default();
+        let m = format!("REGISTER sip:sb SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK{cseq}\r\nFrom: <sip:alice@sb>;tag=1\r\nTo: <sip:alice@sb>\r\nCall-ID: reg1\r\nCSeq: {cseq} REGISTER\r\nContact: {contact}\r\n{exp}Content-Length: 0\r\n\r\n");
+        match parse_datagram(m.as_bytes()) {
+            Ok(Message::Request(r)) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bindings_lifecycle() {
+        let mut r = Registrar::new(RegistrarConfig::default());
+        let src = Peer::new(TransportKind::Udp, "127.0.0.1:5070".parse().unwrap());
+        let now = Instant::now();
+        let a = r.apply(
+            &reg(
+                "<sip:alice@127.0.0.1:5070>;q=0.5, <sip:alice@127.0.0.1:5072>",
+                Some(600),
+                1,
+            ),
+            src,
+            now,
+        );
+        assert_eq!(a.status, 200);
+        assert_eq!(a.headers.count(&HeaderName::Contact), 2);
+        let l = r.lookup("alice", now);
+        assert_eq!(l[0].contact, "sip:alice@127.0.0.1:5072");
+        assert_eq!(
+            r.apply(&reg("<sip:alice@127.0.0.1:5070>", Some(10), 2), src, now)
+                .status,
+            423
+        );
+        assert_eq!(
+            r.apply(&reg("<sip:alice@127.0.0.1:5070>", Some(0), 3), src, now)
+                .status,
+            200
+        );
+        assert_eq!(r.lookup("alice", now).len(), 1);
+        assert!(r.lookup("alice", now + Duration::from_secs(700)).is_empty());
+        assert_eq!(r.apply(&reg("*", None, 4), src, now).status, 400);
+        assert_eq!(r.apply(&reg("*", Some(0), 5), src, now).status, 200);
+        assert!(r.lookup("alice", now).is_empty());
+        assert!(httpdate(UNIX_EPOCH).starts_with("Thu, 01 Jan 1970"));
+    }
+}

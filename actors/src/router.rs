@@ -1,0 +1,259 @@
+//! The shard router: the transaction user of each SIP shard. It answers what the engine answers
+//! on its own, hands REGISTER to the registrar, starts a call actor for each new INVITE (on the
+//! shard's own arbiter, so the call shares a thread with its transactions), and routes every
+//! later message of a call (by Call-ID and by transaction) to that actor.
+
+use crate::call::{CallActor, CallMsg, CallSetup, Side, TxTag};
+use crate::registrar::{Register, Registrar};
+use actix::prelude::*;
+use std::collections::HashMap;
+use std::sync::Arc;
+use switchboard_engine::config::{parse_cidr, Config};
+use switchboard_engine::core::answer;
+use switchboard_engine::inspect::inspect;
+use switchboard_engine::server::{ShardCx, Shared, TransactionUser, TuFactory};
+use switchboard_engine::sip::build::response;
+use switchboard_engine::sip::{Message, Method, Request, Response, SipHeaders};
+use switchboard_engine::transaction::{Peer, TuEvent, TxKey};
+use tokio::sync::mpsc::UnboundedSender;
+
+/// What call actors and the registrar post back to their shard.
+pub enum Command {
+    /// Answer a server transaction.
+    Respond {
+        /// The transaction.
+        tx: TxKey,
+        /// The answer.
+        resp: Response,
+    },
+    /// Start a client transaction whose responses go to `owner`.
+    Send {
+        /// The request (with our Via and a fresh branch).
+        req: Request,
+        /// Where to send it.
+        dest: Peer,
+        /// The call its responses go to (`None`: nobody cares, e.g. a CANCEL).
+        owner: Option<Addr<CallActor>>,
+        /// What the call calls it.
+        tag: TxTag,
+    },
+    /// Send a message outside any transaction (ACK for 2xx, 2xx retransmissions).
+    Stateless {
+        /// The message.
+        msg: Message,
+        /// Where to.
+        dest: Peer,
+    },
+    /// Route a Call-ID to a call actor.
+    Route {
+        /// The Call-ID.
+        call_id: String,
+        /// The actor.
+        to: Addr<CallActor>,
+        /// Which side of the call it is.
+        side: Side,
+    },
+    /// A call has ended: forget its Call-IDs.
+    Forget(Vec<String>),
+}
+
+/// Handle a call actor keeps to its shard.
+#[derive(Clone)]
+pub struct ShardHandle {
+    /// The shard's command channel.
+    pub cmd: UnboundedSender<Command>,
+    /// The shard index (for new Call-IDs).
+    pub shard: usize,
+    /// Engine-wide state.
+    pub shared: Arc<Shared>,
+}
+
+impl ShardHandle {
+    /// Posts a command (the shard outlives its calls; a send error means shutdown).
+    pub fn post(&self, c: Command) {
+        let _ = self.cmd.send(c);
+    }
+}
+
+/// Engine-wide services the router needs, shared by all shards.
+#[derive(Clone)]
+pub struct Services {
+    /// The registrar.
+    pub registrar: Addr<Registrar>,
+    /// Trusted source networks (no digest auth for calls from them).
+    pub trusted: Arc<Vec<(std::net::IpAddr, u8)>>,
+}
+
+/// The per-shard router.
+pub struct Router {
+    shard: ShardHandle,
+    services: Services,
+    calls: HashMap<String, (Addr<CallActor>, Side)>,
+    client_tx: HashMap<TxKey, (Addr<CallActor>, TxTag)>,
+    invite_tx: HashMap<TxKey, Addr<CallActor>>,
+}
+
+/// Builds the factory the SIP server uses to create each shard's router. Must run inside the
+/// actix system (it starts the registrar on its own arbiter).
+pub fn factory(config: &Config) -> TuFactory<Router> {
+    let reg_config = config.registrar.clone();
+    let registrar = Registrar::start_in_arbiter(&actix_rt::Arbiter::new().handle(), move |_| {
+        Registrar::new(reg_config)
+    });
+    let trusted = Arc::new(
+        config
+            .calls
+            .trusted_sources
+            .iter()
+            .filter_map(|s| parse_cidr(s))
+            .collect(),
+    );
+    let services = Services { registrar, trusted };
+    Arc::new(move |shard, cmd, shared| Router {
+        shard: ShardHandle { cmd, shard, shared },
+        services: services.clone(),
+        calls: HashMap::new(),
+        client_tx: HashMap::new(),
+        invite_tx: HashMap::new(),
+    })
+}
+
+impl Router {
+    fn new_request(
+        &mut self,
+        cx: &mut ShardCx<'_, Command>,
+        tx: TxKey,
+        req: Request,
+        source: Peer,
+        cancels: Option<TxKey>,
+    ) {
+        if let Some(resp) = inspect(&req, &cx.shared.local) {
+            return respond(cx, &tx, resp);
+        }
+        let call_id = req.call_id().unwrap_or_default().to_string();
+        if req.method == Method::Cancel {
+            match cancels.and_then(|t| self.invite_tx.get(&t)) {
+                Some(actor) => actor.do_send(CallMsg::Request {
+                    tx,
+                    req,
+                    source,
+                    side: Side::A,
+                }),
+                None => respond(cx, &tx, response(&req, 481)),
+            }
+            return;
+        }
+        if let Some((actor, side)) = self.calls.get(&call_id) {
+            if req.in_dialog() || req.method != Method::Invite {
+                actor.do_send(CallMsg::Request {
+                    tx,
+                    req,
+                    source,
+                    side: *side,
+                });
+                return;
+            }
+        }
+        match req.method {
+            Method::Invite if req.in_dialog() => respond(cx, &tx, response(&req, 481)),
+            Method::Invite => {
+                let setup = CallSetup {
+                    tx,
+                    invite: req,
+                    source,
+                    shard: self.shard.clone(),
+                    services: self.services.clone(),
+                };
+                let actor = CallActor::new(setup).start();
+                self.invite_tx.insert(tx, actor.clone());
+                self.calls.insert(call_id, (actor, Side::A));
+            }
+            Method::Register => {
+                let reply = self.shard.cmd.clone();
+                let fut = self.services.registrar.send(Register { req, source });
+                actix_rt::spawn(async move {
+                    if let Ok(resp) = fut.await {
+                        let _ = reply.send(Command::Respond { tx, resp });
+                    }
+                });
+            }
+            _ => respond(cx, &tx, answer(&req, false)),
+        }
+    }
+}
+
+fn respond(cx: &mut ShardCx<'_, Command>, tx: &TxKey, resp: Response) {
+    if let Err(e) = cx.layer.send_response(cx.now, tx, resp) {
+        tracing::debug!(error = %e, "answer not sent");
+    }
+}
+
+impl TransactionUser for Router {
+    type Command = Command;
+
+    fn on_event(&mut self, cx: &mut ShardCx<'_, Command>, ev: TuEvent) {
+        match ev {
+            TuEvent::Request {
+                tx,
+                req,
+                source,
+                cancels,
+            } => self.new_request(cx, tx, req, source, cancels),
+            TuEvent::AckFor2xx { req, .. } => {
+                if let Some((actor, side)) = req.call_id().and_then(|c| self.calls.get(c)) {
+                    actor.do_send(CallMsg::Ack { side: *side });
+                }
+            }
+            TuEvent::Response { tx, resp } => {
+                if let Some((actor, tag)) = self.client_tx.get(&tx) {
+                    actor.do_send(CallMsg::Response { tag: *tag, resp });
+                }
+            }
+            TuEvent::Timeout { tx } => {
+                if let Some((actor, tag)) = self.client_tx.get(&tx) {
+                    actor.do_send(CallMsg::Timeout { tag: *tag });
+                }
+            }
+            TuEvent::Terminated { tx } => {
+                self.client_tx.remove(&tx);
+                self.invite_tx.remove(&tx);
+            }
+            TuEvent::StrayResponse { resp, source } => {
+                tracing::debug!(status = resp.status, peer = %source.addr, "stray response dropped");
+            }
+        }
+    }
+
+    fn on_command(&mut self, cx: &mut ShardCx<'_, Command>, cmd: Command) {
+        match cmd {
+            Command::Respond { tx, resp } => respond(cx, &tx, resp),
+            Command::Send {
+                req,
+                dest,
+                owner,
+                tag,
+            } => match cx.layer.send_request(cx.now, req, dest) {
+                Ok(tx) => {
+                    if let Some(owner) = owner {
+                        self.client_tx.insert(tx, (owner, tag));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot send request");
+                    if let Some(owner) = owner {
+                        owner.do_send(CallMsg::Timeout { tag });
+                    }
+                }
+            },
+            Command::Stateless { msg, dest } => cx.layer.send_stateless(msg, dest),
+            Command::Route { call_id, to, side } => {
+                self.calls.insert(call_id, (to, side));
+            }
+            Command::Forget(ids) => {
+                for id in ids {
+                    self.calls.remove(&id);
+                }
+            }
+        }
+    }
+}
