@@ -13,11 +13,14 @@ use crate::router::{Command, Services, ShardHandle};
 use actix::prelude::*;
 use bytes::Bytes;
 use std::time::Duration;
+use switchboard_engine::auth::{Algorithm, Credentials, Verdict};
 use switchboard_engine::dialog::{cancel_for, new_request, new_tag, uri_of, with_to_tag, Dialog};
+use switchboard_engine::sdp::{filter_offer, has_voice_codec, LegOrigin, Sdp};
 use switchboard_engine::server::new_call_id;
 use switchboard_engine::sip::build::{response, response_with_reason};
 use switchboard_engine::sip::{HeaderName, Message, Method, Request, Response, SipHeaders};
 use switchboard_engine::transaction::{Peer, TxKey};
+use switchboard_media::{Leg, RelayConfig, RelaySession};
 
 /// Which side of a call a message belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,6 +133,18 @@ pub struct CallRecord {
     pub cause: String,
     /// The final status sent to the caller.
     pub sip_code: u16,
+    /// RTP packets caller → callee.
+    pub packets_a_to_b: u64,
+    /// RTP packets callee → caller.
+    pub packets_b_to_a: u64,
+    /// RTP bytes caller → callee.
+    pub bytes_a_to_b: u64,
+    /// RTP bytes callee → caller.
+    pub bytes_b_to_a: u64,
+    /// RTP packets lost caller → callee (sequence gaps).
+    pub lost_a_to_b: u64,
+    /// RTP packets lost callee → caller.
+    pub lost_b_to_a: u64,
 }
 
 /// What the guard needs to tear a call down after a panic.
@@ -147,6 +162,8 @@ struct Teardown {
 /// Tears the call down if the actor is dropped before it finished (see the module doc).
 pub struct TeardownGuard {
     shard: ShardHandle,
+    storage: switchboard_storage::Storage,
+    addr: Option<Addr<CallActor>>,
     state: Teardown,
 }
 
@@ -177,11 +194,16 @@ impl Drop for TeardownGuard {
                 dest,
             });
         }
-        self.shard
-            .post(Command::Forget(std::mem::take(&mut t.call_ids)));
+        self.shard.post(Command::Forget {
+            ids: std::mem::take(&mut t.call_ids),
+            owner: self.addr.take(),
+        });
         t.record.end_ms = now_ms();
         t.record.cause = "internal_error".into();
-        crate::cdr::write(&t.record);
+        if t.record.sip_code == 0 {
+            t.record.sip_code = 500;
+        }
+        crate::cdr::write(&self.storage, &t.record);
     }
 }
 
@@ -200,6 +222,11 @@ pub struct CallActor {
     best_failure: Option<Response>,
     guard: TeardownGuard,
     ended: bool,
+    relay: Option<RelaySession>,
+    offer_to_b: Option<Sdp>,
+    b_body: Bytes,
+    origins: [LegOrigin; 2],
+    write_cdr: bool,
 }
 
 impl CallActor {
@@ -219,6 +246,8 @@ impl CallActor {
         };
         let guard = TeardownGuard {
             shard: setup.shard.clone(),
+            storage: setup.services.storage.clone(),
+            addr: None,
             state: Teardown {
                 a_pending: Some((setup.tx, setup.invite.clone())),
                 call_ids: vec![record.call_id.clone()],
@@ -226,7 +255,10 @@ impl CallActor {
                 ..Default::default()
             },
         };
+        let ip = setup.services.media.sdp_ip;
         CallActor {
+            b_body: setup.invite.body.clone(),
+            origins: [LegOrigin::random(ip), LegOrigin::random(ip)],
             setup,
             a_tag: new_tag(),
             a_dialog: None,
@@ -240,6 +272,9 @@ impl CallActor {
             best_failure: None,
             guard,
             ended: false,
+            relay: None,
+            offer_to_b: None,
+            write_cdr: true,
         }
     }
 
@@ -295,13 +330,29 @@ impl CallActor {
         for i in 0..self.legs.len() {
             self.hang_up_leg(i as u32);
         }
+        let relay = self.relay.take();
         let t = &mut self.guard.state;
+        if let Some(relay) = relay {
+            let s = relay.stats();
+            t.record.packets_a_to_b = s.a_to_b.packets;
+            t.record.packets_b_to_a = s.b_to_a.packets;
+            t.record.bytes_a_to_b = s.a_to_b.bytes;
+            t.record.bytes_b_to_a = s.b_to_a.bytes;
+            t.record.lost_a_to_b = s.a_to_b.lost;
+            t.record.lost_b_to_a = s.b_to_a.lost;
+            actix_rt::spawn(relay.stop());
+        }
         t.record.end_ms = now_ms();
         t.record.cause = cause.to_string();
         t.finished = true;
-        crate::cdr::write(&t.record);
+        if self.write_cdr {
+            crate::cdr::write(&self.guard.storage, &t.record);
+        }
         let ids = std::mem::take(&mut t.call_ids);
-        self.post(Command::Forget(ids));
+        self.post(Command::Forget {
+            ids,
+            owner: Some(ctx.address()),
+        });
         ctx.stop();
     }
 
@@ -376,9 +427,9 @@ impl CallActor {
             );
             req.headers
                 .set(HeaderName::MaxForwards, max_forwards.to_string());
-            if !inv.body.is_empty() {
+            if !self.b_body.is_empty() {
                 req.headers.push(HeaderName::ContentType, "application/sdp");
-                req.body = inv.body.clone();
+                req.body = self.b_body.clone();
             }
             let side = Side::B(i as u32);
             self.post(Command::Route {
@@ -448,8 +499,10 @@ impl CallActor {
                 if !self.a_final {
                     let mut r = self.a_response(resp.status, Some(&resp.reason));
                     if !resp.body.is_empty() {
-                        r.headers.push(HeaderName::ContentType, "application/sdp");
-                        r.body = resp.body.clone();
+                        if let Ok(body) = self.anchor(&resp.body, Leg::B) {
+                            r.headers.push(HeaderName::ContentType, "application/sdp");
+                            r.body = body;
+                        }
                     }
                     self.post(Command::Respond {
                         tx: self.setup.tx,
@@ -523,8 +576,31 @@ impl CallActor {
     fn answer_a(&mut self, ctx: &mut Context<Self>, b_ok: &Response) {
         let mut ok = self.a_response(200, None);
         if !b_ok.body.is_empty() {
-            ok.headers.push(HeaderName::ContentType, "application/sdp");
-            ok.body = b_ok.body.clone();
+            match self.anchor(&b_ok.body, Leg::B) {
+                Ok(body) => {
+                    ok.headers.push(HeaderName::ContentType, "application/sdp");
+                    ok.body = body;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "callee answer unusable");
+                    let r = self.a_response(488, Some("Not Acceptable Here (no common codec)"));
+                    self.winner = None;
+                    return self.fail_a(ctx, r, "rejected");
+                }
+            }
+        }
+        if let Some(relay) = &self.relay {
+            let timeout =
+                Duration::from_secs(self.setup.shard.shared.config.calls.rtp_timeout_secs);
+            relay
+                .on_timeout(timeout)
+                .into_actor(self)
+                .map(|r, act, ctx| {
+                    if r.is_ok() {
+                        act.hang_up(ctx, "rtp_timeout");
+                    }
+                })
+                .spawn(ctx);
         }
         self.a_final = true;
         self.guard.state.a_pending = None;
@@ -580,6 +656,153 @@ impl CallActor {
             });
         }
         self.end(ctx, cause);
+    }
+
+    /// Rewrites an SDP that leg `from` sent so that the other leg sends its media to us: points
+    /// the relay's `from` side at the author's RTP address and puts our relay port for the
+    /// other side in the body. Without a relay (no SDP in the INVITE) bodies pass unchanged.
+    fn anchor(&mut self, body: &Bytes, from: Leg) -> Result<Bytes, String> {
+        let Some(relay) = &self.relay else {
+            return Ok(body.clone());
+        };
+        let mut sdp = Sdp::parse_bytes(body).map_err(|e| e.to_string())?;
+        let stream = sdp.audio_stream().ok_or("no audio stream")?;
+        if from == Leg::B {
+            if let Some(offer) = &self.offer_to_b {
+                switchboard_engine::sdp::negotiate(offer, &sdp).map_err(|e| format!("{e:?}"))?;
+            }
+        }
+        if stream.rtp.is_some() {
+            relay.set_remote(from, stream.rtp);
+        } else {
+            relay.reset_latch(from);
+        }
+        let to = from.other();
+        sdp.rewrite_for_anchor(
+            stream.index,
+            self.setup.services.media.sdp_ip,
+            relay.local_addr(to).port(),
+        )
+        .map_err(|e| format!("{e:?}"))?;
+        self.origins[to as usize].stamp(&mut sdp);
+        if to == Leg::B && self.offer_to_b.is_none() {
+            self.offer_to_b = Some(sdp.clone());
+        }
+        Ok(Bytes::from(sdp.to_string()))
+    }
+
+    /// Checks the caller's Proxy-Authorization; routes the call when it is right.
+    fn authenticate(&mut self, ctx: &mut Context<Self>) {
+        let creds = self
+            .setup
+            .invite
+            .headers
+            .get_all(&HeaderName::ProxyAuthorization)
+            .find_map(Credentials::parse);
+        let Some(creds) = creds else {
+            return self.challenge(ctx, false);
+        };
+        let storage = self.setup.services.storage.clone();
+        let realm = self.setup.services.auth.realm().to_string();
+        let user = creds.username.clone();
+        async move { storage.get_user(&user, &realm).await }
+            .into_actor(self)
+            .map(move |found, act, ctx| match found {
+                Ok(Some(u)) => {
+                    let ha1 = if creds.algorithm() == Some(Algorithm::Sha256) {
+                        &u.ha1_sha256
+                    } else {
+                        &u.ha1_md5
+                    };
+                    match act.setup.services.auth.verify(
+                        &creds,
+                        "INVITE",
+                        ha1,
+                        now_ms().max(0) as u64,
+                    ) {
+                        Verdict::Ok => {
+                            act.guard.state.record.caller =
+                                format!("sip:{}@{}", u.username, u.realm);
+                            act.route(ctx)
+                        }
+                        Verdict::Stale => act.challenge(ctx, true),
+                        Verdict::BadNonce => act.challenge(ctx, false),
+                        Verdict::WrongPassword => {
+                            let r = act.a_response(403, Some("Forbidden (wrong password)"));
+                            act.fail_a(ctx, r, "rejected")
+                        }
+                    }
+                }
+                Ok(None) => {
+                    let r = act.a_response(403, Some("Forbidden"));
+                    act.fail_a(ctx, r, "rejected")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "user lookup failed");
+                    let r = act.a_response(500, Some("Server Internal Error (user lookup)"));
+                    act.fail_a(ctx, r, "internal_error")
+                }
+            })
+            .wait(ctx);
+    }
+
+    fn challenge(&mut self, ctx: &mut Context<Self>, stale: bool) {
+        let mut r = self.a_response(407, None);
+        for c in self
+            .setup
+            .services
+            .auth
+            .challenges(now_ms().max(0) as u64, stale)
+        {
+            r.headers.push(HeaderName::ProxyAuthenticate, c);
+        }
+        self.write_cdr = false; // a challenge is not a call
+        self.fail_a(ctx, r, "auth_challenge");
+    }
+
+    /// Anchors the media of the caller's offer and looks the callee up.
+    fn route(&mut self, ctx: &mut Context<Self>) {
+        if !self.setup.invite.body.is_empty() {
+            let offer = match Sdp::parse_bytes(&self.setup.invite.body) {
+                Ok(s) => filter_offer(&s),
+                Err(e) => {
+                    let r = self.a_response(400, Some(&format!("Malformed SDP: {e}")));
+                    return self.fail_a(ctx, r, "rejected");
+                }
+            };
+            if !has_voice_codec(&offer) {
+                let r = self.a_response(488, Some("Not Acceptable Here (no supported codec)"));
+                return self.fail_a(ctx, r, "rejected");
+            }
+            let media = &self.setup.services.media;
+            match RelaySession::start(&media.handle, &media.ports, RelayConfig::default()) {
+                Ok(relay) => self.relay = Some(relay),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no media ports");
+                    let r = self.a_response(503, Some("Service Unavailable (no media ports)"));
+                    return self.fail_a(ctx, r, "no_media_ports");
+                }
+            }
+            let body = Bytes::from(offer.to_string());
+            match self.anchor(&body, Leg::A) {
+                Ok(b) => self.b_body = b,
+                Err(e) => {
+                    let r = self.a_response(488, Some(&format!("Not Acceptable Here ({e})")));
+                    return self.fail_a(ctx, r, "rejected");
+                }
+            }
+        }
+        let Some(key) = aor_key(&self.setup.invite.uri) else {
+            let r = self.a_response(404, Some("Not Found (no user in the Request-URI)"));
+            return self.fail_a(ctx, r, "not_found");
+        };
+        self.setup
+            .services
+            .registrar
+            .send(Lookup(key))
+            .into_actor(self)
+            .map(|res, act, ctx| act.on_located(ctx, res.unwrap_or_default()))
+            .wait(ctx);
     }
 
     fn on_request(
@@ -678,6 +901,23 @@ impl CallActor {
                 }
                 fwd.body = req.body.clone();
                 let dest = d.peer;
+                let from = if side == Side::A { Leg::A } else { Leg::B };
+                if !fwd.body.is_empty()
+                    && fwd
+                        .headers
+                        .get(&HeaderName::ContentType)
+                        .is_some_and(|t| t.starts_with("application/sdp"))
+                {
+                    match self.anchor(&req.body, from) {
+                        Ok(b) => fwd.body = b,
+                        Err(_) => {
+                            return self.post(Command::Respond {
+                                tx,
+                                resp: response(&req, 488),
+                            })
+                        }
+                    }
+                }
                 self.next_id += 1;
                 let id = self.next_id;
                 self.pending.push(Pending {
@@ -741,14 +981,19 @@ impl CallActor {
             r = with_to_tag(r, &tag);
         }
         if !resp.body.is_empty() {
-            r.headers.push(
-                HeaderName::ContentType,
-                resp.headers
-                    .get(&HeaderName::ContentType)
-                    .unwrap_or("application/sdp")
-                    .to_string(),
-            );
-            r.body = resp.body.clone();
+            let ctype = resp
+                .headers
+                .get(&HeaderName::ContentType)
+                .unwrap_or("application/sdp")
+                .to_string();
+            let answering = if p.from == Side::A { Leg::B } else { Leg::A };
+            r.body = if ctype.starts_with("application/sdp") {
+                self.anchor(&resp.body, answering)
+                    .unwrap_or_else(|_| resp.body.clone())
+            } else {
+                resp.body.clone()
+            };
+            r.headers.push(HeaderName::ContentType, ctype);
         }
         if (200..300).contains(&resp.status) && p.req.method == Method::Invite {
             r.headers.push(
@@ -767,8 +1012,7 @@ impl Actor for CallActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let span = tracing::info_span!("call", call_id = %self.guard.state.record.call_id);
-        let _g = span.enter();
+        self.guard.addr = Some(ctx.address());
         self.post(Command::Respond {
             tx: self.setup.tx,
             resp: response(&self.setup.invite, 100),
@@ -780,21 +1024,11 @@ impl Actor for CallActor {
             .trusted
             .iter()
             .any(|n| switchboard_engine::config::cidr_contains(*n, src));
-        if !trusted {
-            let r = self.a_response(403, Some("Forbidden (source not trusted)"));
-            return self.fail_a(ctx, r, "rejected");
+        if trusted {
+            self.route(ctx);
+        } else {
+            self.authenticate(ctx);
         }
-        let Some(key) = aor_key(&self.setup.invite.uri) else {
-            let r = self.a_response(404, Some("Not Found (no user in the Request-URI)"));
-            return self.fail_a(ctx, r, "not_found");
-        };
-        self.setup
-            .services
-            .registrar
-            .send(Lookup(key))
-            .into_actor(self)
-            .map(|res, act, ctx| act.on_located(ctx, res.unwrap_or_default()))
-            .wait(ctx);
     }
 }
 

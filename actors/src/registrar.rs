@@ -7,12 +7,14 @@
 use actix::prelude::*;
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use switchboard_engine::auth::{Algorithm, Authenticator, Credentials, Verdict};
 use switchboard_engine::config::RegistrarConfig;
 use switchboard_engine::dialog::{uri_of, user_of};
 use switchboard_engine::sip::build::{response, response_with_reason};
 use switchboard_engine::sip::grammar::{find_param, parse_name_addr, split_list};
 use switchboard_engine::sip::{HeaderName, Request, Response, SipHeaders};
-use switchboard_engine::transaction::Peer;
+use switchboard_engine::transaction::{Peer, TransportKind};
+use switchboard_storage::Storage;
 
 /// One contact bound to an address-of-record.
 #[derive(Clone, Debug, PartialEq)]
@@ -78,19 +80,93 @@ pub fn now_ms() -> i64 {
 pub struct Registrar {
     config: RegistrarConfig,
     bindings: HashMap<String, Vec<Binding>>,
+    storage: Option<Storage>,
+    auth: Authenticator,
+    failures: HashMap<std::net::IpAddr, (Instant, u32)>,
+}
+
+/// A change to the location service, to persist.
+enum Change {
+    Upsert(String, Binding),
+    Remove(String, String),
+    RemoveAll(String),
 }
 
 impl Registrar {
-    /// An empty registrar.
+    /// An empty registrar without persistence or authentication (unit tests).
     pub fn new(config: RegistrarConfig) -> Registrar {
+        let auth = Authenticator::new(
+            &config.realm,
+            Duration::from_secs(u64::from(config.nonce_ttl_secs)),
+        );
         Registrar {
             config,
             bindings: HashMap::new(),
+            storage: None,
+            auth,
+            failures: HashMap::new(),
         }
+    }
+
+    /// A registrar that authenticates against `storage` and persists bindings there, starting
+    /// from the unexpired bindings already stored (so registrations survive a restart).
+    pub async fn load(
+        config: RegistrarConfig,
+        storage: Storage,
+    ) -> Result<Registrar, switchboard_storage::StorageError> {
+        let mut r = Registrar::new(config);
+        let now = Instant::now();
+        let now_wall = now_ms();
+        for b in storage.all_bindings(now_wall).await? {
+            let Some(source) = parse_source(&b.source) else {
+                continue;
+            };
+            let left = Duration::from_millis((b.expires_at_ms - now_wall).max(0) as u64);
+            r.bindings.entry(b.aor.clone()).or_default().push(Binding {
+                contact: b.contact_uri,
+                expires_at: now + left,
+                expires_at_ms: b.expires_at_ms,
+                q: b.q as f32 / 1000.0,
+                call_id: b.call_id,
+                cseq: b.cseq.clamp(0, i64::from(u32::MAX)) as u32,
+                source,
+            });
+        }
+        r.storage = Some(storage);
+        Ok(r)
+    }
+
+    /// The number of AORs with live bindings.
+    pub fn aor_count(&self) -> usize {
+        self.bindings.values().filter(|v| !v.is_empty()).count()
     }
 
     /// Applies a REGISTER (already authenticated) and returns the answer.
     pub fn apply(&mut self, req: &Request, source: Peer, now: Instant) -> Response {
+        self.apply_changes(req, source, now).0
+    }
+
+    fn apply_changes(
+        &mut self,
+        req: &Request,
+        source: Peer,
+        now: Instant,
+    ) -> (Response, Vec<Change>) {
+        let mut changes = Vec::new();
+        let resp = self.apply_inner(req, source, now, &mut changes);
+        if resp.status >= 300 {
+            changes.clear();
+        }
+        (resp, changes)
+    }
+
+    fn apply_inner(
+        &mut self,
+        req: &Request,
+        source: Peer,
+        now: Instant,
+        changes: &mut Vec<Change>,
+    ) -> Response {
         let Some(to_uri) = req.headers.get(&HeaderName::To).and_then(uri_of) else {
             return response_with_reason(req, 400, "Malformed To");
         };
@@ -119,10 +195,8 @@ impl Registrar {
                     "Contact: * needs Expires: 0 and no other contact",
                 );
             }
-            list.retain(|b| b.call_id != call_id || b.cseq >= cseq);
-            if list.iter().all(|b| b.call_id != call_id) {
-                list.clear();
-            }
+            list.clear();
+            changes.push(Change::RemoveAll(aor.clone()));
             return self.answer(req, &aor, now);
         }
         for c in contacts {
@@ -156,6 +230,7 @@ impl Registrar {
                 }
             }
             list.retain(|b| b.contact != na.uri);
+            changes.push(Change::Remove(aor.clone(), na.uri.clone()));
             if expires > 0 {
                 list.push(Binding {
                     contact: na.uri.clone(),
@@ -166,6 +241,9 @@ impl Registrar {
                     cseq,
                     source,
                 });
+                if let Some(b) = list.last() {
+                    changes.push(Change::Upsert(aor.clone(), b.clone()));
+                }
             }
         }
         self.answer(req, &aor, now)
@@ -244,11 +322,189 @@ pub struct Register {
 }
 
 impl Handler<Register> for Registrar {
-    type Result = MessageResult<Register>;
+    type Result = ResponseActFuture<Self, Response>;
 
     fn handle(&mut self, msg: Register, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.apply(&msg.req, msg.source, Instant::now()))
+        let Some(storage) = self.storage.clone() else {
+            let r = self.apply(&msg.req, msg.source, Instant::now());
+            return Box::pin(fut::ready(r));
+        };
+        let ip = msg.source.addr.ip();
+        if self.throttled(ip) {
+            let r = response_with_reason(&msg.req, 403, "Forbidden (too many failed attempts)");
+            return Box::pin(fut::ready(r));
+        }
+        let creds = msg
+            .req
+            .headers
+            .get_all(&HeaderName::Authorization)
+            .find_map(Credentials::parse);
+        let Some(creds) = creds else {
+            return Box::pin(fut::ready(self.challenge(&msg.req, false)));
+        };
+        let realm = self.config.realm.clone();
+        let user = creds.username.clone();
+        Box::pin(
+            async move { storage.get_user(&user, &realm).await }
+                .into_actor(self)
+                .map(move |found, act, _| act.authorized(msg, creds, found)),
+        )
     }
+}
+
+impl Registrar {
+    fn challenge(&self, req: &Request, stale: bool) -> Response {
+        let mut r = response(req, 401);
+        for c in self.auth.challenges(now_ms().max(0) as u64, stale) {
+            r.headers.push(HeaderName::WwwAuthenticate, c);
+        }
+        r
+    }
+
+    fn throttled(&mut self, ip: std::net::IpAddr) -> bool {
+        let limit = self.config.max_auth_failures_per_min;
+        match self.failures.get(&ip) {
+            Some((since, n)) if since.elapsed() < Duration::from_secs(60) => *n >= limit,
+            _ => false,
+        }
+    }
+
+    fn failed(&mut self, ip: std::net::IpAddr) {
+        let e = self.failures.entry(ip).or_insert((Instant::now(), 0));
+        if e.0.elapsed() >= Duration::from_secs(60) {
+            *e = (Instant::now(), 0);
+        }
+        e.1 += 1;
+        if self.failures.len() > 100_000 {
+            self.failures
+                .retain(|_, (t, _)| t.elapsed() < Duration::from_secs(60));
+        }
+    }
+
+    fn authorized(
+        &mut self,
+        msg: Register,
+        creds: Credentials,
+        found: Result<Option<switchboard_storage::UserRecord>, switchboard_storage::StorageError>,
+    ) -> Response {
+        let req = &msg.req;
+        let ip = msg.source.addr.ip();
+        let user = match found {
+            Ok(Some(u)) => u,
+            Ok(None) => {
+                self.failed(ip);
+                let status = self.config.unknown_user_status;
+                return response_with_reason(
+                    req,
+                    status,
+                    if status == 404 {
+                        "Not Found (unknown user)"
+                    } else {
+                        "Forbidden"
+                    },
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "user lookup failed");
+                return response_with_reason(req, 500, "Server Internal Error (user lookup)");
+            }
+        };
+        let ha1 = match creds.algorithm() {
+            Some(Algorithm::Sha256) => &user.ha1_sha256,
+            _ => &user.ha1_md5,
+        };
+        match self
+            .auth
+            .verify(&creds, req.method.as_str(), ha1, now_ms().max(0) as u64)
+        {
+            Verdict::Ok => {}
+            Verdict::Stale => return self.challenge(req, true),
+            Verdict::BadNonce => return self.challenge(req, false),
+            Verdict::WrongPassword => {
+                self.failed(ip);
+                return response_with_reason(req, 403, "Forbidden (wrong password)");
+            }
+        }
+        let to_user = req
+            .headers
+            .get(&HeaderName::To)
+            .and_then(uri_of)
+            .and_then(|u| aor_key(&u));
+        if to_user.as_deref() != Some(user.username.to_ascii_lowercase().as_str()) {
+            return response_with_reason(
+                req,
+                403,
+                "Forbidden (may not register another user's address)",
+            );
+        }
+        let (resp, changes) = self.apply_changes(req, msg.source, Instant::now());
+        if let Some(storage) = self.storage.clone() {
+            actix_rt::spawn(persist(storage, changes));
+        }
+        resp
+    }
+}
+
+async fn persist(storage: Storage, changes: Vec<Change>) {
+    for c in changes {
+        let r = match c {
+            Change::Upsert(aor, b) => {
+                let row = switchboard_storage::Binding {
+                    aor,
+                    contact_uri: b.contact.clone(),
+                    expires_at_ms: b.expires_at_ms,
+                    q: (b.q * 1000.0).round() as i64,
+                    call_id: b.call_id.clone(),
+                    cseq: i64::from(b.cseq),
+                    source: format_source(&b.source),
+                    user_agent: None,
+                    updated_at_ms: now_ms(),
+                };
+                storage.upsert_binding(&row).await.map(|_| ())
+            }
+            Change::Remove(aor, contact) => {
+                storage.remove_binding(&aor, &contact).await.map(|_| ())
+            }
+            Change::RemoveAll(aor) => storage.remove_all_bindings(&aor).await.map(|_| ()),
+        };
+        if let Err(e) = r {
+            tracing::error!(error = %e, "persisting a binding failed");
+        }
+    }
+}
+
+/// `udp:127.0.0.1:5062#7`: the flow a REGISTER came from, as stored.
+pub fn format_source(p: &Peer) -> String {
+    match p.conn {
+        Some(c) => format!(
+            "{}:{}#{c}",
+            p.transport.as_str().to_ascii_lowercase(),
+            p.addr
+        ),
+        None => format!("{}:{}", p.transport.as_str().to_ascii_lowercase(), p.addr),
+    }
+}
+
+/// The inverse of [`format_source`].
+pub fn parse_source(s: &str) -> Option<Peer> {
+    let (t, rest) = s.split_once(':')?;
+    let (addr, conn) = match rest.split_once('#') {
+        Some((a, c)) => (a, c.parse().ok()),
+        None => (rest, None),
+    };
+    let transport = match t {
+        "udp" => TransportKind::Udp,
+        "tcp" => TransportKind::Tcp,
+        "tls" => TransportKind::Tls,
+        "ws" => TransportKind::Ws,
+        "wss" => TransportKind::Wss,
+        _ => return None,
+    };
+    Some(Peer {
+        transport,
+        addr: addr.parse().ok()?,
+        conn,
+    })
 }
 
 /// Where can this AOR key be reached?

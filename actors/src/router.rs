@@ -8,7 +8,6 @@ use crate::registrar::{Register, Registrar};
 use actix::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;
-use switchboard_engine::config::{parse_cidr, Config};
 use switchboard_engine::core::answer;
 use switchboard_engine::inspect::inspect;
 use switchboard_engine::server::{ShardCx, Shared, TransactionUser, TuFactory};
@@ -53,8 +52,13 @@ pub enum Command {
         /// Which side of the call it is.
         side: Side,
     },
-    /// A call has ended: forget its Call-IDs.
-    Forget(Vec<String>),
+    /// A call has ended: forget its Call-IDs (those still pointing at `owner`).
+    Forget {
+        /// The Call-IDs.
+        ids: Vec<String>,
+        /// The call that owned them (a new call may already reuse a Call-ID, e.g. after 407).
+        owner: Option<Addr<CallActor>>,
+    },
 }
 
 /// Handle a call actor keeps to its shard.
@@ -82,6 +86,24 @@ pub struct Services {
     pub registrar: Addr<Registrar>,
     /// Trusted source networks (no digest auth for calls from them).
     pub trusted: Arc<Vec<(std::net::IpAddr, u8)>>,
+    /// The database.
+    pub storage: switchboard_storage::Storage,
+    /// Digest authentication of callers (407).
+    pub auth: Arc<switchboard_engine::auth::Authenticator>,
+    /// The media runtime and RTP ports.
+    pub media: Media,
+}
+
+/// Where RTP relays run: a dedicated multi-thread tokio runtime (not an actor mailbox) and the
+/// RTP port range.
+#[derive(Clone)]
+pub struct Media {
+    /// The media runtime.
+    pub handle: tokio::runtime::Handle,
+    /// RTP/RTCP port pairs.
+    pub ports: Arc<switchboard_media::PortAllocator>,
+    /// The address written in SDP.
+    pub sdp_ip: std::net::IpAddr,
 }
 
 /// The per-shard router.
@@ -93,22 +115,8 @@ pub struct Router {
     invite_tx: HashMap<TxKey, Addr<CallActor>>,
 }
 
-/// Builds the factory the SIP server uses to create each shard's router. Must run inside the
-/// actix system (it starts the registrar on its own arbiter).
-pub fn factory(config: &Config) -> TuFactory<Router> {
-    let reg_config = config.registrar.clone();
-    let registrar = Registrar::start_in_arbiter(&actix_rt::Arbiter::new().handle(), move |_| {
-        Registrar::new(reg_config)
-    });
-    let trusted = Arc::new(
-        config
-            .calls
-            .trusted_sources
-            .iter()
-            .filter_map(|s| parse_cidr(s))
-            .collect(),
-    );
-    let services = Services { registrar, trusted };
+/// Builds the factory the SIP server uses to create each shard's router.
+pub fn factory(services: Services) -> TuFactory<Router> {
     Arc::new(move |shard, cmd, shared| Router {
         shard: ShardHandle { cmd, shard, shared },
         services: services.clone(),
@@ -249,9 +257,16 @@ impl TransactionUser for Router {
             Command::Route { call_id, to, side } => {
                 self.calls.insert(call_id, (to, side));
             }
-            Command::Forget(ids) => {
+            Command::Forget { ids, owner } => {
                 for id in ids {
-                    self.calls.remove(&id);
+                    let same = match (&owner, self.calls.get(&id)) {
+                        (Some(o), Some((a, _))) => o == a,
+                        (None, _) => true,
+                        (_, None) => false,
+                    };
+                    if same {
+                        self.calls.remove(&id);
+                    }
                 }
             }
         }

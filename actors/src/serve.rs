@@ -1,7 +1,14 @@
 //! `switchboard serve`: wires the SIP core, the shards' transaction user (registrar and calls)
 //! and the HTTP server together, on an actix system.
 
+use crate::registrar::Registrar;
+use crate::router::{Media, Services};
+use actix::Actor;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_engine::auth::Authenticator;
+use switchboard_engine::config::parse_cidr;
 use switchboard_engine::config::Config;
 use switchboard_engine::metrics::Metrics;
 
@@ -11,7 +18,73 @@ pub fn run(config: Config) -> ExitCode {
     system.block_on(async move {
         let metrics = Metrics::new();
         let http_listen = config.http.listen;
-        let factory = crate::router::factory(&config);
+        let storage = match switchboard_storage::Storage::connect(&config.database_url()).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("database: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let registrar = match crate::registrar::Registrar::load(
+            config.registrar.clone(),
+            storage.clone(),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("loading registrations: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        tracing::info!(aors = registrar.aor_count(), "registrations restored");
+        let registrar =
+            Registrar::start_in_arbiter(&actix_rt::Arbiter::new().handle(), move |_| registrar);
+        let ports = match switchboard_media::PortAllocator::new(
+            config.media.rtp_ip,
+            config.media.rtp_port_min,
+            config.media.rtp_port_max,
+        ) {
+            Ok(p) => Arc::new(p),
+            Err(e) => {
+                eprintln!("media ports: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let media_rt = match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.shard_count().clamp(1, 4))
+            .thread_name("media")
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                eprintln!("media runtime: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let services = Services {
+            registrar,
+            trusted: Arc::new(
+                config
+                    .calls
+                    .trusted_sources
+                    .iter()
+                    .filter_map(|s| parse_cidr(s))
+                    .collect(),
+            ),
+            storage,
+            auth: Arc::new(Authenticator::new(
+                &config.registrar.realm,
+                Duration::from_secs(u64::from(config.registrar.nonce_ttl_secs)),
+            )),
+            media: Media {
+                handle: media_rt.handle().clone(),
+                ports,
+                sdp_ip: config.sip.advertised_address.unwrap_or(config.media.rtp_ip),
+            },
+        };
+        let factory = crate::router::factory(services);
         let server = match switchboard_engine::server::start(config, metrics.clone(), factory).await
         {
             Ok(s) => s,
@@ -30,6 +103,7 @@ pub fn run(config: Config) -> ExitCode {
         tracing::info!(udp = ?server.udp_addrs, tcp = ?server.tcp_addrs, "switchboard serving");
         wait_for_shutdown().await;
         tracing::info!("shutting down");
+        media_rt.shutdown_background();
         ExitCode::SUCCESS
     })
 }

@@ -101,6 +101,25 @@ impl Engine {
         panic!("engine not healthy after 30 s; log:\n{}", self.log());
     }
 
+    /// Adds a user through the real CLI (`switchboard user add`), against this engine's database.
+    pub fn add_user(&self, name: &str, password: &str) {
+        let out = Command::new(bin_path())
+            .args(["user", "add", name, "--password", password, "--config"])
+            .arg(self.dir.path().join("switchboard.toml"))
+            .output()
+            .expect("run switchboard user add");
+        assert!(
+            out.status.success(),
+            "user add failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The config file path.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("switchboard.toml")
+    }
+
     /// The SIP address.
     pub fn sip_addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.sip_port))
@@ -190,34 +209,107 @@ pub fn raw_call_id(msg: &[u8]) -> Option<String> {
         })
 }
 
-/// Registers `user` with `contact` (an `ip:port`) over UDP; returns the final status.
-pub fn register(engine: &Engine, user: &str, contact: SocketAddr, expires: u32) -> u16 {
+/// Registers `user` (password `password`) with `contact` (an `ip:port`) over UDP, answering the
+/// digest challenge; returns the final status.
+pub fn register(
+    engine: &Engine,
+    user: &str,
+    password: &str,
+    contact: SocketAddr,
+    expires: u32,
+) -> u16 {
     let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
     s.set_read_timeout(Some(Duration::from_millis(200)))
         .expect("timeout");
     let local = s.local_addr().expect("addr");
     let target = engine.sip_addr();
-    let call_id = format!("reg-{user}-{}", std::process::id());
-    let msg = format!(
-        "REGISTER sip:{target} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-{call_id}-{expires};rport\r\n\
-         Max-Forwards: 70\r\nFrom: <sip:{user}@{target}>;tag=r1\r\nTo: <sip:{user}@{target}>\r\n\
-         Call-ID: {call_id}\r\nCSeq: {} REGISTER\r\nContact: <sip:{user}@{contact}>\r\nExpires: {expires}\r\n\
-         Content-Length: 0\r\n\r\n",
-        expires + 1
-    );
-    s.send_to(msg.as_bytes(), target).expect("send");
+    let call_id = format!("reg-{user}-{}-{}", std::process::id(), contact.port());
+    let mut auth = String::new();
+    for cseq in 1..=3u32 {
+        let msg = format!(
+            "REGISTER sip:{target} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-{call_id}-{cseq};rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:{user}@{target}>;tag=r1\r\nTo: <sip:{user}@{target}>\r\n\
+             Call-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:{user}@{contact}>\r\nExpires: {expires}\r\n\
+             {auth}Content-Length: 0\r\n\r\n"
+        );
+        s.send_to(msg.as_bytes(), target).expect("send");
+        let Some(resp) = final_response(&s) else {
+            return 0;
+        };
+        let (status, _) = status_and_call_id(&resp).unwrap_or((0, String::new()));
+        if status != 401 {
+            return status;
+        }
+        let text = String::from_utf8_lossy(&resp).to_string();
+        auth = format!(
+            "Authorization: {}\r\n",
+            digest_answer(
+                &text,
+                "WWW-Authenticate",
+                user,
+                password,
+                "REGISTER",
+                &format!("sip:{target}")
+            )
+        );
+    }
+    401
+}
+
+fn final_response(s: &UdpSocket) -> Option<Vec<u8>> {
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut buf = vec![0u8; 65536];
     while Instant::now() < deadline {
         if let Ok(n) = s.recv(&mut buf) {
             if let Some((status, _)) = status_and_call_id(&buf[..n]) {
                 if status >= 200 {
-                    return status;
+                    return Some(buf[..n].to_vec());
                 }
             }
         }
     }
-    0
+    None
+}
+
+/// The credentials answering the first MD5 challenge in `header` of a response.
+pub fn digest_answer(
+    response: &str,
+    header: &str,
+    user: &str,
+    password: &str,
+    method: &str,
+    uri: &str,
+) -> String {
+    use switchboard_engine::auth::{answer, Algorithm, Credentials};
+    let challenge = response
+        .split("\r\n")
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(n, _)| n.trim().eq_ignore_ascii_case(header))
+        .map(|(_, v)| v.trim())
+        .find(|v| v.contains("algorithm=MD5"))
+        .unwrap_or_default();
+    let field = |k: &str| {
+        challenge.split(',').find_map(|p| {
+            let (n, v) = p.trim().trim_start_matches("Digest ").split_once('=')?;
+            (n.trim() == k).then(|| v.trim().trim_matches('"').to_string())
+        })
+    };
+    let c = Credentials {
+        username: user.into(),
+        realm: field("realm").unwrap_or_default(),
+        nonce: field("nonce").unwrap_or_default(),
+        uri: uri.into(),
+        qop: Some("auth".into()),
+        nc: Some("00000001".into()),
+        cnonce: Some("0a4f113b".into()),
+        algorithm: Some("MD5".into()),
+        ..Default::default()
+    };
+    let resp = answer(&c, Algorithm::Md5, method, password);
+    format!(
+        "Digest username=\"{user}\", realm=\"{}\", nonce=\"{}\", uri=\"{uri}\", response=\"{resp}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"0a4f113b\"",
+        c.realm, c.nonce
+    )
 }
 
 /// Runs SIPp with `args`, bounded by `secs` (SIGUSR1 then SIGKILL), stdout discarded.

@@ -24,10 +24,12 @@ fn sipp_uac_through_b2bua_to_sipp_uas_1000_calls() {
         120,
     );
     std::thread::sleep(Duration::from_millis(300));
+    engine.add_user("uas", "uas-secret");
     assert_eq!(
         register(
             &engine,
             "uas",
+            "uas-secret",
             format!("127.0.0.1:{uas_port}").parse().expect("addr"),
             3600
         ),
