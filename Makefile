@@ -12,7 +12,7 @@ BIN   := $(CURDIR)/target/release/switchboard
 # Debian packages needed to build and run the server (opus bundles libopus: cmake).
 RUN_APT  := cmake pkg-config
 # Debian packages the tests use (real peers and PostgreSQL).
-TEST_APT := sip-tester baresip postgresql cmake pkg-config
+TEST_APT := sip-tester baresip sox libsox-fmt-all postgresql cmake pkg-config
 # Debian packages the benchmarks use.
 BENCH_APT := sip-tester cmake pkg-config
 

@@ -169,7 +169,16 @@ pub struct TeardownGuard {
 
 impl Drop for TeardownGuard {
     fn drop(&mut self) {
+        let m = &self.shard.shared.metrics;
+        if self.addr.is_some() || self.state.finished {
+            m.calls_active.dec();
+        }
         let t = &mut self.state;
+        if t.finished {
+            m.calls_ended.with_label_values(&[&t.record.cause]).inc();
+        } else {
+            m.calls_ended.with_label_values(&["internal_error"]).inc();
+        }
         if t.finished {
             return;
         }
@@ -540,6 +549,17 @@ impl CallActor {
                     }
                 }
                 self.answer_a(ctx, &resp);
+                let shared = &self.setup.shard.shared;
+                if shared.config.calls.debug_panic_injection
+                    && self
+                        .setup
+                        .invite
+                        .headers
+                        .get(&HeaderName::Other("X-Switchboard-Panic".into()))
+                        == Some("answer")
+                {
+                    panic!("panic injected by X-Switchboard-Panic (debug_panic_injection is on)");
+                }
             }
             _ => {
                 leg.state = LegState::Done;
@@ -1013,6 +1033,7 @@ impl Actor for CallActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.guard.addr = Some(ctx.address());
+        self.setup.shard.shared.metrics.calls_active.inc();
         self.post(Command::Respond {
             tx: self.setup.tx,
             resp: response(&self.setup.invite, 100),

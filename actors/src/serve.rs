@@ -51,6 +51,17 @@ pub fn run(config: Config) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
+        {
+            // The RTP port gauge: ports in use, sampled once a second.
+            let ports = ports.clone();
+            let gauge = metrics.rtp_port_pairs_in_use.clone();
+            actix_rt::spawn(async move {
+                loop {
+                    gauge.set((ports.capacity() - ports.available()) as i64);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            });
+        }
         let media_rt = match tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.shard_count().clamp(1, 4))
             .thread_name("media")

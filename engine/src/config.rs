@@ -70,6 +70,10 @@ pub struct CallsConfig {
     pub max_duration_secs: u64,
     /// No RTP on an answered call for this long ends it (cause `rtp_timeout`).
     pub rtp_timeout_secs: u64,
+    /// Test hook: a call whose INVITE carries `X-Switchboard-Panic: answer` panics its call
+    /// actor right after answering, to exercise the supervision path. Never enable in
+    /// production.
+    pub debug_panic_injection: bool,
 }
 
 impl Default for RegistrarConfig {
@@ -93,6 +97,7 @@ impl Default for CallsConfig {
             no_answer_timeout_secs: 60,
             max_duration_secs: 4 * 3600,
             rtp_timeout_secs: 60,
+            debug_panic_injection: false,
         }
     }
 }

@@ -25,6 +25,12 @@ pub struct Metrics {
     pub queue_depth: IntGaugeVec,
     /// Open TCP connections.
     pub tcp_connections: IntGauge,
+    /// Calls in progress (call actors alive).
+    pub calls_active: IntGauge,
+    /// Calls ended, by cause.
+    pub calls_ended: IntCounterVec,
+    /// RTP/RTCP port pairs in use.
+    pub rtp_port_pairs_in_use: IntGauge,
 }
 
 impl Metrics {
@@ -88,7 +94,22 @@ impl Metrics {
         registry
             .register(Box::new(tcp_connections.clone()))
             .expect("registered once");
+        let calls_active =
+            IntGauge::new("calls_active", "Calls in progress").expect("static metric definition");
+        registry
+            .register(Box::new(calls_active.clone()))
+            .expect("registered once");
+        let calls_ended = cv("calls_ended_total", "Calls ended, by cause", &["cause"]);
+        let rtp_port_pairs_in_use =
+            IntGauge::new("rtp_port_pairs_in_use", "RTP/RTCP port pairs in use")
+                .expect("static metric definition");
+        registry
+            .register(Box::new(rtp_port_pairs_in_use.clone()))
+            .expect("registered once");
         Metrics {
+            calls_active,
+            calls_ended,
+            rtp_port_pairs_in_use,
             registry,
             received,
             requests,
