@@ -347,7 +347,19 @@ impl Handler<Register> for Registrar {
         Box::pin(
             async move { storage.get_user(&user, &realm).await }
                 .into_actor(self)
-                .map(move |found, act, _| act.authorized(msg, creds, found)),
+                .then(move |found, act, _| {
+                    // Answer only once the change is stored: a 200 means the binding survives a
+                    // restart.
+                    let (resp, changes) = act.authorized(msg, creds, found);
+                    let storage = act.storage.clone();
+                    async move {
+                        if let Some(storage) = storage {
+                            persist(storage, changes).await;
+                        }
+                        resp
+                    }
+                    .into_actor(act)
+                }),
         )
     }
 }
@@ -386,7 +398,7 @@ impl Registrar {
         msg: Register,
         creds: Credentials,
         found: Result<Option<switchboard_storage::UserRecord>, switchboard_storage::StorageError>,
-    ) -> Response {
+    ) -> (Response, Vec<Change>) {
         let req = &msg.req;
         let ip = msg.source.addr.ip();
         let user = match found {
@@ -394,19 +406,25 @@ impl Registrar {
             Ok(None) => {
                 self.failed(ip);
                 let status = self.config.unknown_user_status;
-                return response_with_reason(
-                    req,
-                    status,
-                    if status == 404 {
-                        "Not Found (unknown user)"
-                    } else {
-                        "Forbidden"
-                    },
+                return (
+                    response_with_reason(
+                        req,
+                        status,
+                        if status == 404 {
+                            "Not Found (unknown user)"
+                        } else {
+                            "Forbidden"
+                        },
+                    ),
+                    Vec::new(),
                 );
             }
             Err(e) => {
                 tracing::error!(error = %e, "user lookup failed");
-                return response_with_reason(req, 500, "Server Internal Error (user lookup)");
+                return (
+                    response_with_reason(req, 500, "Server Internal Error (user lookup)"),
+                    Vec::new(),
+                );
             }
         };
         let ha1 = match creds.algorithm() {
@@ -418,11 +436,14 @@ impl Registrar {
             .verify(&creds, req.method.as_str(), ha1, now_ms().max(0) as u64)
         {
             Verdict::Ok => {}
-            Verdict::Stale => return self.challenge(req, true),
-            Verdict::BadNonce => return self.challenge(req, false),
+            Verdict::Stale => return (self.challenge(req, true), Vec::new()),
+            Verdict::BadNonce => return (self.challenge(req, false), Vec::new()),
             Verdict::WrongPassword => {
                 self.failed(ip);
-                return response_with_reason(req, 403, "Forbidden (wrong password)");
+                return (
+                    response_with_reason(req, 403, "Forbidden (wrong password)"),
+                    Vec::new(),
+                );
             }
         }
         let to_user = req
@@ -431,17 +452,16 @@ impl Registrar {
             .and_then(uri_of)
             .and_then(|u| aor_key(&u));
         if to_user.as_deref() != Some(user.username.to_ascii_lowercase().as_str()) {
-            return response_with_reason(
-                req,
-                403,
-                "Forbidden (may not register another user's address)",
+            return (
+                response_with_reason(
+                    req,
+                    403,
+                    "Forbidden (may not register another user's address)",
+                ),
+                Vec::new(),
             );
         }
-        let (resp, changes) = self.apply_changes(req, msg.source, Instant::now());
-        if let Some(storage) = self.storage.clone() {
-            actix_rt::spawn(persist(storage, changes));
-        }
-        resp
+        self.apply_changes(req, msg.source, Instant::now())
     }
 }
 

@@ -90,6 +90,31 @@ impl Engine {
         e
     }
 
+    /// Stops the engine (SIGKILL: no graceful shutdown) and starts it again on the same config,
+    /// ports and data directory.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(self.dir.path().join("engine.log"))
+            .expect("log file");
+        self.child = Command::new(bin_path())
+            .arg("serve")
+            .arg("--config")
+            .arg(self.config_path())
+            .env(
+                "RUST_LOG",
+                std::env::var("ENGINE_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn switchboard");
+        self.wait_healthy();
+    }
+
     fn wait_healthy(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
@@ -223,7 +248,9 @@ pub fn register(
         .expect("timeout");
     let local = s.local_addr().expect("addr");
     let target = engine.sip_addr();
-    let call_id = format!("reg-{user}-{}-{}", std::process::id(), contact.port());
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let call_id = format!("reg-{user}-{}-{}-{n}", std::process::id(), contact.port());
     let mut auth = String::new();
     for cseq in 1..=3u32 {
         let msg = format!(
@@ -322,4 +349,49 @@ pub fn sipp(args: &[&str], secs: u32) -> std::process::Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("run sipp (make test installs sip-tester)")
+}
+
+/// A SIPp scenario file of this crate (`tests/sipp/NAME`).
+pub fn sipp_scenario(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("sipp")
+        .join(name)
+}
+
+/// The newest `limit` CDRs, newest first, read through the real CLI
+/// (`switchboard cdr list --json`).
+pub fn cdrs(engine: &Engine, limit: u32) -> Vec<serde_json::Value> {
+    let out = Command::new(bin_path())
+        .args([
+            "cdr",
+            "list",
+            "--json",
+            "--limit",
+            &limit.to_string(),
+            "--config",
+        ])
+        .arg(engine.config_path())
+        .output()
+        .expect("run switchboard cdr list");
+    assert!(
+        out.status.success(),
+        "cdr list failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a CDR line is JSON"))
+        .collect()
+}
+
+/// Waits (up to 10 s) until at least `n` CDRs are stored and returns the newest `n`.
+pub fn wait_cdrs(engine: &Engine, n: usize) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = cdrs(engine, n as u32 + 10);
+        if got.len() >= n || Instant::now() > deadline {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

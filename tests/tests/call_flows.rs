@@ -1,0 +1,625 @@
+//! Call flows through the B2BUA with SIPp peers running the scenarios of `tests/sipp/`:
+//! CANCEL before answer, callee hang-up, hold/unhold re-INVITEs, parallel forking, digest
+//! REGISTER, and RTP through the relay. Every run is bounded, every SIPp must exit 0 (each of
+//! its calls followed the scenario), and the CDRs are read back through `switchboard cdr list`.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::Duration;
+use switchboard_tests::{free_port, register, sipp, sipp_scenario, wait_cdrs, Engine};
+
+const TRUSTED: &str = "[calls]\ntrusted_sources = [\"127.0.0.1\"]\n";
+
+/// A SIPp process with its error and message logs.
+struct Peer {
+    name: String,
+    child: Child,
+    logs: PathBuf,
+}
+
+impl Peer {
+    /// Starts SIPp with `args`, bounded by `secs`, logging unexpected messages and every
+    /// message to files under `logs`.
+    fn start(logs: &Path, name: &str, args: &[String], secs: u32) -> Peer {
+        let err = logs.join(format!("{name}_errors.log"));
+        let msg = logs.join(format!("{name}_messages.log"));
+        let mut all: Vec<String> = args.to_vec();
+        for a in ["-trace_err", "-error_file"] {
+            all.push(a.into());
+        }
+        all.push(err.display().to_string());
+        for a in ["-trace_msg", "-message_file"] {
+            all.push(a.into());
+        }
+        all.push(msg.display().to_string());
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        Peer {
+            name: name.into(),
+            child: sipp(&refs, secs),
+            logs: logs.to_path_buf(),
+        }
+    }
+
+    /// Waits for SIPp to exit and asserts every call succeeded (exit code 0).
+    fn expect_success(mut self, engine: &Engine) {
+        let status = self.child.wait().expect("wait for sipp");
+        if status.success() {
+            return;
+        }
+        let read = |suffix: &str| {
+            std::fs::read_to_string(self.logs.join(format!("{}_{suffix}.log", self.name)))
+                .unwrap_or_default()
+        };
+        panic!(
+            "SIPp {} failed ({status:?})\n--- errors:\n{}\n--- messages (tail):\n{}\n--- engine log (tail):\n{}",
+            self.name,
+            tail(&read("errors"), 60),
+            tail(&read("messages"), 120),
+            tail(&engine.log(), 40)
+        );
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// A SIPp callee running `scenario` on `port` for `calls` calls, listening before it returns.
+fn callee(logs: &Path, name: &str, scenario: &str, port: u16, calls: u32, extra: &[&str]) -> Peer {
+    let mut a = args(&[
+        "-sf",
+        &sipp_scenario(scenario).display().to_string(),
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-m",
+        &calls.to_string(),
+        "-mi",
+        "127.0.0.1",
+        "-mp",
+        &free_port().to_string(),
+    ]);
+    a.extend(args(extra));
+    let peer = Peer::start(logs, name, &a, 60);
+    std::thread::sleep(Duration::from_millis(300));
+    peer
+}
+
+/// A SIPp caller running `scenario` (a path) against the engine, calling `user`.
+fn caller(
+    logs: &Path,
+    engine: &Engine,
+    name: &str,
+    scenario: &Path,
+    user: &str,
+    calls: u32,
+    extra: &[&str],
+) -> Peer {
+    let mut a = args(&[
+        "-sf",
+        &scenario.display().to_string(),
+        &engine.sip_addr().to_string(),
+        "-s",
+        user,
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &free_port().to_string(),
+        "-m",
+        &calls.to_string(),
+        "-r",
+        "10",
+        "-l",
+        "10",
+        "-timeout",
+        "40s",
+        "-mi",
+        "127.0.0.1",
+        "-mp",
+        &free_port().to_string(),
+    ]);
+    a.extend(args(extra));
+    Peer::start(logs, name, &a, 50)
+}
+
+/// Adds `user` and registers one contact per port on 127.0.0.1.
+fn register_contacts(engine: &Engine, user: &str, ports: &[u16]) {
+    engine.add_user(user, "callee-secret");
+    for port in ports {
+        let contact = format!("127.0.0.1:{port}").parse().expect("addr");
+        assert_eq!(
+            register(engine, user, "callee-secret", contact, 3600),
+            200,
+            "register {user} at {contact}"
+        );
+    }
+}
+
+/// Waits for `n` CDRs and checks each one's cause and final status.
+fn expect_cdrs(engine: &Engine, n: usize, cause: &str, sip_code: i64) -> Vec<Value> {
+    let cdrs = wait_cdrs(engine, n);
+    assert_eq!(cdrs.len(), n, "CDRs: {cdrs:#?}");
+    for c in &cdrs {
+        assert_eq!(c["cause"], cause, "CDR {c}");
+        assert_eq!(c["sip_code"], sip_code, "CDR {c}");
+    }
+    cdrs
+}
+
+/// The caller cancels after a 180: 200 to the CANCEL, 487 to the INVITE, and the ringing
+/// callee receives the CANCEL (answering 200 and 487 itself).
+#[test]
+fn cancel_before_answer_reaches_the_callee() {
+    const CALLS: u32 = 10;
+    let engine = Engine::start(TRUSTED);
+    let logs = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let uas = callee(
+        logs.path(),
+        "uas_ring_cancel",
+        "uas_ring_cancel.xml",
+        port,
+        CALLS,
+        &[],
+    );
+    register_contacts(&engine, "ringer", &[port]);
+    let uac = caller(
+        logs.path(),
+        &engine,
+        "uac_cancel",
+        &sipp_scenario("uac_cancel.xml"),
+        "ringer",
+        CALLS,
+        &[],
+    );
+    uac.expect_success(&engine);
+    uas.expect_success(&engine);
+    for c in expect_cdrs(&engine, CALLS as usize, "caller_cancel", 487) {
+        assert!(
+            c["answer_ms"].is_null(),
+            "a cancelled call was answered: {c}"
+        );
+    }
+}
+
+/// The callee answers, then hangs up: its BYE reaches the caller, who answers 200.
+#[test]
+fn callee_hangs_up_first() {
+    const CALLS: u32 = 10;
+    let engine = Engine::start(TRUSTED);
+    let logs = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let uas = callee(logs.path(), "uas_bye", "uas_bye.xml", port, CALLS, &[]);
+    register_contacts(&engine, "hanger", &[port]);
+    let uac = caller(
+        logs.path(),
+        &engine,
+        "uac_callee_bye",
+        &sipp_scenario("uac_callee_bye.xml"),
+        "hanger",
+        CALLS,
+        &[],
+    );
+    uac.expect_success(&engine);
+    uas.expect_success(&engine);
+    for c in expect_cdrs(&engine, CALLS as usize, "callee_hangup", 200) {
+        assert!(c["answer_ms"].is_i64(), "no answer time: {c}");
+    }
+}
+
+/// Hold (a=sendonly) and unhold (a=sendrecv) re-INVITEs from the caller reach the callee, and
+/// its answers (a=recvonly, a=sendrecv) come back; then the caller hangs up.
+#[test]
+fn reinvite_hold_and_unhold_are_forwarded() {
+    const CALLS: u32 = 5;
+    let engine = Engine::start(TRUSTED);
+    let logs = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let uas = callee(
+        logs.path(),
+        "uas_reinvite",
+        "uas_reinvite.xml",
+        port,
+        CALLS,
+        &[],
+    );
+    register_contacts(&engine, "holder", &[port]);
+    let uac = caller(
+        logs.path(),
+        &engine,
+        "uac_reinvite",
+        &sipp_scenario("uac_reinvite.xml"),
+        "holder",
+        CALLS,
+        &[],
+    );
+    uac.expect_success(&engine);
+    uas.expect_success(&engine);
+    expect_cdrs(&engine, CALLS as usize, "normal_clearing", 200);
+}
+
+/// Two contacts for one user: one rings forever, the other answers after 300 ms. The call is
+/// answered and the ringing contact receives a CANCEL for every call.
+#[test]
+fn fork_answered_by_one_contact_cancels_the_other() {
+    const CALLS: u32 = 5;
+    let engine = Engine::start(TRUSTED);
+    let logs = tempfile::tempdir().expect("temp dir");
+    let (ring_port, answer_port) = (free_port(), free_port());
+    let ringing = callee(
+        logs.path(),
+        "uas_ring_cancel",
+        "uas_ring_cancel.xml",
+        ring_port,
+        CALLS,
+        &[],
+    );
+    let answering = callee(
+        logs.path(),
+        "uas_answer",
+        "uas_answer.xml",
+        answer_port,
+        CALLS,
+        &[],
+    );
+    register_contacts(&engine, "forked", &[ring_port, answer_port]);
+    let uac = Peer::start(
+        logs.path(),
+        "uac",
+        &args(&[
+            "-sn",
+            "uac",
+            &engine.sip_addr().to_string(),
+            "-s",
+            "forked",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &free_port().to_string(),
+            "-m",
+            &CALLS.to_string(),
+            "-r",
+            "5",
+            "-d",
+            "300",
+            "-timeout",
+            "40s",
+            "-mp",
+            &free_port().to_string(),
+        ]),
+        50,
+    );
+    uac.expect_success(&engine);
+    answering.expect_success(&engine);
+    ringing.expect_success(&engine);
+    expect_cdrs(&engine, CALLS as usize, "normal_clearing", 200);
+}
+
+/// Two contacts, one busy, one answering: the call is answered.
+#[test]
+fn fork_with_one_busy_contact_is_answered_by_the_other() {
+    const CALLS: u32 = 5;
+    let engine = Engine::start(TRUSTED);
+    let logs = tempfile::tempdir().expect("temp dir");
+    let (busy_port, answer_port) = (free_port(), free_port());
+    let busy = callee(
+        logs.path(),
+        "uas_busy",
+        "uas_busy.xml",
+        busy_port,
+        CALLS,
+        &[],
+    );
+    let answering = callee(
+        logs.path(),
+        "uas_answer",
+        "uas_answer.xml",
+        answer_port,
+        CALLS,
+        &[],
+    );
+    register_contacts(&engine, "forked", &[busy_port, answer_port]);
+    let uac = Peer::start(
+        logs.path(),
+        "uac",
+        &args(&[
+            "-sn",
+            "uac",
+            &engine.sip_addr().to_string(),
+            "-s",
+            "forked",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &free_port().to_string(),
+            "-m",
+            &CALLS.to_string(),
+            "-r",
+            "5",
+            "-d",
+            "300",
+            "-timeout",
+            "40s",
+            "-mp",
+            &free_port().to_string(),
+        ]),
+        50,
+    );
+    uac.expect_success(&engine);
+    answering.expect_success(&engine);
+    busy.expect_success(&engine);
+    expect_cdrs(&engine, CALLS as usize, "normal_clearing", 200);
+}
+
+/// Two contacts, both busy: the caller gets 486 and the CDR says `busy`.
+#[test]
+fn fork_with_every_contact_busy_returns_486() {
+    const CALLS: u32 = 5;
+    let engine = Engine::start(TRUSTED);
+    let logs = tempfile::tempdir().expect("temp dir");
+    let (p1, p2) = (free_port(), free_port());
+    let busy1 = callee(logs.path(), "uas_busy1", "uas_busy.xml", p1, CALLS, &[]);
+    let busy2 = callee(logs.path(), "uas_busy2", "uas_busy.xml", p2, CALLS, &[]);
+    register_contacts(&engine, "busybody", &[p1, p2]);
+    let uac = caller(
+        logs.path(),
+        &engine,
+        "uac_busy",
+        &sipp_scenario("uac_busy.xml"),
+        "busybody",
+        CALLS,
+        &[],
+    );
+    uac.expect_success(&engine);
+    busy1.expect_success(&engine);
+    busy2.expect_success(&engine);
+    expect_cdrs(&engine, CALLS as usize, "busy", 486);
+}
+
+/// SIPp registers with digest authentication (401, then 200), and a call to the user reaches
+/// the contact it registered.
+#[test]
+fn sipp_register_with_digest_auth_then_receive_a_call() {
+    let engine = Engine::start(TRUSTED);
+    let logs = tempfile::tempdir().expect("temp dir");
+    engine.add_user("alice", "alice-secret");
+    let contact_port = free_port();
+    let reg = Peer::start(
+        logs.path(),
+        "uac_register_auth",
+        &args(&[
+            "-sf",
+            &sipp_scenario("uac_register_auth.xml").display().to_string(),
+            &engine.sip_addr().to_string(),
+            "-s",
+            "alice",
+            "-au",
+            "alice",
+            "-ap",
+            "alice-secret",
+            "-key",
+            "contact_port",
+            &contact_port.to_string(),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &free_port().to_string(),
+            "-m",
+            "3",
+            "-timeout",
+            "20s",
+        ]),
+        30,
+    );
+    reg.expect_success(&engine);
+    // The binding works: a call to alice reaches the contact SIPp registered.
+    let uas = Peer::start(
+        logs.path(),
+        "uas",
+        &args(&[
+            "-sn",
+            "uas",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &contact_port.to_string(),
+            "-m",
+            "2",
+            "-mp",
+            &free_port().to_string(),
+        ]),
+        40,
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let uac = Peer::start(
+        logs.path(),
+        "uac",
+        &args(&[
+            "-sn",
+            "uac",
+            &engine.sip_addr().to_string(),
+            "-s",
+            "alice",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &free_port().to_string(),
+            "-m",
+            "2",
+            "-d",
+            "200",
+            "-timeout",
+            "20s",
+            "-mp",
+            &free_port().to_string(),
+        ]),
+        30,
+    );
+    uac.expect_success(&engine);
+    uas.expect_success(&engine);
+    expect_cdrs(&engine, 2, "normal_clearing", 200);
+}
+
+/// SIPp answers the 401 with a wrong password: 403.
+#[test]
+fn sipp_register_with_wrong_password_gets_403() {
+    let engine = Engine::start("");
+    let logs = tempfile::tempdir().expect("temp dir");
+    engine.add_user("bob", "bob-secret");
+    let reg = Peer::start(
+        logs.path(),
+        "uac_register_wrong_password",
+        &args(&[
+            "-sf",
+            &sipp_scenario("uac_register_wrong_password.xml")
+                .display()
+                .to_string(),
+            &engine.sip_addr().to_string(),
+            "-s",
+            "bob",
+            "-au",
+            "bob",
+            "-ap",
+            "not-bob-secret",
+            "-key",
+            "contact_port",
+            &free_port().to_string(),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &free_port().to_string(),
+            "-m",
+            "3",
+            "-timeout",
+            "20s",
+        ]),
+        30,
+    );
+    reg.expect_success(&engine);
+}
+
+/// Writes `seconds` of an 8 kHz mono mu-law WAV (a 400 Hz tone) and returns its path.
+fn write_ulaw_wav(dir: &Path, seconds: u32) -> PathBuf {
+    let samples = 8000 * seconds;
+    let mut data = Vec::with_capacity(samples as usize);
+    for i in 0..samples {
+        let x = (2.0 * std::f64::consts::PI * 400.0 * f64::from(i) / 8000.0).sin();
+        data.push(linear_to_ulaw((x * 8000.0) as i16));
+    }
+    let mut wav = Vec::new();
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(4 + 26 + 12 + 8 + samples).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&18u32.to_le_bytes());
+    wav.extend_from_slice(&7u16.to_le_bytes()); // WAVE_FORMAT_MULAW
+    wav.extend_from_slice(&1u16.to_le_bytes()); // mono
+    wav.extend_from_slice(&8000u32.to_le_bytes()); // sample rate
+    wav.extend_from_slice(&8000u32.to_le_bytes()); // bytes per second
+    wav.extend_from_slice(&1u16.to_le_bytes()); // block align
+    wav.extend_from_slice(&8u16.to_le_bytes()); // bits per sample
+    wav.extend_from_slice(&0u16.to_le_bytes()); // extension size
+    wav.extend_from_slice(b"fact");
+    wav.extend_from_slice(&4u32.to_le_bytes());
+    wav.extend_from_slice(&samples.to_le_bytes());
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&samples.to_le_bytes());
+    wav.extend_from_slice(&data);
+    let path = dir.join("tone-ulaw.wav");
+    std::fs::write(&path, wav).expect("write wav");
+    path
+}
+
+/// G.711 mu-law encoding of one linear sample.
+fn linear_to_ulaw(sample: i16) -> u8 {
+    const BIAS: i32 = 0x84;
+    const CLIP: i32 = 32635;
+    let mut s = i32::from(sample);
+    let sign = if s < 0 { 0x80 } else { 0 };
+    if s < 0 {
+        s = -s;
+    }
+    s = s.min(CLIP) + BIAS;
+    let exponent = (7 - (s.leading_zeros() as i32 - 17)).clamp(0, 7);
+    let mantissa = (s >> (exponent + 3)) & 0x0f;
+    !(sign | (exponent << 4) as u8 | mantissa as u8)
+}
+
+/// RTP through the relay: the caller streams a 2 s PCMU WAV (100 packets of 20 ms), the callee
+/// echoes it; the CDR counts 100 packets each way and no loss.
+#[test]
+fn rtp_is_relayed_both_ways_and_counted() {
+    const CALLS: u32 = 3;
+    const SECONDS: u32 = 2;
+    let engine = Engine::start(TRUSTED);
+    let logs = tempfile::tempdir().expect("temp dir");
+    let wav = write_ulaw_wav(logs.path(), SECONDS);
+    let template =
+        std::fs::read_to_string(sipp_scenario("uac_rtp_stream.xml")).expect("read scenario");
+    let scenario = logs.path().join("uac_rtp_stream.xml");
+    std::fs::write(
+        &scenario,
+        template
+            .replace("@WAV@", &wav.display().to_string())
+            .replace("@SECONDS@", &SECONDS.to_string())
+            .replace("@PAUSE_MS@", &(SECONDS * 1000 + 1000).to_string()),
+    )
+    .expect("write scenario");
+    let port = free_port();
+    let uas = Peer::start(
+        logs.path(),
+        "uas",
+        &args(&[
+            "-sn",
+            "uas",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-m",
+            &CALLS.to_string(),
+            "-rtp_echo",
+            "-mi",
+            "127.0.0.1",
+            "-mp",
+            &free_port().to_string(),
+        ]),
+        60,
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    register_contacts(&engine, "echo", &[port]);
+    let uac = caller(
+        logs.path(),
+        &engine,
+        "uac_rtp_stream",
+        &scenario,
+        "echo",
+        CALLS,
+        &[],
+    );
+    uac.expect_success(&engine);
+    uas.expect_success(&engine);
+    let packets = i64::from(SECONDS * 50);
+    for c in expect_cdrs(&engine, CALLS as usize, "normal_clearing", 200) {
+        assert_eq!(c["packets_a_to_b"], packets, "CDR {c}");
+        assert_eq!(c["packets_b_to_a"], packets, "CDR {c}");
+        assert_eq!(c["bytes_a_to_b"], packets * 172, "CDR {c}");
+        assert_eq!(c["lost_a_to_b"], 0, "CDR {c}");
+        assert_eq!(c["lost_b_to_a"], 0, "CDR {c}");
+    }
+}
