@@ -22,6 +22,9 @@ enum Command {
         /// TOML configuration file; embedded defaults when absent.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Database URL (`sqlite://…` or `postgres://…`); overrides `database.url`.
+        #[arg(long)]
+        database_url: Option<String>,
     },
     /// Validates a configuration file and exits.
     CheckConfig {
@@ -43,7 +46,10 @@ fn main() -> ExitCode {
         )
         .init();
     match Cli::parse().command {
-        Command::Serve { config } => serve(config),
+        Command::Serve {
+            config,
+            database_url,
+        } => serve(config, database_url),
         Command::User(args) => admin::user(args),
         Command::Cdr(args) => admin::cdr(args),
         Command::CheckConfig { file } => match Config::load(Some(&file)) {
@@ -59,14 +65,21 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(config_path: Option<PathBuf>) -> ExitCode {
-    let config = match Config::load(config_path.as_deref()) {
+fn serve(config_path: Option<PathBuf>, database_url: Option<String>) -> ExitCode {
+    let mut config = match Config::load(config_path.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("config error: {e}");
             return ExitCode::from(2);
         }
     };
+    if let Some(url) = database_url {
+        config.database.url = Some(url);
+        if let Err(e) = config.validate("--database-url") {
+            eprintln!("config error: {e}");
+            return ExitCode::from(2);
+        }
+    }
     if let Err(e) = std::fs::create_dir_all(&config.data.dir) {
         eprintln!(
             "cannot create data directory {}: {e}",

@@ -25,6 +25,9 @@ pub fn run(config: Config) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
+        if config.registrar.seed_demo_users {
+            seed_demo_users(&storage, &config.registrar.realm).await;
+        }
         let registrar = match crate::registrar::Registrar::load(
             config.registrar.clone(),
             storage.clone(),
@@ -117,6 +120,27 @@ pub fn run(config: Config) -> ExitCode {
         media_rt.shutdown_background();
         ExitCode::SUCCESS
     })
+}
+
+/// Creates users 1001 and 1002 when the database has no user at all (first start).
+async fn seed_demo_users(storage: &switchboard_storage::Storage, realm: &str) {
+    match storage.list_users().await {
+        Ok(users) if users.is_empty() => {
+            for n in ["1001", "1002"] {
+                let password = format!("demo{n}");
+                if let Err(e) = storage
+                    .add_user(n, realm, &password, Some(&format!("Demo {n}")))
+                    .await
+                {
+                    tracing::warn!(error = %e, "cannot create demo user");
+                    return;
+                }
+            }
+            tracing::info!(realm, "created demo users 1001/demo1001 and 1002/demo1002: register two softphones and dial 1001 or 1002");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot list users"),
+    }
 }
 
 async fn wait_for_shutdown() {

@@ -56,6 +56,9 @@ pub struct RegistrarConfig {
     pub unknown_user_status: u16,
     /// Failed authentications per source IP per minute before requests are refused (403).
     pub max_auth_failures_per_min: u32,
+    /// On a start with no users at all, create demo users 1001 and 1002 (passwords
+    /// `demo1001` / `demo1002`) so a softphone can register and call at once.
+    pub seed_demo_users: bool,
 }
 
 /// B2BUA call handling.
@@ -86,6 +89,7 @@ impl Default for RegistrarConfig {
             nonce_ttl_secs: 300,
             unknown_user_status: 403,
             max_auth_failures_per_min: 20,
+            seed_demo_users: true,
         }
     }
 }
