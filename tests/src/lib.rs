@@ -384,7 +384,8 @@ pub fn cdrs(engine: &Engine, limit: u32) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// Waits (up to 10 s) until at least `n` CDRs are stored and returns the newest `n`.
+/// Waits (up to 10 s) until at least `n` CDRs are stored; returns the newest ones (at most
+/// `n + 10`, so that a test can tell when there are more than it expected).
 pub fn wait_cdrs(engine: &Engine, n: usize) -> Vec<serde_json::Value> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -394,4 +395,103 @@ pub fn wait_cdrs(engine: &Engine, n: usize) -> Vec<serde_json::Value> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A SIPp UAS (`-sn uas`) on a loopback port, killed when dropped.
+pub struct SippUas {
+    child: std::process::Child,
+    /// Its SIP port.
+    pub port: u16,
+}
+
+impl SippUas {
+    /// Starts a UAS answering at most `calls` calls on a free port.
+    pub fn start(calls: u32) -> SippUas {
+        SippUas::on_port(free_port(), calls)
+    }
+
+    /// Starts a UAS on `port`.
+    pub fn on_port(port: u16, calls: u32) -> SippUas {
+        let child = sipp(
+            &[
+                "-sn",
+                "uas",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-m",
+                &calls.to_string(),
+            ],
+            150,
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        SippUas { child, port }
+    }
+
+    /// Its address.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Registers `user` with this UAS as contact; returns the final status.
+    pub fn register(&self, engine: &Engine, user: &str, password: &str) -> u16 {
+        register(engine, user, password, self.addr(), 3600)
+    }
+
+    /// Waits for SIPp to exit (after its `-m` calls).
+    pub fn wait(mut self) {
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for SippUas {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// SIPp's built-in UAC calling `user` through the engine: `calls` calls at `rate` per second,
+/// at most `limit` at once, each held `hold_ms`. Returns SIPp's process (exit 0 = all succeeded).
+pub fn sipp_uac(
+    engine: &Engine,
+    user: &str,
+    calls: u32,
+    rate: u32,
+    limit: u32,
+    hold_ms: u32,
+) -> std::process::Child {
+    let target = engine.sip_addr().to_string();
+    let port = free_port().to_string();
+    let (calls, rate, limit, hold) = (
+        calls.to_string(),
+        rate.to_string(),
+        limit.to_string(),
+        hold_ms.to_string(),
+    );
+    sipp(
+        &[
+            "-sn",
+            "uac",
+            &target,
+            "-s",
+            user,
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-m",
+            &calls,
+            "-r",
+            &rate,
+            "-l",
+            &limit,
+            "-d",
+            &hold,
+            "-timeout",
+            "90s",
+        ],
+        110,
+    )
 }

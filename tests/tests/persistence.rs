@@ -4,68 +4,33 @@
 
 use std::process::Command;
 use std::time::Duration;
-use switchboard_tests::{bin_path, free_port, register, sipp, Engine};
+use switchboard_tests::{bin_path, free_port, register, sipp_uac, Engine, SippUas};
 
 fn calls(engine: &Engine, n: u32) -> bool {
-    let uas_port = free_port();
-    let mut uas = sipp(
-        &[
-            "-sn",
-            "uas",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &uas_port.to_string(),
-            "-m",
-            &n.to_string(),
-        ],
-        60,
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    // The binding points at this UAS port: refresh it (the user was registered before).
-    assert_eq!(
-        register(
-            engine,
-            "uas",
-            "pw",
-            format!("127.0.0.1:{uas_port}").parse().expect("addr"),
-            3600
-        ),
-        200
-    );
-    let ok = run_uac(engine, n);
-    let _ = uas.kill();
-    ok
+    let uas = SippUas::start(n);
+    // The binding points at this UAS: refresh it (the user was registered before).
+    assert_eq!(uas.register(engine, "uas", "pw"), 200);
+    run_uac(engine, n)
 }
 
 fn run_uac(engine: &Engine, n: u32) -> bool {
-    let target = engine.sip_addr().to_string();
-    let port = free_port().to_string();
-    sipp(
-        &[
-            "-sn",
-            "uac",
-            &target,
-            "-s",
-            "uas",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-m",
-            &n.to_string(),
-            "-r",
-            "50",
-            "-d",
-            "100",
-            "-timeout",
-            "30s",
-        ],
-        40,
-    )
-    .wait()
-    .map(|s| s.success())
-    .unwrap_or(false)
+    sipp_uac(engine, "uas", n, 50, 100, 100)
+        .wait()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// Waits (up to 10 s) until `n` CDRs are stored: they are written in the background when a
+/// call ends.
+fn wait_cdrs(engine: &Engine, n: usize) -> usize {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let c = cdr_count(engine);
+        if c >= n || std::time::Instant::now() > deadline {
+            return c;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 fn cdr_count(engine: &Engine) -> usize {
@@ -95,7 +60,7 @@ fn scenario(extra: &str) {
         "10 calls before the restart; log:\n{}",
         engine.log()
     );
-    assert_eq!(cdr_count(&engine), 10);
+    assert_eq!(wait_cdrs(&engine, 10), 10);
 
     // The binding is restored from the database after a hard restart: calls still reach the UAS
     // (same contact, no new REGISTER).
@@ -111,29 +76,16 @@ fn scenario(extra: &str) {
         200
     );
     engine.restart();
-    let mut uas = sipp(
-        &[
-            "-sn",
-            "uas",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &uas_port.to_string(),
-            "-m",
-            "5",
-        ],
-        60,
-    );
-    std::thread::sleep(Duration::from_millis(300));
+    let uas = SippUas::on_port(uas_port, 5);
     let ok = run_uac(&engine, 5);
-    let _ = uas.kill();
+    drop(uas);
     assert!(
         ok,
         "calls after the restart reach the restored binding; log:\n{}",
         engine.log()
     );
     assert_eq!(
-        cdr_count(&engine),
+        wait_cdrs(&engine, 15),
         15,
         "CDRs from before and after the restart"
     );

@@ -5,7 +5,7 @@
 use std::net::UdpSocket;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use switchboard_tests::{bin_path, free_port, http_get, register, sipp, Engine};
+use switchboard_tests::{bin_path, http_get, sipp_uac, Engine, SippUas};
 
 fn metric(engine: &Engine, name: &str) -> Option<f64> {
     let (_, body) = http_get(engine.http_addr(), "/metrics")?;
@@ -22,59 +22,12 @@ fn a_panicking_call_is_torn_down_and_99_others_complete() {
     let engine =
         Engine::start("[calls]\ntrusted_sources = [\"127.0.0.1\"]\ndebug_panic_injection = true\n");
     engine.add_user("uas", "pw");
-    let uas_port = free_port();
-    let mut uas = sipp(
-        &[
-            "-sn",
-            "uas",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &uas_port.to_string(),
-            "-m",
-            "100",
-        ],
-        90,
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(
-        register(
-            &engine,
-            "uas",
-            "pw",
-            format!("127.0.0.1:{uas_port}").parse().expect("addr"),
-            3600
-        ),
-        200
-    );
+    let uas = SippUas::start(100);
+    assert_eq!(uas.register(&engine, "uas", "pw"), 200);
 
     // 99 calls held 4 s each, all in flight together.
     let target = engine.sip_addr().to_string();
-    let uac_port = free_port().to_string();
-    let mut uac = sipp(
-        &[
-            "-sn",
-            "uac",
-            &target,
-            "-s",
-            "uas",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &uac_port,
-            "-m",
-            "99",
-            "-r",
-            "100",
-            "-l",
-            "100",
-            "-d",
-            "4000",
-            "-timeout",
-            "60s",
-        ],
-        80,
-    );
+    let mut uac = sipp_uac(&engine, "uas", 99, 100, 100, 4000);
     std::thread::sleep(Duration::from_millis(1500));
     let active = metric(&engine, "calls_active").unwrap_or(0.0);
 
@@ -131,7 +84,7 @@ fn a_panicking_call_is_torn_down_and_99_others_complete() {
     );
 
     let status = uac.wait().expect("sipp uac");
-    let _ = uas.wait();
+    uas.wait();
     assert!(
         status.success(),
         "the 99 other calls must all complete ({status:?}); log:\n{}",
