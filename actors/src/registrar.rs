@@ -95,9 +95,10 @@ enum Change {
 impl Registrar {
     /// An empty registrar without persistence or authentication (unit tests).
     pub fn new(config: RegistrarConfig) -> Registrar {
-        let auth = Authenticator::new(
+        let auth = Authenticator::with_algorithms(
             &config.realm,
             Duration::from_secs(u64::from(config.nonce_ttl_secs)),
+            &config.digest_algorithms,
         );
         Registrar {
             config,

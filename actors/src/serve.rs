@@ -88,9 +88,10 @@ pub fn run(config: Config) -> ExitCode {
                     .collect(),
             ),
             storage,
-            auth: Arc::new(Authenticator::new(
+            auth: Arc::new(Authenticator::with_algorithms(
                 &config.registrar.realm,
                 Duration::from_secs(u64::from(config.registrar.nonce_ttl_secs)),
+                &config.registrar.digest_algorithms,
             )),
             media: Media {
                 handle: media_rt.handle().clone(),

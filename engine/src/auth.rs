@@ -120,15 +120,34 @@ pub struct Authenticator {
     realm: String,
     secret: [u8; 32],
     ttl: Duration,
+    offered: Vec<Algorithm>,
 }
 
 impl Authenticator {
     /// An authenticator for `realm` whose nonces live `ttl`.
     pub fn new(realm: &str, ttl: Duration) -> Authenticator {
+        Authenticator::with_algorithms(realm, ttl, &["SHA-256".into(), "MD5".into()])
+    }
+
+    /// An authenticator that offers `algorithms` (`"SHA-256"`, `"MD5"`) in this order; unknown
+    /// names are skipped, and MD5 is offered when nothing is left.
+    pub fn with_algorithms(realm: &str, ttl: Duration, algorithms: &[String]) -> Authenticator {
+        let mut offered: Vec<Algorithm> = algorithms
+            .iter()
+            .filter_map(|a| match a.as_str() {
+                "SHA-256" => Some(Algorithm::Sha256),
+                "MD5" => Some(Algorithm::Md5),
+                _ => None,
+            })
+            .collect();
+        if offered.is_empty() {
+            offered.push(Algorithm::Md5);
+        }
         Authenticator {
             realm: realm.to_string(),
             secret: rand::random(),
             ttl,
+            offered,
         }
     }
 
@@ -155,7 +174,7 @@ impl Authenticator {
     pub fn challenges(&self, now_ms: u64, stale: bool) -> Vec<String> {
         let nonce = self.nonce(now_ms);
         let stale = if stale { ", stale=true" } else { "" };
-        [Algorithm::Sha256, Algorithm::Md5]
+        self.offered
             .iter()
             .map(|a| {
                 format!(

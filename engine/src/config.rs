@@ -56,6 +56,10 @@ pub struct RegistrarConfig {
     pub unknown_user_status: u16,
     /// Failed authentications per source IP per minute before requests are refused (403).
     pub max_auth_failures_per_min: u32,
+    /// Digest algorithms offered in challenges, in this order (`SHA-256`, `MD5`). RFC 8760 puts
+    /// SHA-256 first; clients that read only the first challenge (SIPp, older phones) need MD5
+    /// first or alone.
+    pub digest_algorithms: Vec<String>,
     /// On a start with no users at all, create demo users 1001 and 1002 (passwords
     /// `demo1001` / `demo1002`) so a softphone can register and call at once.
     pub seed_demo_users: bool,
@@ -90,6 +94,7 @@ impl Default for RegistrarConfig {
             unknown_user_status: 403,
             max_auth_failures_per_min: 20,
             seed_demo_users: true,
+            digest_algorithms: vec!["SHA-256".into(), "MD5".into()],
         }
     }
 }
@@ -342,6 +347,16 @@ impl Config {
             return err(
                 "registrar.min_expires_secs",
                 "must be <= registrar.max_expires_secs",
+            );
+        }
+        if r.digest_algorithms.is_empty()
+            || r.digest_algorithms
+                .iter()
+                .any(|a| a != "MD5" && a != "SHA-256")
+        {
+            return err(
+                "registrar.digest_algorithms",
+                "a non-empty list of \"SHA-256\" and \"MD5\"",
             );
         }
         if !matches!(r.unknown_user_status, 403 | 404) {

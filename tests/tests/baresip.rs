@@ -20,8 +20,8 @@ const TONE_SECS: f64 = 3.0;
 const PAD_SECS: f64 = 2.0;
 /// Engine config for this test. baresip 1.0 (libre 1.1, Debian 12) fails the whole digest
 /// exchange with ENOSYS ("Function not implemented") when *any* challenge in a 401/407 names an
-/// algorithm other than MD5, so the engine must be able to challenge with MD5 only.
-const ENGINE_EXTRA: &str = "";
+/// algorithm other than MD5, so the engine challenges with MD5 only here.
+const ENGINE_EXTRA: &str = "[registrar]\ndigest_algorithms = [\"MD5\"]\n";
 
 /// alice → switchboard → bob with real audio both ways.
 #[test]
@@ -48,13 +48,14 @@ fn baresip_calls_baresip_through_switchboard_with_audio_both_ways() {
         work.path(),
     );
     let diag = |what: &str| {
-        let hint =
-            if format!("{}{}", bob.output(), alice.output()).contains("Function not implemented") {
-                "\nhint: libre 1.1 refuses a 401/407 that offers any non-MD5 digest challenge \
-             (ENOSYS): the engine must be configured to challenge with MD5 only"
-            } else {
-                ""
-            };
+        let hint = if format!("{}{}", bob.output(), alice.output())
+            .contains("Function not implemented")
+        {
+            "\nhint: libre 1.1 refuses a 401/407 that offers any non-MD5 digest challenge \
+             (ENOSYS): is `[registrar] digest_algorithms = [\"MD5\"]` honoured for REGISTER and INVITE?"
+        } else {
+            ""
+        };
         format!(
             "{what}{hint}\n--- engine log (tail) ---\n{}\n--- bob ---\n{}\n--- alice ---\n{}",
             tail(&engine.log(), 80),

@@ -179,6 +179,9 @@ fn expect_cdrs(engine: &Engine, n: usize, cause: &str, sip_code: i64) -> Vec<Val
 
 /// The caller cancels after a 180: 200 to the CANCEL, 487 to the INVITE, and the ringing
 /// callee receives the CANCEL (answering 200 and 487 itself).
+/// Offer MD5 challenges only (SIPp 3.6.1 reads just the first challenge, and only MD5).
+const MD5_ONLY: &str = "[registrar]\ndigest_algorithms = [\"MD5\"]\n";
+
 #[test]
 fn cancel_before_answer_reaches_the_callee() {
     const CALLS: u32 = 10;
@@ -410,11 +413,9 @@ fn fork_with_every_contact_busy_returns_486() {
 /// SIPp registers with digest authentication (401, then 200), and a call to the user reaches
 /// the contact it registered.
 #[test]
-#[ignore = "engine interop: SIPp 3.6.1 answers only the first WWW-Authenticate, which is \
-            SHA-256 (it fails with `createAuthHeader: authentication must use MD5 or AKAv1-MD5`); \
-            needs a way to offer MD5 first or only"]
 fn sipp_register_with_digest_auth_then_receive_a_call() {
-    let engine = Engine::start(TRUSTED);
+    // SIPp answers only the first challenge and only MD5: offer MD5 alone.
+    let engine = Engine::start(&format!("{TRUSTED}{MD5_ONLY}"));
     let logs = tempfile::tempdir().expect("temp dir");
     engine.add_user("alice", "alice-secret");
     let contact_port = free_port();
@@ -496,11 +497,8 @@ fn sipp_register_with_digest_auth_then_receive_a_call() {
 
 /// SIPp answers the 401 with a wrong password: 403.
 #[test]
-#[ignore = "engine interop: SIPp 3.6.1 answers only the first WWW-Authenticate, which is \
-            SHA-256 (it fails with `createAuthHeader: authentication must use MD5 or AKAv1-MD5`); \
-            needs a way to offer MD5 first or only"]
 fn sipp_register_with_wrong_password_gets_403() {
-    let engine = Engine::start("");
+    let engine = Engine::start(MD5_ONLY);
     let logs = tempfile::tempdir().expect("temp dir");
     engine.add_user("bob", "bob-secret");
     let reg = Peer::start(
