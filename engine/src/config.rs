@@ -56,9 +56,10 @@ pub struct RegistrarConfig {
     pub unknown_user_status: u16,
     /// Failed authentications per source IP per minute before requests are refused (403).
     pub max_auth_failures_per_min: u32,
-    /// Digest algorithms offered in challenges, in this order (`SHA-256`, `MD5`). RFC 8760 puts
-    /// SHA-256 first; clients that read only the first challenge (SIPp, older phones) need MD5
-    /// first or alone.
+    /// Digest algorithms offered in challenges, in this order (`SHA-256`, `MD5`). Default: MD5
+    /// alone, because widespread clients fail otherwise (baresip 1.0/libre 1.1 aborts when any
+    /// offered challenge is not MD5; SIPp 3.6 reads only the first). `["SHA-256", "MD5"]`
+    /// follows RFC 8760 for clients that support it.
     pub digest_algorithms: Vec<String>,
     /// On a start with no users at all, create demo users 1001 and 1002 (passwords
     /// `demo1001` / `demo1002`) so a softphone can register and call at once.
@@ -94,7 +95,7 @@ impl Default for RegistrarConfig {
             unknown_user_status: 403,
             max_auth_failures_per_min: 20,
             seed_demo_users: true,
-            digest_algorithms: vec!["SHA-256".into(), "MD5".into()],
+            digest_algorithms: vec!["MD5".into()],
         }
     }
 }

@@ -95,7 +95,7 @@ fn status(resp: &str) -> u16 {
 
 #[test]
 fn digest_contacts_star_stale_unknown_and_throttling() {
-    let engine = Engine::start("[registrar]\nnonce_ttl_secs = 1\nmin_expires_secs = 1\nmax_auth_failures_per_min = 5\nunknown_user_status = 404\n");
+    let engine = Engine::start("[registrar]\ndigest_algorithms = [\"SHA-256\", \"MD5\"]\nnonce_ttl_secs = 1\nmin_expires_secs = 1\nmax_auth_failures_per_min = 5\nunknown_user_status = 404\n");
     engine.add_user("alice", "wonderland");
     let mut c = Client::new(&engine, "a");
     let contacts = "Contact: <sip:alice@127.0.0.1:7001>;q=0.5, <sip:alice@127.0.0.1:7002>;q=0.9\r\nExpires: 600\r\n";
