@@ -11,6 +11,9 @@ use switchboard_tests::{free_port, register, sipp, sipp_scenario, wait_cdrs, Eng
 
 const TRUSTED: &str = "[calls]\ntrusted_sources = [\"127.0.0.1\"]\n";
 
+/// Offer MD5 challenges only (SIPp 3.6.1 reads just the first challenge, and only MD5).
+const MD5_ONLY: &str = "[registrar]\ndigest_algorithms = [\"MD5\"]\n";
+
 /// A SIPp process with its error and message logs.
 struct Peer {
     name: String,
@@ -179,9 +182,6 @@ fn expect_cdrs(engine: &Engine, n: usize, cause: &str, sip_code: i64) -> Vec<Val
 
 /// The caller cancels after a 180: 200 to the CANCEL, 487 to the INVITE, and the ringing
 /// callee receives the CANCEL (answering 200 and 487 itself).
-/// Offer MD5 challenges only (SIPp 3.6.1 reads just the first challenge, and only MD5).
-const MD5_ONLY: &str = "[registrar]\ndigest_algorithms = [\"MD5\"]\n";
-
 #[test]
 fn cancel_before_answer_reaches_the_callee() {
     const CALLS: u32 = 10;
@@ -638,5 +638,99 @@ fn rtp_is_relayed_both_ways_and_counted() {
         assert_eq!(c["bytes_a_to_b"], packets * 172, "CDR {c}");
         assert_eq!(c["lost_a_to_b"], 0, "CDR {c}");
         assert_eq!(c["lost_b_to_a"], 0, "CDR {c}");
+    }
+}
+
+/// Nobody answers within `calls.no_answer_timeout_secs`: the caller gets 480 and the ringing
+/// callee a CANCEL.
+#[test]
+fn no_answer_times_out_with_480_and_cancels_the_callee() {
+    const CALLS: u32 = 3;
+    let engine = Engine::start(&format!("{TRUSTED}no_answer_timeout_secs = 2\n"));
+    let logs = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let uas = callee(
+        logs.path(),
+        "uas_ring",
+        "uas_ring_cancel.xml",
+        port,
+        CALLS,
+        &[],
+    );
+    register_contacts(&engine, "sleeper", &[port]);
+    let uac = caller(
+        logs.path(),
+        &engine,
+        "uac_no_answer",
+        &sipp_scenario("uac_no_answer.xml"),
+        "sleeper",
+        CALLS,
+        &[],
+    );
+    uac.expect_success(&engine);
+    uas.expect_success(&engine);
+    expect_cdrs(&engine, CALLS as usize, "no_answer", 480);
+}
+
+/// An answered call with no RTP for `calls.rtp_timeout_secs` is ended with BYE to both sides.
+#[test]
+fn rtp_timeout_ends_an_answered_call() {
+    const CALLS: u32 = 3;
+    let engine = Engine::start(&format!("{TRUSTED}rtp_timeout_secs = 2\n"));
+    let logs = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let uas = callee(
+        logs.path(),
+        "uas_answer",
+        "uas_answer.xml",
+        port,
+        CALLS,
+        &[],
+    );
+    register_contacts(&engine, "silent", &[port]);
+    let uac = caller(
+        logs.path(),
+        &engine,
+        "uac_bye_in",
+        &sipp_scenario("uac_callee_bye.xml"),
+        "silent",
+        CALLS,
+        &[],
+    );
+    uac.expect_success(&engine);
+    uas.expect_success(&engine);
+    expect_cdrs(&engine, CALLS as usize, "rtp_timeout", 200);
+}
+
+/// A call longer than `calls.max_duration_secs` is ended with BYE to both sides.
+#[test]
+fn max_duration_ends_a_call() {
+    const CALLS: u32 = 3;
+    let engine = Engine::start(&format!("{TRUSTED}max_duration_secs = 2\n"));
+    let logs = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let uas = callee(
+        logs.path(),
+        "uas_answer",
+        "uas_answer.xml",
+        port,
+        CALLS,
+        &[],
+    );
+    register_contacts(&engine, "talker", &[port]);
+    let uac = caller(
+        logs.path(),
+        &engine,
+        "uac_bye_in",
+        &sipp_scenario("uac_callee_bye.xml"),
+        "talker",
+        CALLS,
+        &[],
+    );
+    uac.expect_success(&engine);
+    uas.expect_success(&engine);
+    for c in expect_cdrs(&engine, CALLS as usize, "max_duration", 200) {
+        let d = c["duration_ms"].as_i64().unwrap_or(0);
+        assert!((1500..6000).contains(&d), "duration {d} ms: {c}");
     }
 }
