@@ -3,6 +3,7 @@
 mod admin;
 
 use clap::{Parser, Subcommand};
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use switchboard_engine::config::Config;

@@ -225,6 +225,8 @@ impl TransactionUser for Router {
             TuEvent::Terminated { tx } => {
                 self.client_tx.remove(&tx);
                 self.invite_tx.remove(&tx);
+                switchboard_engine::memory::shrink_sparse(&mut self.client_tx);
+                switchboard_engine::memory::shrink_sparse(&mut self.invite_tx);
             }
             TuEvent::StrayResponse { resp, source } => {
                 tracing::debug!(status = resp.status, peer = %source.addr, "stray response dropped");
@@ -268,6 +270,7 @@ impl TransactionUser for Router {
                         self.calls.remove(&id);
                     }
                 }
+                switchboard_engine::memory::shrink_sparse(&mut self.calls);
             }
         }
     }

@@ -7,6 +7,7 @@ pub mod config;
 pub mod core;
 pub mod dialog;
 pub mod inspect;
+pub mod memory;
 pub mod metrics;
 pub mod sdp;
 pub mod server;

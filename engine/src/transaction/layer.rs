@@ -347,6 +347,9 @@ impl TransactionLayer {
         }
         due.clear();
         self.due = due;
+        crate::memory::shrink_sparse(&mut self.txs);
+        crate::memory::shrink_sparse(&mut self.index);
+        self.timers.shrink();
     }
 
     /// The TU answers server transaction `tx`. Errors: [`TxError::UnknownTransaction`] when it

@@ -101,6 +101,13 @@ impl TimerQueue {
     pub(crate) fn len(&self) -> usize {
         self.heap.len()
     }
+
+    /// Gives back spare capacity after a burst.
+    pub(crate) fn shrink(&mut self) {
+        if let Some(to) = crate::memory::sparse_target(self.heap.len(), self.heap.capacity()) {
+            self.heap.shrink_to(to);
+        }
+    }
 }
 
 #[cfg(test)]
