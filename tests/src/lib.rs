@@ -447,9 +447,29 @@ impl SippUas {
 
 impl Drop for SippUas {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop_wrapped(&mut self.child);
     }
+}
+
+/// Stops a process started under `timeout` (as [`sipp`] does): SIGTERM, which `timeout`
+/// forwards to its child (a SIGKILL would kill only the wrapper and orphan SIPp), then SIGKILL
+/// if it is still there after 3 s.
+pub fn stop_wrapped(child: &mut std::process::Child) {
+    if matches!(child.try_wait(), Ok(Some(_))) {
+        return;
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// SIPp's built-in UAC calling `user` through the engine: `calls` calls at `rate` per second,

@@ -70,10 +70,7 @@ impl Peer {
 
 impl Drop for Peer {
     fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        switchboard_tests::stop_wrapped(&mut self.child);
     }
 }
 
