@@ -15,6 +15,8 @@ RUN_APT  := cmake pkg-config
 TEST_APT := sip-tester baresip sox libsox-fmt-all postgresql cmake pkg-config
 # Debian packages the benchmarks use.
 BENCH_APT := sip-tester cmake pkg-config
+# The call benchmark also runs Kamailio (reference proxy) and dumpcap (RTP counts, package tshark).
+BENCH_CALLS_APT := $(BENCH_APT) kamailio tshark
 
 # Test PostgreSQL (scripts/pg-start.sh): data under target/pg, port 55432.
 PG_DATA := $(CURDIR)/target/pg
@@ -29,12 +31,13 @@ BENCH_RATE    ?= 20000
 BENCH_SECONDS ?= 10
 
 .PHONY: help run build test deps-run deps-test deps-bench pg-start stop-pg bench bench-codec \
-        bench-options fuzz lint clean
+        bench-options bench-calls bench-calls-quick fuzz lint clean
 
 help:
 	@echo "make run      build (release) and run 'switchboard serve' with embedded defaults"
 	@echo "make test     install test peers, start PostgreSQL, build, cargo test --release --workspace"
-	@echo "make bench    SIP codec micro-benchmark + SIPp OPTIONS benchmark (BENCH_RATE=$(BENCH_RATE) BENCH_SECONDS=$(BENCH_SECONDS))"
+	@echo "make bench    SIP codec micro-benchmark + SIPp OPTIONS benchmark (BENCH_RATE=$(BENCH_RATE) BENCH_SECONDS=$(BENCH_SECONDS)) + bench-calls"
+	@echo "make bench-calls  calls/s and concurrent RTP calls: SIPp, Kamailio, Switchboard (~8 min; bench-calls-quick: ~1.5 min)"
 	@echo "make fuzz     60 s of cargo fuzz on the SIP parser"
 	@echo "make lint     rustfmt check + clippy -D warnings"
 	@echo "make stop-pg  stop the test PostgreSQL;  make clean  stop it and cargo clean"
@@ -65,7 +68,7 @@ test: deps-test pg-start
 	$(CARGO) build --release --bin switchboard
 	$(CARGO) test --release --workspace
 
-bench: bench-codec bench-options
+bench: bench-codec bench-options bench-calls
 
 bench-codec: deps-bench
 	$(CARGO) bench -p switchboard-load --bench sip_codec
@@ -75,6 +78,21 @@ bench-options: deps-bench
 	$(CARGO) build --release -p switchboard-load --bin bench-options
 	$(CURDIR)/target/release/bench-options --rate $(BENCH_RATE) --seconds $(BENCH_SECONDS) \
 		--switchboard $(BIN)
+
+# Calls/s (SIPp → SIPp, → Kamailio, → Switchboard) and concurrent calls with RTP; ~8 minutes.
+# Reports (target/bench/calls.json); fails only when it cannot set up.
+bench-calls:
+	@scripts/ensure-apt.sh $(BENCH_CALLS_APT)
+	$(CARGO) build --release --bin switchboard
+	$(CARGO) build --release -p switchboard-load --bin bench-calls
+	$(CURDIR)/target/release/bench-calls --switchboard $(BIN)
+
+# The same in small steps (~1.5 minutes; target/bench/calls-quick.json).
+bench-calls-quick:
+	@scripts/ensure-apt.sh $(BENCH_CALLS_APT)
+	$(CARGO) build --release --bin switchboard
+	$(CARGO) build --release -p switchboard-load --bin bench-calls
+	$(CURDIR)/target/release/bench-calls --quick --switchboard $(BIN)
 
 # cargo-fuzz needs nightly features: RUSTC_BOOTSTRAP lets the stable toolchain provide them.
 fuzz:

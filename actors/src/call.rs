@@ -162,7 +162,7 @@ struct Teardown {
 /// Tears the call down if the actor is dropped before it finished (see the module doc).
 pub struct TeardownGuard {
     shard: ShardHandle,
-    storage: switchboard_storage::Storage,
+    cdrs: crate::cdr::CdrSink,
     addr: Option<Addr<CallActor>>,
     state: Teardown,
 }
@@ -212,7 +212,7 @@ impl Drop for TeardownGuard {
         if t.record.sip_code == 0 {
             t.record.sip_code = 500;
         }
-        crate::cdr::write(&self.storage, &t.record);
+        self.cdrs.write(&t.record);
     }
 }
 
@@ -255,7 +255,7 @@ impl CallActor {
         };
         let guard = TeardownGuard {
             shard: setup.shard.clone(),
-            storage: setup.services.storage.clone(),
+            cdrs: setup.services.cdrs.clone(),
             addr: None,
             state: Teardown {
                 a_pending: Some((setup.tx, setup.invite.clone())),
@@ -355,7 +355,7 @@ impl CallActor {
         t.record.cause = cause.to_string();
         t.finished = true;
         if self.write_cdr {
-            crate::cdr::write(&self.guard.storage, &t.record);
+            self.guard.cdrs.write(&t.record);
         }
         let ids = std::mem::take(&mut t.call_ids);
         self.post(Command::Forget {

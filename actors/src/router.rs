@@ -88,6 +88,8 @@ pub struct Services {
     pub trusted: Arc<Vec<(std::net::IpAddr, u8)>>,
     /// The database.
     pub storage: switchboard_storage::Storage,
+    /// The CDR writer.
+    pub cdrs: crate::cdr::CdrSink,
     /// Digest authentication of callers (407).
     pub auth: Arc<switchboard_engine::auth::Authenticator>,
     /// The media runtime and RTP ports.

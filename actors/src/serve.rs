@@ -14,6 +14,7 @@ use switchboard_engine::metrics::Metrics;
 
 /// Runs the engine until SIGINT/SIGTERM. The config has already been validated.
 pub fn run(config: Config) -> ExitCode {
+    raise_fd_limit();
     let system = actix_rt::System::new();
     system.block_on(async move {
         let metrics = Metrics::new();
@@ -96,6 +97,7 @@ pub fn run(config: Config) -> ExitCode {
                     .filter_map(|s| parse_cidr(s))
                     .collect(),
             ),
+            cdrs: crate::cdr::CdrSink::start(storage.clone()),
             storage,
             auth: Arc::new(Authenticator::with_algorithms(
                 &config.registrar.realm,
@@ -130,6 +132,41 @@ pub fn run(config: Config) -> ExitCode {
         media_rt.shutdown_background();
         ExitCode::SUCCESS
     })
+}
+
+/// Raises the open-files soft limit to the hard limit: every relayed call holds four sockets
+/// (RTP and RTCP on each leg), so the usual soft limit would cap the engine at a few thousand
+/// concurrent calls.
+fn raise_fd_limit() {
+    // As root the hard limit may rise to the kernel's per-process maximum; otherwise the soft
+    // limit rises to the hard one.
+    let nr_open: libc::rlim_t = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed by pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        let raised = libc::rlimit {
+            rlim_cur: nr_open.max(lim.rlim_max),
+            rlim_max: nr_open.max(lim.rlim_max),
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+            lim = raised;
+        } else if lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                tracing::warn!("cannot raise the open-files limit");
+            }
+        }
+    }
+    tracing::info!(open_files = lim.rlim_cur, "open-files limit");
 }
 
 /// Creates users 1001 and 1002 when the database has no user at all (first start).

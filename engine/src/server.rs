@@ -136,8 +136,13 @@ impl Shared {
         }
         match queue.try_send(Inbound { message, source }) {
             Ok(()) => Verdict::Queued,
+            // A full queue: new requests are refused with 503; in-dialog requests (BYE above all)
+            // are never refused, because a refused BYE leaves a call up: they are dropped, and
+            // the UAC's retransmission tries again once the shard has drained.
             Err(mpsc::error::TrySendError::Full(inbound)) => match inbound.message {
-                Message::Request(req) if req.method != Method::Ack => {
+                Message::Request(req)
+                    if !matches!(req.method, Method::Ack | Method::Cancel) && !req.in_dialog() =>
+                {
                     Verdict::Reject(self.overloaded(&req))
                 }
                 _ => Verdict::Drop("queue_full"),

@@ -75,6 +75,26 @@ impl Storage {
     /// Stores a CDR (its `id` is ignored) and returns the id assigned.
     pub async fn insert_cdr(&self, cdr: &Cdr) -> Result<i64, StorageError> {
         const OP: &str = "insert_cdr";
+        let mut conn = self.pool().acquire().await.map_err(StorageError::at(OP))?;
+        insert_one(&mut conn, cdr).await
+    }
+
+    /// Inserts several CDRs in one transaction (one commit, one fsync) and returns how many
+    /// were stored. The engine's CDR writer batches with this under load.
+    pub async fn insert_cdrs(&self, cdrs: &[Cdr]) -> Result<usize, StorageError> {
+        const OP: &str = "insert_cdrs";
+        let mut tx = self.pool().begin().await.map_err(StorageError::at(OP))?;
+        for cdr in cdrs {
+            insert_one(&mut tx, cdr).await?;
+        }
+        tx.commit().await.map_err(StorageError::at(OP))?;
+        Ok(cdrs.len())
+    }
+}
+
+async fn insert_one(conn: &mut sqlx::AnyConnection, cdr: &Cdr) -> Result<i64, StorageError> {
+    const OP: &str = "insert_cdr";
+    {
         let row = sqlx::query(concat!(
             "INSERT INTO cdrs (",
             cdr_fields!(),
@@ -96,12 +116,14 @@ impl Storage {
         .bind(cdr.bytes_b_to_a)
         .bind(cdr.lost_a_to_b)
         .bind(cdr.lost_b_to_a)
-        .fetch_one(self.pool())
+        .fetch_one(&mut *conn)
         .await
         .map_err(StorageError::at(OP))?;
         row.try_get("id").map_err(StorageError::at(OP))
     }
+}
 
+impl Storage {
     /// The newest `limit` CDRs (by insertion), newest first.
     pub async fn list_cdrs(&self, limit: u32) -> Result<Vec<Cdr>, StorageError> {
         const OP: &str = "list_cdrs";

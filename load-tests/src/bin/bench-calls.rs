@@ -7,29 +7,37 @@
 //!             [--kamailio-cfg FILE] [--out FILE] [--rates R1,R2,..] [--step-seconds S]
 //!             [--hold-ms MS] [--concurrency N1,N2,..] [--rtp-hold-seconds S]
 //!             [--rtp-ports MIN-MAX] [--targets sipp,kamailio,switchboard] [--phases cps,rtp]
-//!             [--keep-pcap]
+//!             [--keep-pcap] [--rtp-echo] [--kamailio-shm-mb MB] [--idle-seconds S]
 //! ```
 //!
 //! 1. **Call rate** (`cps`): the SIPp UAC (`sipp/calls_uac.xml`: INVITE with an A-law offer, 200,
-//!    ACK, `--hold-ms` hold, BYE, 200) calls the SIPp UAS (`sipp/calls_uas.xml`) directly (the
-//!    anchor), then through Kamailio (`kamailio/proxy.cfg`: `tm` + `sl` + `rr`, record-routing;
-//!    skipped with a note when it is not installed or does not start), then through
-//!    `switchboard serve` (a B2BUA: the UAS is registered as user `uas`). Each target gets rising
-//!    rates (`--rates`, each for `--step-seconds`) until a step fails calls, loses any, or
-//!    answers fewer than 95 % of the offered rate. Reported per step: answered/s (over the window
-//!    in which the 200s arrived), failed and lost calls, calls the UAS saw fail, retransmissions,
-//!    INVITE→200 p50/p99, CPU per call of the proxy/engine (utime + stime of its process tree
-//!    from `/proc/PID/stat`; for the anchor: the SIPp UAS) and its memory (VmRSS; for Kamailio
-//!    the Pss sum of its processes, whose shared memory RSS would count once per process).
+//!    ACK, `--hold-ms` hold, BYE, 200; the UAS sends no 180) calls the SIPp UAS
+//!    (`sipp/calls_uas.xml`) directly (the anchor), then through Kamailio (`kamailio/proxy.cfg`:
+//!    `tm` + `sl` + `rr`, record-routing, run as `kamailio -DD -E -n 2 -m MB`: 1024 MB of shared
+//!    memory by default, because with 256 MB its transactions (kept 5 s after completion) exhaust
+//!    it near 2 000 calls/s; skipped with a note when it is not installed or does not start),
+//!    then through `switchboard serve` (a B2BUA with media anchoring: the UAS is
+//!    registered as user `uas`). Each target gets rising rates (`--rates`, each for
+//!    `--step-seconds`) until a step fails calls, loses any, or answers fewer than 95 % of the
+//!    offered rate. Reported per step: answered/s (over the window in which the 200s arrived),
+//!    failed and lost calls, calls the UAS saw fail, retransmissions, INVITE→200 p50/p99, CPU per
+//!    call of the proxy/engine (utime + stime of its process tree from `/proc/PID/stat`; for the
+//!    anchor: the SIPp UAS) and its memory (VmRSS; for Kamailio the Pss sum of its processes,
+//!    whose shared memory RSS would count once per process), SIPp's errors (`-trace_err`) and
+//!    the warnings and errors of the proxy/engine log, by kind.
 //! 2. **Concurrent calls with RTP** (`rtp`): the SIPp UAC (`sipp/calls_uac_rtp.xml`) places N
-//!    calls (`--concurrency`) over ~4 s, each streaming 8 kHz A-law in 20 ms packets (SIPp
-//!    `rtp_stream`) for `--rtp-hold-seconds`, to a SIPp UAS with `-rtp_echo`, directly (anchor)
+//!    calls (`--concurrency`) over ~4 s; from the ACK to the BYE (`--rtp-hold-seconds`) each
+//!    streams 8 kHz A-law in 20 ms packets (SIPp `rtp_stream`) and so does the SIPp UAS
+//!    (`sipp/calls_uas_rtp.xml`; with `--rtp-echo`, `calls_uas.xml` and `-rtp_echo` instead,
+//!    whose single unbuffered echo socket drops packets from ~250 calls on), directly (anchor)
 //!    and through Switchboard. `dumpcap` on `lo` captures the RTP to and from the two SIPp media
-//!    ports, sampled by SSRC (one call in 2^k, so the capture stays cheap), and the pcap is read
-//!    here: packets sent by the UAC, arrived at the UAS, echoed, and back at the UAC, and
-//!    sequence gaps per flow. SIPp 3.6.1 counts none of this itself (its `rtp_stream` never reads
-//!    its socket, and its screen counters are gone at exit). The engine's VmRSS is sampled at
-//!    baseline, mid-plateau (all N calls up) and after the calls ended; its CPU over the plateau.
+//!    ports, sampled by SSRC (one call in 2^k, about 50 calls, so that the capture stays cheap),
+//!    and the pcap is read here: packets sent by the UAC, sent on to the UAS, sent by the UAS and
+//!    sent on to the UAC (the capture sees a packet when it is sent, before any receive queue),
+//!    and sequence gaps per flow. SIPp 3.6.1 counts none of this itself: its `rtp_stream` never
+//!    reads its socket, and its screen counters are gone at exit. The engine's VmRSS is sampled
+//!    at baseline, mid-plateau (all N calls up) and after the calls ended; its CPU (and the
+//!    UAC's) over the plateau.
 //!
 //! Ports (P = `--base-port`, 16000): SIPp UAS P, UAC P+1, Switchboard SIP P+10 and HTTP P+11,
 //! Kamailio P+20, UAC media P+100, UAS media P+200; Switchboard's RTP ports `--rtp-ports`
@@ -37,8 +45,9 @@
 //! outlives the benchmark by long even if it is killed.
 //!
 //! Prints tables and writes JSON (default `target/bench/calls.json`); SIPp files, logs and
-//! configs stay in `target/bench/calls/`. `--quick` is a ~1.5 minute smoke run (rates 200 and
-//! 500 for 2 s, 20 and 50 concurrent calls for 5 s). Exit code 0 whatever the figures (this
+//! configs stay in `target/bench/calls/`. `--quick` is a smoke run of under 2 minutes (rates 200
+//! and 500 for 2 s, 40 concurrent calls for 5 s; `target/bench/calls-quick.json`); the
+//! full run takes 7 to 9 minutes. Exit code 0 whatever the figures (this
 //! reports, it does not gate), 2 on a usage or set-up error (missing SIPp, busy port, engine that
 //! does not start or refuses the registration).
 
@@ -53,7 +62,8 @@ use switchboard_load::sipp::{self, RtpFlow, StatSummary};
 const USAGE: &str = "usage: bench-calls [--quick] [--switchboard PATH] [--base-port P] \
 [--sipp-dir DIR] [--kamailio-cfg FILE] [--out FILE] [--rates R1,R2,..] [--step-seconds S] \
 [--hold-ms MS] [--concurrency N1,N2,..] [--rtp-hold-seconds S] [--rtp-ports MIN-MAX] \
-[--targets sipp,kamailio,switchboard] [--phases cps,rtp] [--keep-pcap]";
+[--targets sipp,kamailio,switchboard] [--phases cps,rtp] [--keep-pcap] [--rtp-echo] \
+[--kamailio-shm-mb MB] [--idle-seconds S]";
 
 /// The SIP user the UAS registers as at Switchboard, and its password.
 const UAS_USER: &str = "uas";
@@ -77,6 +87,10 @@ struct Args {
     targets: Vec<String>,
     phases: Vec<String>,
     keep_pcap: bool,
+    rtp_echo: bool,
+    kamailio_shm_mb: u64,
+    /// Seconds without traffic after the last rate step before memory is sampled again.
+    idle_s: u64,
 }
 
 impl Args {
@@ -146,6 +160,9 @@ fn parse_args() -> Result<Args, String> {
         targets: all(&["sipp", "kamailio", "switchboard"]),
         phases: all(&["cps", "rtp"]),
         keep_pcap: false,
+        rtp_echo: false,
+        kamailio_shm_mb: 1024,
+        idle_s: 10,
     };
     let raw: Vec<String> = std::env::args().skip(1).collect();
     // --quick first, so that explicit options override its values whatever their order.
@@ -153,9 +170,10 @@ fn parse_args() -> Result<Args, String> {
         args.quick = true;
         args.rates = vec![200, 500];
         args.step_seconds = 2;
-        args.concurrency = vec![20, 50];
+        args.concurrency = vec![40];
         args.rtp_hold_s = 5;
         args.ramp_s = 2;
+        args.idle_s = 2;
         args.out = PathBuf::from("target/bench/calls-quick.json");
     }
     let mut it = raw.into_iter();
@@ -200,6 +218,9 @@ fn parse_args() -> Result<Args, String> {
                 }
             }
             "--keep-pcap" => args.keep_pcap = true,
+            "--rtp-echo" => args.rtp_echo = true,
+            "--kamailio-shm-mb" => args.kamailio_shm_mb = number(&flag, &value()?)?,
+            "--idle-seconds" => args.idle_s = number(&flag, &value()?)?,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -245,6 +266,8 @@ struct Server {
     /// The `timeout` wrapper.
     child: Child,
     name: String,
+    /// Its stdout and stderr.
+    log: PathBuf,
 }
 
 impl Server {
@@ -271,6 +294,7 @@ impl Server {
         Ok(Server {
             child,
             name: name.to_string(),
+            log: log.to_path_buf(),
         })
     }
 
@@ -310,6 +334,11 @@ impl Server {
                 .filter_map(|&p| sipp::proc_pss_kib(p).ok())
                 .sum(),
             processes: pids.len(),
+            fds: pids
+                .iter()
+                .filter_map(|&p| std::fs::read_dir(format!("/proc/{p}/fd")).ok())
+                .map(|d| d.count())
+                .sum(),
         }
     }
 
@@ -360,12 +389,14 @@ fn kill(signal: &str, pid: u32) {
         .status();
 }
 
-/// Memory of a server: VmRSS summed over its processes, Pss summed likewise.
+/// Memory of a server: VmRSS summed over its processes, Pss summed likewise; and its open file
+/// descriptors (sockets: Switchboard binds RTP ports per call).
 #[derive(Clone, Copy, Debug, Default)]
 struct Mem {
     rss_kib: u64,
     pss_kib: u64,
     processes: usize,
+    fds: usize,
 }
 
 impl Mem {
@@ -380,8 +411,8 @@ impl Mem {
 
     fn json(&self) -> String {
         format!(
-            "{{\"rss_kib\": {}, \"pss_kib\": {}, \"processes\": {}}}",
-            self.rss_kib, self.pss_kib, self.processes
+            "{{\"rss_kib\": {}, \"pss_kib\": {}, \"processes\": {}, \"fds\": {}}}",
+            self.rss_kib, self.pss_kib, self.processes, self.fds
         )
     }
 }
@@ -415,45 +446,130 @@ fn tail_of(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// The first lines of SIPp's `*_errors.log` files in `dir` (written with `-trace_err`).
-fn sipp_errors(dir: &Path, lines: usize) -> Vec<String> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        let mut files: Vec<PathBuf> = entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.to_string_lossy().ends_with("_errors.log"))
-            .collect();
-        files.sort();
-        for f in files {
-            let text = std::fs::read_to_string(&f).unwrap_or_default();
-            out.extend(
-                text.lines()
-                    .filter(|l| !l.trim().is_empty() && !l.starts_with("The following events"))
-                    .take(lines)
-                    .map(|l| l.chars().take(300).collect::<String>()),
-            );
+/// The warnings and errors of a server log, by kind (digits replaced by `N`, ANSI colours
+/// removed, so that timestamps, pids and durations do not split kinds), most frequent first.
+fn log_summary(path: &Path, kinds: usize) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut counts: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        let plain = strip_ansi(line);
+        if !(plain.contains("ERROR") || plain.contains("WARN") || plain.contains("CRITICAL")) {
+            continue;
+        }
+        let mut kind = String::new();
+        let mut in_digits = false;
+        for ch in plain.chars() {
+            if ch.is_ascii_digit() {
+                if !in_digits {
+                    kind.push('N');
+                }
+                in_digits = true;
+            } else {
+                in_digits = false;
+                kind.push(ch);
+            }
+        }
+        // Leading timestamp (`N-N-NTN:N:N.NZ`) or pid (`N(N)`).
+        let kind = match kind.trim_start().split_once(' ') {
+            Some((first, rest)) if first.starts_with('N') => rest.trim().to_string(),
+            _ => kind.trim().to_string(),
+        };
+        *counts.entry(kind.chars().take(200).collect()).or_default() += 1;
+    }
+    let mut v: Vec<(String, u64)> = counts.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v.into_iter()
+        .take(kinds)
+        .map(|(k, n)| format!("{n}x {k}"))
+        .collect()
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ parameters final-byte
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
         }
     }
-    out.truncate(lines);
     out
+}
+
+/// What went wrong in a SIPp run, from the `*_errors.log` files in `dir` (`-trace_err`): each
+/// kind of event (Call-IDs removed) with its count, most frequent first, at most `kinds`.
+fn sipp_errors(dir: &Path, kinds: usize) -> Vec<String> {
+    let mut counts: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if !e.file_name().to_string_lossy().ends_with("_errors.log") {
+                continue;
+            }
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            // Event lines: `2026-11-24<TAB>11:26:35.262083<TAB>1795519595.262083: text`; the
+            // lines after one are the SIP message it quotes.
+            // An event can follow the closing quote of the previous one on the same line.
+            for line in text.lines().map(|l| l.trim_start_matches('\'')) {
+                let Some((stamp, event)) = line.split_once(": ") else {
+                    continue;
+                };
+                if !stamp.starts_with("20") || !stamp.contains('\t') {
+                    continue;
+                }
+                *counts.entry(normalize_event(event)).or_default() += 1;
+            }
+        }
+    }
+    let mut v: Vec<(String, u64)> = counts.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v.into_iter()
+        .take(kinds)
+        .map(|(e, n)| format!("{n}x {e}"))
+        .collect()
+}
+
+/// An event without its Call-ID (`for Call-Id '…'`, `Dead call ID`), cut to 160 characters.
+fn normalize_event(event: &str) -> String {
+    let mut e = event.trim().to_string();
+    for key in ["Call-Id '", "Call-ID '", "call-id '"] {
+        if let Some(i) = e.find(key) {
+            if let Some(len) = e[i + key.len()..].find('\'') {
+                e.replace_range(i..i + key.len() + len + 1, "Call-Id");
+            }
+        }
+    }
+    // `Dead call 10080-5922@127.0.0.1 (successful), received …`
+    if let Some(rest) = e.strip_prefix("Dead call ") {
+        if let Some((_, tail)) = rest.split_once(' ') {
+            e = format!("Dead call {tail}");
+        }
+    }
+    e.chars().take(160).collect()
 }
 
 // ---------------------------------------------------------------------------------------------
 // SIPp
 // ---------------------------------------------------------------------------------------------
 
-/// Starts the SIPp UAS (`calls_uas.xml`) on the UAS port, its media on the UAS media port.
+/// Starts the SIPp UAS (`scenario`, run in `dir`) on the UAS port, its media on the UAS media
+/// port.
 fn start_uas(
     args: &Args,
     dir: &Path,
+    scenario: &str,
     rtp_echo: bool,
     recv_timeout_s: u64,
     max_s: u64,
 ) -> Result<Server, String> {
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let mut a: Vec<String> = vec!["-sf".into()];
-    a.push(args.sipp_dir.join("calls_uas.xml").display().to_string());
+    a.push(args.sipp_dir.join(scenario).display().to_string());
     for s in [
         "-i",
         "127.0.0.1",
@@ -700,7 +816,7 @@ fn start_kamailio(args: &Args, dir: &Path, max_s: u64) -> Result<Server, String>
         "-n".into(),
         "2".into(),
         "-m".into(),
-        "256".into(),
+        args.kamailio_shm_mb.to_string(),
         "-Y".into(),
         run_dir.display().to_string(),
         "-P".into(),
@@ -988,7 +1104,12 @@ struct CpsTarget {
     /// Why the target was skipped or stopped early (set-up failure).
     note: Option<String>,
     mem_before: Mem,
+    /// 1 s after the last step.
     mem_after: Mem,
+    /// `--idle` seconds after the last step (allocations given back?).
+    mem_idle: Mem,
+    /// Warnings and errors of the proxy/engine log, by kind.
+    log_summary: Vec<String>,
     steps: Vec<CpsStep>,
 }
 
@@ -999,6 +1120,8 @@ impl CpsTarget {
             note: Some(note),
             mem_before: Mem::default(),
             mem_after: Mem::default(),
+            mem_idle: Mem::default(),
+            log_summary: Vec::new(),
             steps: Vec::new(),
         }
     }
@@ -1081,7 +1204,7 @@ fn cps_target(
 ) -> Result<CpsTarget, String> {
     let uas_dir = dir.join("uas");
     let _ = std::fs::remove_dir_all(&uas_dir);
-    let mut uas = start_uas(args, &uas_dir, false, 30, max_s)?;
+    let mut uas = start_uas(args, &uas_dir, "calls_uas.xml", false, 30, max_s)?;
     if let Some(s) = &server {
         // Kamailio and Switchboard were started before the UAS (the registration does not
         // need it); make sure they are still there.
@@ -1094,6 +1217,8 @@ fn cps_target(
         note: None,
         mem_before: measured(&server, &uas).mem(),
         mem_after: Mem::default(),
+        mem_idle: Mem::default(),
+        log_summary: Vec::new(),
         steps: Vec::new(),
     };
     let mut uas_failed_before = uas_stat(&uas_dir).failed;
@@ -1102,7 +1227,8 @@ fn cps_target(
         let _ = std::fs::remove_dir_all(&sdir);
         std::fs::create_dir_all(&sdir).map_err(|e| e.to_string())?;
         let calls = rate * args.step_seconds;
-        let limit = (rate * (args.hold_ms / 1000 + 3) * 2).max(1000);
+        // Generous, but below SIPp's open-file limit (20 000), which it checks -l against.
+        let limit = (rate * (args.hold_ms / 1000 + 2)).clamp(1000, 18_000);
         let bound = args.step_seconds + args.hold_ms / 1000 + 45;
         println!(
             "cps {target}: {rate} calls/s for {} s ({calls} calls of {} ms) to {target_addr}",
@@ -1139,7 +1265,7 @@ fn cps_target(
             uas_failed: uas_failed_now.saturating_sub(uas_failed_before),
             mem_after: measured(&server, &uas).mem(),
             sipp_exit: status.code(),
-            errors: sipp_errors(&sdir, 3),
+            errors: sipp_errors(&sdir, 4),
         };
         uas_failed_before = uas_failed_now;
         println!(
@@ -1172,8 +1298,12 @@ fn cps_target(
     }
     std::thread::sleep(Duration::from_secs(1));
     result.mem_after = measured(&server, &uas).mem();
+    std::thread::sleep(Duration::from_secs(args.idle_s));
+    result.mem_idle = measured(&server, &uas).mem();
     if let Some(s) = server {
+        let log = s.log.clone();
         s.stop("-TERM");
+        result.log_summary = log_summary(&log, 6);
     }
     uas.stop("-USR1");
     Ok(result)
@@ -1197,8 +1327,8 @@ struct RtpCounts {
     sent: u64,
     /// To the UAS's media port.
     at_uas: u64,
-    /// From the UAS's media port (its echo).
-    echoed: u64,
+    /// From the UAS's media port (its own stream, or with `--rtp-echo` its echo).
+    uas_sent: u64,
     /// To the UAC's media port.
     returned: u64,
     /// Sequence-number gaps summed over every flow (losses inside streams, on any leg).
@@ -1209,13 +1339,37 @@ struct RtpCounts {
 }
 
 impl RtpCounts {
-    /// Round-trip loss: sent by the UAC but not back at the UAC, in percent.
-    fn loss_pct(&self) -> f64 {
-        if self.sent == 0 {
-            0.0
-        } else {
-            100.0 * self.sent.saturating_sub(self.returned) as f64 / self.sent as f64
-        }
+    /// UAC → UAS: sent by the UAC, not sent on to the UAS, in percent (0 without a relay: the
+    /// capture sees one packet).
+    fn fwd_loss_pct(&self) -> f64 {
+        pct(self.sent.saturating_sub(self.at_uas), self.sent)
+    }
+
+    /// UAS → UAC: sent by the UAS, not sent on to the UAC, in percent.
+    fn back_loss_pct(&self) -> f64 {
+        pct(self.uas_sent.saturating_sub(self.returned), self.uas_sent)
+    }
+
+    /// With `--rtp-echo`: arrived at the UAS but not echoed (SIPp's echo thread and its socket
+    /// buffer), in percent.
+    fn echo_loss_pct(&self) -> f64 {
+        pct(self.at_uas.saturating_sub(self.uas_sent), self.at_uas)
+    }
+
+    /// Both directions: what the relay lost, in percent of what it got.
+    fn relay_loss_pct(&self) -> f64 {
+        pct(
+            self.sent.saturating_sub(self.at_uas) + self.uas_sent.saturating_sub(self.returned),
+            self.sent + self.uas_sent,
+        )
+    }
+}
+
+fn pct(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        100.0 * part as f64 / whole as f64
     }
 }
 
@@ -1239,7 +1393,11 @@ struct RtpTarget {
     target: &'static str,
     note: Option<String>,
     mem_baseline: Mem,
+    /// 3 s after the last step.
     mem_final: Mem,
+    /// `--idle` seconds later.
+    mem_idle: Mem,
+    log_summary: Vec<String>,
     steps: Vec<RtpStep>,
 }
 
@@ -1250,6 +1408,8 @@ impl RtpTarget {
             note: Some(note),
             mem_baseline: Mem::default(),
             mem_final: Mem::default(),
+            mem_idle: Mem::default(),
+            log_summary: Vec::new(),
             steps: Vec::new(),
         }
     }
@@ -1309,7 +1469,14 @@ fn rtp_target(
     } else {
         None
     };
-    let mut uas = start_uas(args, &uas_dir, true, args.rtp_hold_s + 30, max_s)?;
+    std::fs::create_dir_all(&uas_dir).map_err(|e| e.to_string())?;
+    std::fs::copy(tone, uas_dir.join("calls-tone.alaw")).map_err(|e| e.to_string())?;
+    let (scenario, echo) = if args.rtp_echo {
+        ("calls_uas.xml", true)
+    } else {
+        ("calls_uas_rtp.xml", false)
+    };
+    let mut uas = start_uas(args, &uas_dir, scenario, echo, args.rtp_hold_s + 30, max_s)?;
     let target_addr = if engine.is_some() {
         SocketAddr::from(([127, 0, 0, 1], args.sb_sip_port()))
     } else {
@@ -1321,6 +1488,8 @@ fn rtp_target(
         note: None,
         mem_baseline: measured(&engine, &uas).mem(),
         mem_final: Mem::default(),
+        mem_idle: Mem::default(),
+        log_summary: Vec::new(),
         steps: Vec::new(),
     };
     let mut uas_failed_before = uas_stat(&uas_dir).failed;
@@ -1335,9 +1504,14 @@ fn rtp_target(
         // One call in `sample` is captured: about 50 streams whatever the number of calls.
         let sample = prev_power_of_two((calls / 50).max(1));
         println!(
-            "rtp {target}: {calls} calls at {rate}/s, each {} s of RTP (A-law, 20 ms) echoed by the UAS; \
+            "rtp {target}: {calls} calls at {rate}/s, each {} s of RTP (A-law, 20 ms) both ways ({}); \
              capturing 1 call in {sample}",
-            args.rtp_hold_s
+            args.rtp_hold_s,
+            if args.rtp_echo {
+                "UAS echoes"
+            } else {
+                "UAS streams"
+            }
         );
         let capture = match dumpcap {
             Some(d) => Some(Capture::start(d, &sdir, args, sample, max_s)?),
@@ -1419,13 +1593,14 @@ fn rtp_target(
             mem_after: measured(&engine, &uas).mem(),
             server_cpu_pct,
             uac_cpu_pct,
-            errors: sipp_errors(&sdir, 3),
+            errors: sipp_errors(&sdir, 4),
         };
         uas_failed_before = uas_failed_now;
         let c = &step.counts;
         println!(
             "  {} ok, {} failed ({} at the UAS; sipp exit {:?}); sampled streams sent/returned {}/{} of {}; \
-             packets sent {} at-uas {} echoed {} returned {} (loss {:.3} %, seq gaps {}, capture dropped {}); \
+             packets sent {} at-uas {} uas-sent {} returned {} (loss fwd {:.3} % back {:.3} %, seq gaps {}, \
+             capture dropped {}); \
              server CPU {:.0} %, UAC CPU {:.0} %; memory peak {:.1} MiB, after {:.1} MiB",
             step.stat.successful,
             step.stat.failed,
@@ -1436,9 +1611,10 @@ fn rtp_target(
             c.streams_expected,
             c.sent,
             c.at_uas,
-            c.echoed,
+            c.uas_sent,
             c.returned,
-            c.loss_pct(),
+            c.fwd_loss_pct(),
+            c.back_loss_pct(),
             c.seq_gaps,
             c.capture_dropped,
             step.server_cpu_pct,
@@ -1461,8 +1637,12 @@ fn rtp_target(
     }
     std::thread::sleep(Duration::from_secs(3));
     result.mem_final = measured(&engine, &uas).mem();
+    std::thread::sleep(Duration::from_secs(args.idle_s));
+    result.mem_idle = measured(&engine, &uas).mem();
     if let Some(e) = engine {
+        let log = e.log.clone();
         e.stop("-TERM");
+        result.log_summary = log_summary(&log, 6);
     }
     uas.stop("-USR1");
     Ok(result)
@@ -1613,7 +1793,7 @@ fn tally(counts: &mut RtpCounts, flows: &[RtpFlow], uac_port: u16, uas_port: u16
             counts.at_uas += f.packets;
         }
         if f.src_port == uas_port {
-            counts.echoed += f.packets;
+            counts.uas_sent += f.packets;
         }
         if f.dst_port == uac_port {
             counts.returned += f.packets;
@@ -1662,7 +1842,12 @@ fn linear_to_alaw(sample: i16) -> u8 {
 
 fn run(args: &Args) -> Result<bool, String> {
     let started = Instant::now();
-    for f in ["calls_uac.xml", "calls_uac_rtp.xml", "calls_uas.xml"] {
+    for f in [
+        "calls_uac.xml",
+        "calls_uac_rtp.xml",
+        "calls_uas.xml",
+        "calls_uas_rtp.xml",
+    ] {
         if !args.sipp_dir.join(f).is_file() {
             return Err(format!(
                 "no {}: pass --sipp-dir",
@@ -1735,7 +1920,7 @@ fn print_report(args: &Args, cps: &[CpsTarget], rtp: &[RtpTarget]) {
             args.hold_ms, args.step_seconds
         );
         println!(
-            "{:<12} {:>6} {:>8} {:>8} {:>7} {:>7} {:>8} {:>8} {:>10} {:>7} {:>7} {:>10} {:>8}",
+            "{:<12} {:>6} {:>8} {:>8} {:>7} {:>7} {:>8} {:>8} {:>10} {:>7} {:>7} {:>11} {:>8} {:>6}",
             "target",
             "rate",
             "attempt",
@@ -1748,18 +1933,21 @@ fn print_report(args: &Args, cps: &[CpsTarget], rtp: &[RtpTarget]) {
             "p50 ms",
             "p99 ms",
             "CPU ms/call",
-            "mem MiB"
+            "mem MiB",
+            "fds"
         );
         for t in cps {
-            if let Some(n) = &t.note {
-                if t.steps.is_empty() {
-                    println!("{:<12} skipped: {n}", t.target);
-                    continue;
-                }
+            if t.steps.is_empty() {
+                println!(
+                    "{:<12} skipped: {}",
+                    t.target,
+                    t.note.as_deref().unwrap_or("")
+                );
+                continue;
             }
             for s in &t.steps {
                 println!(
-                    "{:<12} {:>6} {:>8} {:>8} {:>7} {:>7} {:>8} {:>8} {:>10.0} {:>7.1} {:>7.1} {:>10.3} {:>8.1}{}",
+                    "{:<12} {:>6} {:>8} {:>8} {:>7} {:>7} {:>8} {:>8} {:>10.0} {:>7.1} {:>7.1} {:>11} {:>8.1} {:>6}{}",
                     t.target,
                     s.rate,
                     s.attempted,
@@ -1771,8 +1959,13 @@ fn print_report(args: &Args, cps: &[CpsTarget], rtp: &[RtpTarget]) {
                     s.answered_per_s,
                     s.p50_ms,
                     s.p99_ms,
-                    s.cpu_ms_per_call(),
+                    if s.stat.successful > 0 {
+                        format!("{:.3}", s.cpu_ms_per_call())
+                    } else {
+                        format!("({:.1} s)", s.cpu_s)
+                    },
                     mib(s.mem_after.shown_kib()),
+                    s.mem_after.fds,
                     if s.clean() { "" } else { "  x" }
                 );
             }
@@ -1784,36 +1977,52 @@ fn print_report(args: &Args, cps: &[CpsTarget], rtp: &[RtpTarget]) {
                 Some(c) => format!("{c} calls/s"),
                 None => format!("below {} calls/s", t.steps[0].rate),
             };
-            let clean: Vec<&CpsStep> = t.steps.iter().filter(|s| s.clean()).collect();
-            let cpu = clean
+            let cpu = t
+                .steps
+                .iter()
+                .take_while(|s| s.clean())
                 .last()
-                .map(|s| format!("{:.3} ms CPU per call at that rate", s.cpu_ms_per_call()))
+                .map(|s| format!("; {:.3} ms CPU per call there", s.cpu_ms_per_call()))
                 .unwrap_or_default();
             println!(
-                "  {:<12} {ceiling}; {cpu}; memory {:.1} → {:.1} MiB{}",
+                "  {:<12} {ceiling}{cpu}; memory {:.1} MiB before, {:.1} after, {:.1} after {} s idle \
+                 ({} fds before, {} after idle){}",
                 t.target,
                 mib(t.mem_before.shown_kib()),
                 mib(t.mem_after.shown_kib()),
+                mib(t.mem_idle.shown_kib()),
+                args.idle_s,
+                t.mem_before.fds,
+                t.mem_idle.fds,
                 t.note
                     .as_ref()
                     .map(|n| format!(" ({n})"))
                     .unwrap_or_default()
             );
+            for l in &t.log_summary {
+                println!("      log: {l}");
+            }
         }
         println!(
             "(CPU and memory of the proxy/engine; for sipp, of the SIPp UAS. Memory: VmRSS, for kamailio \
-             the Pss sum of its processes)"
+             the Pss sum of its processes; fds: its open file descriptors after the step. \
+             x: step not clean, ramp stopped)"
         );
     }
     if !rtp.is_empty() {
         println!();
         println!(
-            "Concurrent calls with RTP: {} s calls, A-law 20 ms both ways (UAC rtp_stream, UAS -rtp_echo); \
+            "Concurrent calls with RTP: {} s calls, A-law 20 ms both ways (UAC rtp_stream; UAS {}); \
              packets of the captured calls (1 in `sample`)",
-            args.rtp_hold_s
+            args.rtp_hold_s,
+            if args.rtp_echo {
+                "-rtp_echo"
+            } else {
+                "rtp_stream"
+            }
         );
         println!(
-            "{:<12} {:>6} {:>6} {:>6} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>6} {:>7} {:>7} {:>9} {:>10}",
+            "{:<12} {:>5} {:>5} {:>6} {:>6} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>5} {:>7} {:>7} {:>8} {:>8}",
             "target",
             "calls",
             "ok",
@@ -1822,9 +2031,10 @@ fn print_report(args: &Args, cps: &[CpsTarget], rtp: &[RtpTarget]) {
             "streams",
             "sent",
             "at-uas",
-            "echoed",
+            "uas-sent",
             "returned",
-            "loss %",
+            "fwd %",
+            "back %",
             "gaps",
             "srv CPU",
             "uac CPU",
@@ -1843,40 +2053,73 @@ fn print_report(args: &Args, cps: &[CpsTarget], rtp: &[RtpTarget]) {
             for s in &t.steps {
                 let c = &s.counts;
                 println!(
-                    "{:<12} {:>6} {:>6} {:>6} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7.3} {:>6} {:>6.0}% {:>6.0}% {:>9.1} {:>10.1}",
+                    "{:<12} {:>5} {:>5} {:>6} {:>6} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7.3} {:>7.3} {:>5} {:>6.0}% {:>6.0}% {:>8.1} {:>8.1}",
                     t.target,
                     s.calls,
                     s.stat.successful,
                     s.stat.failed + s.uas_failed,
                     c.sample,
-                    format!("{}/{}/{}", c.streams_sent, c.streams_returned, c.streams_expected),
+                    format!(
+                        "{}/{}/{}",
+                        c.streams_sent, c.streams_returned, c.streams_expected
+                    ),
                     c.sent,
                     c.at_uas,
-                    c.echoed,
+                    c.uas_sent,
                     c.returned,
-                    c.loss_pct(),
+                    c.fwd_loss_pct(),
+                    c.back_loss_pct(),
                     c.seq_gaps,
                     s.server_cpu_pct,
                     s.uac_cpu_pct,
                     mib(s.mem_peak.shown_kib()),
                     t.growth_kib_per_call(s),
                 );
+                if args.rtp_echo && c.echo_loss_pct() > 0.0 {
+                    println!(
+                        "{:<12} {:>5} SIPp echo lost {:.3} % (arrived at the UAS, not echoed)",
+                        "",
+                        "",
+                        c.echo_loss_pct()
+                    );
+                }
+                if c.capture_dropped > 0 || c.note.is_some() {
+                    println!(
+                        "{:<12} {:>5} capture: {} dropped by dumpcap {}",
+                        "",
+                        "",
+                        c.capture_dropped,
+                        c.note.as_deref().unwrap_or("")
+                    );
+                }
             }
             println!(
-                "  {:<10} memory: baseline {:.1} MiB, final (all calls ended) {:.1} MiB{}",
+                "  {:<10} memory: baseline {:.1} MiB, 3 s after the last calls {:.1} MiB, {} s later {:.1} MiB \
+                 (fds {} → {} → {}){}",
                 t.target,
                 mib(t.mem_baseline.shown_kib()),
                 mib(t.mem_final.shown_kib()),
+                args.idle_s,
+                mib(t.mem_idle.shown_kib()),
+                t.mem_baseline.fds,
+                t.steps.last().map_or(0, |s| s.mem_peak.fds),
+                t.mem_idle.fds,
                 t.note
                     .as_ref()
                     .map(|n| format!(" ({n})"))
                     .unwrap_or_default()
             );
+            for l in &t.log_summary {
+                println!("      log: {l}");
+            }
         }
         println!(
-            "(streams: sent/returned/expected of the captured calls; loss: sent by the UAC but not back \
-             at it; gaps: sequence gaps on any leg; srv CPU: engine, or SIPp UAS for sipp, % of one core \
-             over the plateau; KiB/call: (peak − baseline) / calls)"
+            "(streams: UAC streams sent / UAS streams back at the UAC / UAC streams expected, of the captured calls \
+             (the UAS numbers its SSRCs on from earlier steps, so its sample can differ by one); \
+             sent: by the UAC; at-uas: sent to the UAS port; uas-sent: by the UAS; returned: sent to the UAC port; \
+             fwd/back %: lost by the relay UAC→UAS / UAS→UAC (0 without relay); gaps: sequence gaps on any leg; \
+             srv CPU: engine, or SIPp UAS for sipp, % of one core over the plateau; \
+             KiB/call: (peak − baseline) / calls)"
         );
     }
 }
@@ -1891,12 +2134,14 @@ fn to_json(
     let mut j = String::new();
     let _ = write!(
         j,
-        "{{\n  \"benchmark\": \"calls\",\n  \"quick\": {},\n  \"elapsed_s\": {:.1},\n  \"cps\": {{\n    \"step_seconds\": {},\n    \"hold_ms\": {},\n    \"rates\": {:?},\n    \"targets\": [",
+        "{{\n  \"benchmark\": \"calls\",\n  \"quick\": {},\n  \"elapsed_s\": {:.1},\n  \"cps\": {{\n    \
+         \"step_seconds\": {},\n    \"hold_ms\": {},\n    \"rates\": {:?},\n    \"idle_s\": {},\n    \"targets\": [",
         args.quick,
         elapsed.as_secs_f64(),
         args.step_seconds,
         args.hold_ms,
-        args.rates
+        args.rates,
+        args.idle_s
     );
     for (i, t) in cps.iter().enumerate() {
         let steps: Vec<String> = t
@@ -1907,7 +2152,7 @@ fn to_json(
                     "        {{\"rate\": {}, \"attempted\": {}, \"successful\": {}, \"failed\": {}, \"lost\": {}, \
                      \"uas_failed\": {}, \"retransmissions\": {}, \"answered_per_s\": {:.1}, \"p50_ms\": {:.3}, \
                      \"p99_ms\": {:.3}, \"cpu_s\": {:.3}, \"cpu_ms_per_call\": {:.4}, \"mem_after\": {}, \
-                     \"clean\": {}, \"sipp_exit\": {}, \"errors\": {}}}",
+                     \"clean\": {}, \"sipp_exit\": {}, \"sipp_errors\": {}}}",
                     s.rate,
                     s.attempted,
                     s.stat.successful,
@@ -1930,7 +2175,7 @@ fn to_json(
         let _ = write!(
             j,
             "{}\n      {{\"target\": \"{}\", \"note\": {}, \"ceiling_cps\": {}, \"ceiling_is_lower_bound\": {}, \
-             \"mem_before\": {}, \"mem_after\": {}, \"steps\": [\n{}\n      ]}}",
+             \"mem_before\": {}, \"mem_after\": {}, \"mem_idle\": {}, \"log_summary\": {}, \"steps\": [\n{}\n      ]}}",
             if i == 0 { "" } else { "," },
             t.target,
             t.note.as_deref().map_or("null".into(), json_string),
@@ -1938,13 +2183,22 @@ fn to_json(
             t.never_failed(),
             t.mem_before.json(),
             t.mem_after.json(),
+            t.mem_idle.json(),
+            json_strings(&t.log_summary),
             steps.join(",\n")
         );
     }
     let _ = write!(
         j,
-        "\n    ]\n  }},\n  \"rtp\": {{\n    \"hold_s\": {},\n    \"concurrency\": {:?},\n    \"packet_ms\": 20,\n    \"targets\": [",
-        args.rtp_hold_s, args.concurrency
+        "\n    ]\n  }},\n  \"rtp\": {{\n    \"hold_s\": {},\n    \"concurrency\": {:?},\n    \"packet_ms\": 20,\n    \
+         \"uas_media\": \"{}\",\n    \"targets\": [",
+        args.rtp_hold_s,
+        args.concurrency,
+        if args.rtp_echo {
+            "rtp_echo"
+        } else {
+            "rtp_stream"
+        }
     );
     for (i, t) in rtp.iter().enumerate() {
         let steps: Vec<String> = t
@@ -1956,9 +2210,11 @@ fn to_json(
                     "        {{\"calls\": {}, \"rate\": {}, \"successful\": {}, \"failed\": {}, \"uas_failed\": {}, \
                      \"retransmissions\": {}, \"captured\": {}, \"sample\": {}, \"streams_expected\": {}, \
                      \"streams_sent\": {}, \"streams_returned\": {}, \"packets_sent\": {}, \"packets_at_uas\": {}, \
-                     \"packets_echoed\": {}, \"packets_returned\": {}, \"loss_pct\": {:.4}, \"seq_gaps\": {}, \
-                     \"capture_dropped\": {}, \"capture_note\": {}, \"server_cpu_pct\": {:.1}, \"uac_cpu_pct\": {:.1}, \
-                     \"mem_peak\": {}, \"mem_after\": {}, \"growth_kib_per_call\": {:.2}, \"errors\": {}}}",
+                     \"packets_uas_sent\": {}, \"packets_returned\": {}, \"fwd_loss_pct\": {:.4}, \
+                     \"back_loss_pct\": {:.4}, \"relay_loss_pct\": {:.4}, \"echo_loss_pct\": {:.4}, \
+                     \"packets_per_stream\": {:.1}, \"seq_gaps\": {}, \"capture_dropped\": {}, \"capture_note\": {}, \
+                     \"server_cpu_pct\": {:.1}, \"uac_cpu_pct\": {:.1}, \"mem_peak\": {}, \"mem_after\": {}, \
+                     \"growth_kib_per_call\": {:.2}, \"sipp_errors\": {}}}",
                     s.calls,
                     s.rate,
                     s.stat.successful,
@@ -1972,9 +2228,13 @@ fn to_json(
                     c.streams_returned,
                     c.sent,
                     c.at_uas,
-                    c.echoed,
+                    c.uas_sent,
                     c.returned,
-                    c.loss_pct(),
+                    c.fwd_loss_pct(),
+                    c.back_loss_pct(),
+                    c.relay_loss_pct(),
+                    if args.rtp_echo { c.echo_loss_pct() } else { 0.0 },
+                    c.sent as f64 / c.streams_sent.max(1) as f64,
                     c.seq_gaps,
                     c.capture_dropped,
                     c.note.as_deref().map_or("null".into(), json_string),
@@ -1989,12 +2249,15 @@ fn to_json(
             .collect();
         let _ = write!(
             j,
-            "{}\n      {{\"target\": \"{}\", \"note\": {}, \"mem_baseline\": {}, \"mem_final\": {}, \"steps\": [\n{}\n      ]}}",
+            "{}\n      {{\"target\": \"{}\", \"note\": {}, \"mem_baseline\": {}, \"mem_final\": {}, \"mem_idle\": {}, \
+             \"log_summary\": {}, \"steps\": [\n{}\n      ]}}",
             if i == 0 { "" } else { "," },
             t.target,
             t.note.as_deref().map_or("null".into(), json_string),
             t.mem_baseline.json(),
             t.mem_final.json(),
+            t.mem_idle.json(),
+            json_strings(&t.log_summary),
             steps.join(",\n")
         );
     }
@@ -2105,9 +2368,11 @@ mod tests {
         ];
         let mut c = RtpCounts::default();
         tally(&mut c, &flows, 100, 200);
-        assert_eq!((c.sent, c.at_uas, c.echoed, c.returned), (50, 50, 50, 48));
+        assert_eq!((c.sent, c.at_uas, c.uas_sent, c.returned), (50, 50, 50, 48));
         assert_eq!((c.streams_sent, c.streams_returned), (1, 1));
-        assert!((c.loss_pct() - 4.0).abs() < 1e-9);
+        assert!((c.back_loss_pct() - 4.0).abs() < 1e-9);
+        assert_eq!(c.fwd_loss_pct(), 0.0);
+        assert!((c.relay_loss_pct() - 2.0).abs() < 1e-9);
         // Direct: one packet is sent and arrives.
         let mut d = RtpCounts::default();
         tally(
@@ -2116,6 +2381,52 @@ mod tests {
             100,
             200,
         );
-        assert_eq!((d.sent, d.at_uas, d.echoed, d.returned), (10, 10, 10, 10));
+        assert_eq!((d.sent, d.at_uas, d.uas_sent, d.returned), (10, 10, 10, 10));
+        assert_eq!(d.echo_loss_pct(), 0.0);
+    }
+
+    #[test]
+    fn error_and_log_summaries() {
+        assert_eq!(
+            normalize_event(
+                "Aborting call on unexpected message for Call-Id '953-23208@127.0.0.1': while pausing"
+            ),
+            "Aborting call on unexpected message for Call-Id: while pausing"
+        );
+        let dir = std::env::temp_dir().join(format!("bench-calls-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("calls_uac_1_errors.log"),
+            "The following events occurred:\n\
+             2026-11-24\t11:26:35.2\t1795519595.2: Aborting call on unexpected message for Call-Id '1-1@h': x\n\
+             SIP/2.0 503 Service Unavailable\n\
+             '2026-11-24\t11:26:35.3\t1795519595.3: Aborting call on unexpected message for Call-Id '2-1@h': x\n\
+             2026-11-24\t11:26:35.4\t1795519595.4: Dead call 3-1@h (successful), received 'SIP/2.0 200 OK\n",
+        )
+        .unwrap();
+        assert_eq!(
+            sipp_errors(&dir, 5),
+            vec![
+                "2x Aborting call on unexpected message for Call-Id: x".to_string(),
+                "1x Dead call (successful), received 'SIP/2.0 200 OK".to_string()
+            ]
+        );
+        let log = dir.join("engine.log");
+        std::fs::write(
+            &log,
+            "\u{1b}[2m2026-11-24T11:27:41.9Z\u{1b}[0m \u{1b}[31mERROR\u{1b}[0m cdr: failed after 7.5 s\n\
+             2026-11-24T11:27:42.1Z ERROR cdr: failed after 12.25 s\n\
+             2026-11-24T11:27:42.1Z  INFO call ended\n\
+             \x20 0(23194) WARNING: <core> x\n",
+        )
+        .unwrap();
+        assert_eq!(
+            log_summary(&log, 5),
+            vec![
+                "2x ERROR cdr: failed after N.N s".to_string(),
+                "1x WARNING: <core> x".to_string()
+            ]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
