@@ -238,7 +238,7 @@ impl Default for Limits {
             tcp_idle_timeout_secs: 300,
             tcp_message_timeout_secs: 10,
             queue_capacity: 32_768,
-            overload_queue_depth: 16_384,
+            overload_queue_depth: 2_048,
             max_invites_per_sec: 0,
             retry_after_secs: 5,
             max_transactions: 1_000_000,
