@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use switchboard_tests::{bin_path, free_port, Engine};
+use switchboard_tests::{free_port, Engine};
 
 /// Where Debian's baresip packages put their modules.
 const MODULE_PATH: &str = "/usr/lib/baresip/modules";
@@ -407,31 +407,18 @@ fn free_port_pair() -> u16 {
     }
 }
 
-/// Polls `switchboard cdr list --json` until a CDR for alice → bob appears.
+/// Polls the CDRs until one for alice → bob appears.
 fn wait_cdr(engine: &Engine, timeout: Duration) -> Option<serde_json::Value> {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        let out = Command::new(bin_path())
-            .args(["cdr", "list", "--json", "--config"])
-            .arg(engine.config_path())
-            .output()
-            .expect("run switchboard cdr list");
-        assert!(
-            out.status.success(),
-            "cdr list failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let found = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|c| {
-                c["caller"].as_str().unwrap_or_default().contains("alice")
-                    && c["callee"].as_str().unwrap_or_default().contains("bob")
-            });
+        let found = switchboard_tests::cdrs(engine, 20).into_iter().find(|c| {
+            c["caller"].as_str().unwrap_or_default().contains("alice")
+                && c["callee"].as_str().unwrap_or_default().contains("bob")
+        });
         if found.is_some() {
             return found;
         }
-        std::thread::sleep(Duration::from_millis(250));
+        std::thread::sleep(Duration::from_millis(200));
     }
     None
 }

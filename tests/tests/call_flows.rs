@@ -638,95 +638,74 @@ fn rtp_is_relayed_both_ways_and_counted() {
     }
 }
 
+/// Runs `calls` calls from `uac` to a `uas` under a `[calls]` setting; returns their CDRs after
+/// checking cause and final status.
+fn timer_case(
+    setting: &str,
+    uas: &str,
+    uac: &str,
+    user: &str,
+    cause: &str,
+    code: i64,
+) -> Vec<Value> {
+    const CALLS: u32 = 3;
+    let engine = Engine::start(&format!("{TRUSTED}{setting}\n"));
+    let logs = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let callee_peer = callee(logs.path(), "uas", uas, port, CALLS, &[]);
+    register_contacts(&engine, user, &[port]);
+    let caller_peer = caller(
+        logs.path(),
+        &engine,
+        "uac",
+        &sipp_scenario(uac),
+        user,
+        CALLS,
+        &[],
+    );
+    caller_peer.expect_success(&engine);
+    callee_peer.expect_success(&engine);
+    expect_cdrs(&engine, CALLS as usize, cause, code)
+}
+
 /// Nobody answers within `calls.no_answer_timeout_secs`: the caller gets 480 and the ringing
 /// callee a CANCEL.
 #[test]
 fn no_answer_times_out_with_480_and_cancels_the_callee() {
-    const CALLS: u32 = 3;
-    let engine = Engine::start(&format!("{TRUSTED}no_answer_timeout_secs = 2\n"));
-    let logs = tempfile::tempdir().expect("temp dir");
-    let port = free_port();
-    let uas = callee(
-        logs.path(),
-        "uas_ring",
+    timer_case(
+        "no_answer_timeout_secs = 2",
         "uas_ring_cancel.xml",
-        port,
-        CALLS,
-        &[],
-    );
-    register_contacts(&engine, "sleeper", &[port]);
-    let uac = caller(
-        logs.path(),
-        &engine,
-        "uac_no_answer",
-        &sipp_scenario("uac_no_answer.xml"),
+        "uac_no_answer.xml",
         "sleeper",
-        CALLS,
-        &[],
+        "no_answer",
+        480,
     );
-    uac.expect_success(&engine);
-    uas.expect_success(&engine);
-    expect_cdrs(&engine, CALLS as usize, "no_answer", 480);
 }
 
 /// An answered call with no RTP for `calls.rtp_timeout_secs` is ended with BYE to both sides.
 #[test]
 fn rtp_timeout_ends_an_answered_call() {
-    const CALLS: u32 = 3;
-    let engine = Engine::start(&format!("{TRUSTED}rtp_timeout_secs = 2\n"));
-    let logs = tempfile::tempdir().expect("temp dir");
-    let port = free_port();
-    let uas = callee(
-        logs.path(),
-        "uas_answer",
+    timer_case(
+        "rtp_timeout_secs = 2",
         "uas_answer.xml",
-        port,
-        CALLS,
-        &[],
-    );
-    register_contacts(&engine, "silent", &[port]);
-    let uac = caller(
-        logs.path(),
-        &engine,
-        "uac_bye_in",
-        &sipp_scenario("uac_callee_bye.xml"),
+        "uac_callee_bye.xml",
         "silent",
-        CALLS,
-        &[],
+        "rtp_timeout",
+        200,
     );
-    uac.expect_success(&engine);
-    uas.expect_success(&engine);
-    expect_cdrs(&engine, CALLS as usize, "rtp_timeout", 200);
 }
 
 /// A call longer than `calls.max_duration_secs` is ended with BYE to both sides.
 #[test]
 fn max_duration_ends_a_call() {
-    const CALLS: u32 = 3;
-    let engine = Engine::start(&format!("{TRUSTED}max_duration_secs = 2\n"));
-    let logs = tempfile::tempdir().expect("temp dir");
-    let port = free_port();
-    let uas = callee(
-        logs.path(),
-        "uas_answer",
+    for c in timer_case(
+        "max_duration_secs = 2",
         "uas_answer.xml",
-        port,
-        CALLS,
-        &[],
-    );
-    register_contacts(&engine, "talker", &[port]);
-    let uac = caller(
-        logs.path(),
-        &engine,
-        "uac_bye_in",
-        &sipp_scenario("uac_callee_bye.xml"),
+        "uac_callee_bye.xml",
         "talker",
-        CALLS,
-        &[],
-    );
-    uac.expect_success(&engine);
-    uas.expect_success(&engine);
-    for c in expect_cdrs(&engine, CALLS as usize, "max_duration", 200) {
+        "max_duration",
+        200,
+    ) {
         let d = c["duration_ms"].as_i64().unwrap_or(0);
         assert!((1500..6000).contains(&d), "duration {d} ms: {c}");
     }

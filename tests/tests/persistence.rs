@@ -4,7 +4,7 @@
 
 use std::process::Command;
 use std::time::Duration;
-use switchboard_tests::{bin_path, free_port, register, sipp_uac, Engine, SippUas};
+use switchboard_tests::{free_port, register, sipp_uac, Engine, SippUas};
 
 fn calls(engine: &Engine, n: u32) -> bool {
     let uas = SippUas::start(n);
@@ -20,34 +20,22 @@ fn run_uac(engine: &Engine, n: u32) -> bool {
         .unwrap_or(false)
 }
 
-/// Waits (up to 10 s) until `n` CDRs are stored: they are written in the background when a
-/// call ends.
+/// The number of CDRs of normally cleared calls, once `n` are stored (CDRs are written in the
+/// background when a call ends).
 fn wait_cdrs(engine: &Engine, n: usize) -> usize {
+    let count = |all: &[serde_json::Value]| {
+        all.iter()
+            .filter(|c| c["cause"] == "normal_clearing")
+            .count()
+    };
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let c = cdr_count(engine);
+        let c = count(&switchboard_tests::cdrs(engine, 1000));
         if c >= n || std::time::Instant::now() > deadline {
             return c;
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-fn cdr_count(engine: &Engine) -> usize {
-    let out = Command::new(bin_path())
-        .args(["cdr", "list", "--json", "--limit", "1000", "--config"])
-        .arg(engine.config_path())
-        .output()
-        .expect("cdr list");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains("\"cause\":\"normal_clearing\""))
-        .count()
 }
 
 fn scenario(extra: &str) {

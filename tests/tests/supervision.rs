@@ -3,9 +3,8 @@
 //! other 99 calls complete normally.
 
 use std::net::UdpSocket;
-use std::process::Command;
 use std::time::{Duration, Instant};
-use switchboard_tests::{bin_path, http_get, sipp_uac, Engine, SippUas};
+use switchboard_tests::{http_get, sipp_uac, Engine, SippUas};
 
 fn metric(engine: &Engine, name: &str) -> Option<f64> {
     let (_, body) = http_get(engine.http_addr(), "/metrics")?;
@@ -96,26 +95,18 @@ fn a_panicking_call_is_torn_down_and_99_others_complete() {
     );
 
     // The dead call's CDR carries the cause; every port is back.
-    let out = Command::new(bin_path())
-        .args(["cdr", "list", "--json", "--limit", "200", "--config"])
-        .arg(engine.config_path())
-        .output()
-        .expect("cdr list");
-    let cdrs = String::from_utf8_lossy(&out.stdout);
+    let cdrs = switchboard_tests::wait_cdrs(&engine, 100);
     let panic_cdr = cdrs
-        .lines()
-        .find(|l| l.contains("\"panic-call\""))
-        .unwrap_or_else(|| panic!("no CDR for the panicking call:\n{cdrs}"));
-    assert!(
-        panic_cdr.contains("\"cause\":\"internal_error\""),
-        "{panic_cdr}"
-    );
+        .iter()
+        .find(|c| c["call_id"] == "panic-call")
+        .unwrap_or_else(|| panic!("no CDR for the panicking call: {cdrs:#?}"));
+    assert_eq!(panic_cdr["cause"], "internal_error", "{panic_cdr}");
     assert_eq!(
-        cdrs.lines()
-            .filter(|l| l.contains("\"cause\":\"normal_clearing\""))
+        cdrs.iter()
+            .filter(|c| c["cause"] == "normal_clearing")
             .count(),
         99,
-        "{cdrs}"
+        "{cdrs:#?}"
     );
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(metric(&engine, "calls_active"), Some(0.0));
