@@ -97,7 +97,8 @@ bench-calls-quick:
 # cargo-fuzz needs nightly features: RUSTC_BOOTSTRAP lets the stable toolchain provide them.
 fuzz:
 	@$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
-	RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run parser -- -max_total_time=60
+	@mkdir -p fuzz/corpus/parser
+	RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run parser fuzz/corpus/parser fuzz/seeds/parser -- -max_total_time=60
 
 lint:
 	$(CARGO) fmt --all -- --check
