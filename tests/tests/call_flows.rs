@@ -269,19 +269,19 @@ fn reinvite_hold_and_unhold_are_forwarded() {
     expect_cdrs(&engine, CALLS as usize, "normal_clearing", 200);
 }
 
-/// Two contacts for one user: one rings forever, the other answers after 300 ms. The call is
-/// answered and the ringing contact receives a CANCEL for every call.
-#[test]
-fn fork_answered_by_one_contact_cancels_the_other() {
+/// Forks each of `CALLS` calls to two contacts of one user: `other` (a scenario that never
+/// answers 2xx) and one that answers after 300 ms. Every call is answered, and `other`'s scenario
+/// must see what it expects (a CANCEL, or the ACK of its 486).
+fn fork_answered_by_one_of_two(other_name: &str, other_scenario: &str) {
     const CALLS: u32 = 5;
     let engine = Engine::start(TRUSTED);
     let logs = tempfile::tempdir().expect("temp dir");
-    let (ring_port, answer_port) = (free_port(), free_port());
-    let ringing = callee(
+    let (other_port, answer_port) = (free_port(), free_port());
+    let other = callee(
         logs.path(),
-        "uas_ring_cancel",
-        "uas_ring_cancel.xml",
-        ring_port,
+        other_name,
+        other_scenario,
+        other_port,
         CALLS,
         &[],
     );
@@ -293,7 +293,7 @@ fn fork_answered_by_one_contact_cancels_the_other() {
         CALLS,
         &[],
     );
-    register_contacts(&engine, "forked", &[ring_port, answer_port]);
+    register_contacts(&engine, "forked", &[other_port, answer_port]);
     let uac = Peer::start(
         logs.path(),
         "uac",
@@ -322,64 +322,21 @@ fn fork_answered_by_one_contact_cancels_the_other() {
     );
     uac.expect_success(&engine);
     answering.expect_success(&engine);
-    ringing.expect_success(&engine);
+    other.expect_success(&engine);
     expect_cdrs(&engine, CALLS as usize, "normal_clearing", 200);
+}
+
+/// Two contacts for one user: one rings forever, the other answers after 300 ms. The call is
+/// answered and the ringing contact receives a CANCEL for every call.
+#[test]
+fn fork_answered_by_one_contact_cancels_the_other() {
+    fork_answered_by_one_of_two("uas_ring_cancel", "uas_ring_cancel.xml");
 }
 
 /// Two contacts, one busy, one answering: the call is answered.
 #[test]
 fn fork_with_one_busy_contact_is_answered_by_the_other() {
-    const CALLS: u32 = 5;
-    let engine = Engine::start(TRUSTED);
-    let logs = tempfile::tempdir().expect("temp dir");
-    let (busy_port, answer_port) = (free_port(), free_port());
-    let busy = callee(
-        logs.path(),
-        "uas_busy",
-        "uas_busy.xml",
-        busy_port,
-        CALLS,
-        &[],
-    );
-    let answering = callee(
-        logs.path(),
-        "uas_answer",
-        "uas_answer.xml",
-        answer_port,
-        CALLS,
-        &[],
-    );
-    register_contacts(&engine, "forked", &[busy_port, answer_port]);
-    let uac = Peer::start(
-        logs.path(),
-        "uac",
-        &args(&[
-            "-sn",
-            "uac",
-            &engine.sip_addr().to_string(),
-            "-s",
-            "forked",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &free_port().to_string(),
-            "-m",
-            &CALLS.to_string(),
-            "-r",
-            "5",
-            "-d",
-            "300",
-            "-timeout",
-            "40s",
-            "-mp",
-            &media_port().to_string(),
-        ]),
-        50,
-    );
-    uac.expect_success(&engine);
-    answering.expect_success(&engine);
-    busy.expect_success(&engine);
-    expect_cdrs(&engine, CALLS as usize, "normal_clearing", 200);
+    fork_answered_by_one_of_two("uas_busy", "uas_busy.xml");
 }
 
 /// Two contacts, both busy: the caller gets 486 and the CDR says `busy`.
