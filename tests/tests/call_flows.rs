@@ -238,35 +238,50 @@ fn callee_hangs_up_first() {
     }
 }
 
+/// Runs `calls` calls from a SIPp caller running `uac` to a registered SIPp callee running
+/// `uas` through the engine; both must follow their scenario on every call and each call must
+/// end with a normal-clearing CDR.
+fn two_party_flow(user: &str, uac: &str, uas: &str, calls: u32) {
+    let engine = Engine::start(TRUSTED);
+    let logs = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let name = |s: &str| s.trim_end_matches(".xml").to_string();
+    let callee_peer = callee(logs.path(), &name(uas), uas, port, calls, &[]);
+    register_contacts(&engine, user, &[port]);
+    let caller_peer = caller(
+        logs.path(),
+        &engine,
+        &name(uac),
+        &sipp_scenario(uac),
+        user,
+        calls,
+        &[],
+    );
+    caller_peer.expect_success(&engine);
+    callee_peer.expect_success(&engine);
+    expect_cdrs(&engine, calls as usize, "normal_clearing", 200);
+}
+
 /// Hold (a=sendonly) and unhold (a=sendrecv) re-INVITEs from the caller reach the callee, and
 /// its answers (a=recvonly, a=sendrecv) come back; then the caller hangs up.
 #[test]
 fn reinvite_hold_and_unhold_are_forwarded() {
-    const CALLS: u32 = 5;
-    let engine = Engine::start(TRUSTED);
-    let logs = tempfile::tempdir().expect("temp dir");
-    let port = free_port();
-    let uas = callee(
-        logs.path(),
-        "uas_reinvite",
-        "uas_reinvite.xml",
-        port,
-        CALLS,
-        &[],
-    );
-    register_contacts(&engine, "holder", &[port]);
-    let uac = caller(
-        logs.path(),
-        &engine,
-        "uac_reinvite",
-        &sipp_scenario("uac_reinvite.xml"),
-        "holder",
-        CALLS,
-        &[],
-    );
-    uac.expect_success(&engine);
-    uas.expect_success(&engine);
-    expect_cdrs(&engine, CALLS as usize, "normal_clearing", 200);
+    two_party_flow("holder", "uac_reinvite.xml", "uas_reinvite.xml", 5);
+}
+
+/// An UPDATE with an SDP offer (RFC 3311) inside the dialog reaches the callee re-anchored, and
+/// its answer comes back.
+#[test]
+fn update_inside_the_dialog_is_forwarded() {
+    two_party_flow("updater", "uac_update.xml", "uas_update.xml", 5);
+}
+
+/// re-INVITE glare: the caller's re-INVITE, sent while the callee's is pending, gets 491 from
+/// the engine; the caller's 491 to the callee's re-INVITE is relayed; the callee's retry then
+/// succeeds.
+#[test]
+fn reinvite_glare_gets_491_and_the_retry_succeeds() {
+    two_party_flow("glare", "uac_glare.xml", "uas_glare.xml", 3);
 }
 
 /// Forks each of `CALLS` calls to two contacts of one user: `other` (a scenario that never
