@@ -1,5 +1,17 @@
 //! The `switchboard` binary: `serve` runs the engine; more subcommands arrive with their issues.
 
+/// jemalloc instead of glibc malloc: after a burst of calls glibc keeps the heap fragmented
+/// across its per-thread arenas (RSS 12 → 47 → 62 MB over two bursts of 20 000 calls), jemalloc
+/// gives the pages back (13 → 22 → 23 MB). Measured in README "Memory after bursts".
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's start-up options: a background thread purges unused pages, dirty and muzzy
+/// pages go back to the kernel after 2 s. `_RJEM_MALLOC_CONF` in the environment overrides.
+#[export_name = "_rjem_malloc_conf"]
+pub static JEMALLOC_CONF: &[u8] =
+    b"background_thread:true,dirty_decay_ms:2000,muzzy_decay_ms:2000\0";
+
 mod admin;
 
 use clap::{Parser, Subcommand};
@@ -36,6 +48,22 @@ enum Command {
     User(admin::UserArgs),
     /// Shows call detail records from the database.
     Cdr(admin::CdrArgs),
+    /// Floods a SIP target with calls (uac) or answers them (uas): the load generator.
+    Load(switchboard_load::cli::LoadArgs),
+    /// Dialplan tools.
+    Dialplan {
+        #[command(subcommand)]
+        command: DialplanCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DialplanCommand {
+    /// Validates a dialplan file; prints every problem as `file:line:col: message`.
+    Check {
+        /// The plan to check.
+        file: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -53,6 +81,21 @@ fn main() -> ExitCode {
         } => serve(config, database_url),
         Command::User(args) => admin::user(args),
         Command::Cdr(args) => admin::cdr(args),
+        Command::Load(args) => switchboard_load::cli::run(args),
+        Command::Dialplan {
+            command: DialplanCommand::Check { file },
+        } => match switchboard_dialplans::check(&file) {
+            Ok(_) => {
+                println!("{}: ok", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(diagnostics) => {
+                for d in &diagnostics {
+                    eprintln!("{d}");
+                }
+                ExitCode::from(2)
+            }
+        },
         Command::CheckConfig { file } => match Config::load(Some(&file)) {
             Ok(_) => {
                 println!("{}: ok", file.display());

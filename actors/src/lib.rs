@@ -6,4 +6,5 @@ pub mod cdr;
 pub mod http;
 pub mod registrar;
 pub mod router;
+pub mod routing;
 pub mod serve;

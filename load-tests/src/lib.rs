@@ -1,5 +1,10 @@
 //! switchboard-load: load generation and benchmarks for Switchboard.
 //!
+//! * `switchboard load` ([`cli::run`]): the call-flood generator. UAC and UAS roles are
+//!   sans-IO state machines ([`uac`], [`uas`]) over the engine's transaction layer, each
+//!   worker thread a thin shell around one of them ([`worker`]); [`pace`] spaces call starts,
+//!   [`stats`] counts lock-free, [`report`] writes the verdict, JSON and CSV; [`media`] is the
+//!   fixed pool of RTP threads (one shared socket each) that streams G.711 and scores it.
 //! * [`sipp`]: reading what SIPp writes (`-trace_stat` and `-trace_rtt` CSV files) and the CPU
 //!   time of a process, for the benchmarks that compare Switchboard with SIPp
 //!   (`src/bin/bench-options.rs`).
@@ -7,4 +12,13 @@
 //!
 //! Nothing here is needed at run time by the server.
 
+pub mod agent;
+pub mod cli;
+pub mod media;
+pub mod pace;
+pub mod report;
 pub mod sipp;
+pub mod stats;
+pub mod uac;
+pub mod uas;
+pub mod worker;

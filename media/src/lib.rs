@@ -17,9 +17,17 @@
 //! Architecture invariant: this crate knows nothing of SIP or SDP, and no packet ever goes through
 //! an actor mailbox.
 
+pub mod codec;
+pub mod dtmf;
+pub mod jitter;
+pub mod plc;
 pub mod ports;
+pub mod quality;
+pub mod recording;
 pub mod relay;
 pub mod rtp;
+pub mod signal;
+pub mod tone;
 
 pub use ports::{BoundPair, PortAllocator, PortError, PortLease};
 pub use relay::{

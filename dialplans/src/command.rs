@@ -1,0 +1,168 @@
+//! What the evaluator asks the call actor to do: actions with every `${…}` already resolved.
+
+/// An audio source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Media {
+    /// A file, relative to the prompt directory unless absolute.
+    File(String),
+    /// An `http(s)://` URL.
+    Url(String),
+}
+
+/// What to play while gathering input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Prompt {
+    /// Play a file or URL.
+    Play(Media),
+    /// Speak a text through TTS.
+    Say {
+        /// The text.
+        text: String,
+        /// TTS voice, engine default when `None`.
+        voice: Option<String>,
+    },
+}
+
+/// Collect DTMF digits and, optionally, speech.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Gather {
+    /// Played first; barge-in stops it.
+    pub prompt: Option<Prompt>,
+    /// Fewest digits that count as an answer.
+    pub min_digits: u32,
+    /// Stop when this many digits have been entered.
+    pub max_digits: u32,
+    /// Seconds to wait for the first or next input.
+    pub timeout_secs: u32,
+    /// Digit that ends input early (not included in the digits).
+    pub terminator: Option<char>,
+    /// Also listen for speech when present.
+    pub speech: Option<Speech>,
+}
+
+/// Speech recognition settings for a gather.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Speech {
+    /// Phrases to recognise; empty means free speech.
+    pub grammar: Vec<String>,
+    /// BCP 47 language tag, engine default when `None`.
+    pub language: Option<String>,
+}
+
+/// One destination of a dial.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DialTarget {
+    /// A registered user (all its registered contacts).
+    User(String),
+    /// A number through a trunk.
+    Trunk {
+        /// The trunk's name.
+        trunk: String,
+        /// The number to call.
+        number: String,
+    },
+    /// A SIP URI.
+    Uri(String),
+}
+
+/// How several dial targets are tried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Strategy {
+    /// Ring all at once; the first to answer wins.
+    Parallel,
+    /// One after the other, each for the whole timeout.
+    Sequence,
+}
+
+/// HTTP method of a webhook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// `GET`, call details in the query string.
+    Get,
+    /// `POST`, call details as a JSON body.
+    Post,
+}
+
+/// One action for the call actor to carry out, values interpolated.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// Answer the call (200 OK). Completes at once.
+    Answer,
+    /// Send the caller's audio back to them until they hang up.
+    Echo,
+    /// End the call. No event is expected after it.
+    Hangup {
+        /// SIP status to answer with if the call is not answered yet (404, 486…).
+        code: Option<u16>,
+        /// Cause name kept in the CDR (`normal_clearing`, `busy`…).
+        cause: Option<String>,
+        /// SIP reason phrase.
+        reason: Option<String>,
+    },
+    /// Play a file or URL `loops` times (0: until the next event interrupts).
+    Play {
+        /// What to play.
+        media: Media,
+        /// Times to play, 0 for forever.
+        loops: u32,
+    },
+    /// Speak a text through TTS.
+    Say {
+        /// The text.
+        text: String,
+        /// TTS voice, engine default when `None`.
+        voice: Option<String>,
+    },
+    /// Collect digits or speech; answer with `DigitsGathered`, `SpeechRecognised` or
+    /// `GatherTimeout`.
+    Gather(Gather),
+    /// Record the caller; answer with `RecordingDone`.
+    Record {
+        /// Path to write, relative to the recordings directory.
+        to: String,
+        /// Longest recording.
+        max_secs: u32,
+        /// Play a beep first.
+        beep: bool,
+        /// Digit that stops recording.
+        terminator: Option<char>,
+    },
+    /// Call targets and bridge the first that answers; answer with `DialAnswered` then
+    /// `ActionCompleted` when the bridge ends, or `DialFailed`.
+    Dial {
+        /// Who to call.
+        targets: Vec<DialTarget>,
+        /// All at once or one after the other.
+        strategy: Strategy,
+        /// Ring time in seconds (per target in sequence).
+        timeout_secs: u32,
+        /// Caller ID to present, the caller's own when `None`.
+        caller_id: Option<String>,
+    },
+    /// Hand the call to a contact-centre queue; `ActionCompleted` when it leaves the queue.
+    Queue {
+        /// Queue name.
+        name: String,
+        /// Higher is served first.
+        priority: i64,
+        /// Routing attributes (skills, language…).
+        attributes: Vec<(String, String)>,
+    },
+    /// Transfer the call elsewhere.
+    Transfer {
+        /// Destination (user, number or SIP URI).
+        to: String,
+        /// Attended (consult first) rather than blind REFER.
+        attended: bool,
+    },
+    /// Call an HTTP endpoint; answer with `WebhookAnswered` (a JSON list of actions) or
+    /// `ActionCompleted` when it failed.
+    Webhook {
+        /// Where to send the request.
+        url: String,
+        /// GET or POST.
+        method: Method,
+        /// Call details and variables.
+        body: serde_json::Value,
+    },
+}

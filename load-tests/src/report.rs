@@ -1,0 +1,368 @@
+//! The end-of-run report: totals, setup-time percentiles, per-second samples, the pass
+//! verdict; written as JSON and CSV.
+
+use crate::cli::{LoadArgs, Role};
+use crate::stats::HistSnapshot;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+/// Counters summed over the workers.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Totals {
+    /// Calls started (uac) or received (uas).
+    pub started: u64,
+    /// Calls answered with 2xx.
+    pub answered: u64,
+    /// Calls that ran their whole scenario.
+    pub completed: u64,
+    /// Calls rejected on purpose (uas).
+    pub rejected: u64,
+    /// Calls that failed.
+    pub failed: u64,
+    /// Failures by reason (SIP status, timeout, no_ack, unfinished, send_error).
+    pub failures: BTreeMap<String, u64>,
+    /// Messages sent again by a retransmission timer.
+    pub retransmissions: u64,
+    /// Datagrams that did not parse as SIP.
+    pub bad_messages: u64,
+}
+
+impl Totals {
+    /// Calls started and not yet ended.
+    pub fn live(&self) -> u64 {
+        self.started
+            .saturating_sub(self.completed + self.failed + self.rejected)
+    }
+}
+
+/// One second of the run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Sample {
+    /// Seconds since the start.
+    pub t: f64,
+    /// Calls started in this second.
+    pub cps: f64,
+    /// Calls up at the end of the second.
+    pub concurrent: u64,
+    /// Calls started so far.
+    pub started: u64,
+    /// Calls answered so far.
+    pub answered: u64,
+    /// Calls failed so far.
+    pub failed: u64,
+    /// Retransmissions so far.
+    pub retransmissions: u64,
+    /// Setup time percentiles of the calls answered in this second (ms).
+    pub setup_p50_ms: Option<f64>,
+    /// 90th percentile.
+    pub setup_p90_ms: Option<f64>,
+    /// 99th percentile.
+    pub setup_p99_ms: Option<f64>,
+}
+
+impl Sample {
+    /// The live progress line.
+    pub fn progress_line(&self) -> String {
+        let p99 = self
+            .setup_p99_ms
+            .map_or_else(|| "-".to_string(), |v| format!("{v:.1} ms"));
+        format!(
+            "cps {:.0} | up {} | answered {} | failed {} | retrans {} | setup p99 {p99}",
+            self.cps, self.concurrent, self.answered, self.failed, self.retransmissions
+        )
+    }
+}
+
+/// Percentiles of a latency distribution, in milliseconds.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Percentiles {
+    /// Values recorded.
+    pub count: u64,
+    /// Median.
+    pub p50_ms: Option<f64>,
+    /// 90th percentile.
+    pub p90_ms: Option<f64>,
+    /// 99th percentile.
+    pub p99_ms: Option<f64>,
+    /// Largest (bucket floor).
+    pub max_ms: Option<f64>,
+}
+
+impl Percentiles {
+    fn of(h: &HistSnapshot) -> Percentiles {
+        let ms = |q: f64| h.quantile(q).map(|us| us as f64 / 1000.0);
+        Percentiles {
+            count: h.count(),
+            p50_ms: ms(0.5),
+            p90_ms: ms(0.9),
+            p99_ms: ms(0.99),
+            max_ms: ms(1.0),
+        }
+    }
+}
+
+/// What makes a run pass.
+#[derive(Clone, Debug, Serialize)]
+pub struct Criteria {
+    /// Most failed calls allowed.
+    pub max_failed: u64,
+    /// Most RTP loss allowed, percent of packets expected.
+    pub max_loss_percent: f64,
+}
+
+/// RTP quality over every stream of the run.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct MediaSummary {
+    /// Streams that ended.
+    pub streams: u64,
+    /// Packets sent.
+    pub packets_sent: u64,
+    /// Packets received.
+    pub packets_received: u64,
+    /// Packets lost (by the far side's sequence numbers).
+    pub packets_lost: u64,
+    /// Lost / (received + lost), percent.
+    pub loss_percent: f64,
+    /// Streams that lost any packet.
+    pub streams_with_loss: u64,
+    /// The worst stream's loss, percent.
+    pub worst_stream_loss_percent: f64,
+    /// Mean interarrival jitter (RFC 3550), ms.
+    pub mean_jitter_ms: f64,
+    /// Mean E-model MOS of the streams.
+    pub mean_mos: Option<f64>,
+    /// Lowest stream MOS.
+    pub min_mos: Option<f64>,
+}
+
+impl MediaSummary {
+    /// Reads the pool's totals.
+    pub fn of(t: &crate::media::MediaTotals) -> MediaSummary {
+        use std::sync::atomic::Ordering::Relaxed;
+        let streams = t.streams.load(Relaxed);
+        let received = t.received.load(Relaxed);
+        let lost = t.lost.load(Relaxed);
+        let expected = received + lost;
+        let min = t.mos_milli_min.load(Relaxed);
+        MediaSummary {
+            streams,
+            packets_sent: t.sent.load(Relaxed),
+            packets_received: received,
+            packets_lost: lost,
+            loss_percent: if expected == 0 {
+                0.0
+            } else {
+                lost as f64 * 100.0 / expected as f64
+            },
+            streams_with_loss: t.streams_with_loss.load(Relaxed),
+            worst_stream_loss_percent: t.worst_loss_ppm.load(Relaxed) as f64 / 10_000.0,
+            mean_jitter_ms: if streams == 0 {
+                0.0
+            } else {
+                t.jitter_us_sum.load(Relaxed) as f64 / 1000.0 / streams as f64
+            },
+            mean_mos: (streams > 0)
+                .then(|| t.mos_milli_sum.load(Relaxed) as f64 / 1000.0 / streams as f64),
+            min_mos: (min != u64::MAX).then(|| min as f64 / 1000.0),
+        }
+    }
+}
+
+/// The settings the run used, as given.
+#[derive(Clone, Debug, Serialize)]
+pub struct Settings {
+    /// uac or uas.
+    pub role: String,
+    /// Target (uac).
+    pub target: Option<String>,
+    /// Rate asked for.
+    pub rate: f64,
+    /// Ramp in seconds.
+    pub ramp: f64,
+    /// Call bound.
+    pub calls: Option<u64>,
+    /// Time bound.
+    pub time_limit: Option<f64>,
+    /// Call duration after the answer.
+    pub duration_ms: u64,
+    /// Concurrency cap.
+    pub max_concurrent: u64,
+}
+
+/// What a run measured, before it is judged.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// Wall-clock length of the run.
+    pub elapsed: Duration,
+    /// Counters over every worker.
+    pub totals: Totals,
+    /// INVITE → 2xx distribution.
+    pub setup: HistSnapshot,
+    /// INVITE → 180 distribution.
+    pub ringing: HistSnapshot,
+    /// Per-second samples.
+    pub samples: Vec<Sample>,
+    /// RTP quality, when the run had media.
+    pub media: Option<MediaSummary>,
+}
+
+/// The whole report.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// The settings.
+    pub settings: Settings,
+    /// Wall-clock length of the run in seconds.
+    pub elapsed_s: f64,
+    /// Totals.
+    pub totals: Totals,
+    /// Calls answered per second of the run, on average.
+    pub answered_per_s: f64,
+    /// INVITE → 2xx.
+    pub setup: Percentiles,
+    /// INVITE → 180.
+    pub ringing: Percentiles,
+    /// RTP quality, when the run had media.
+    pub media: Option<MediaSummary>,
+    /// Per-second samples.
+    pub samples: Vec<Sample>,
+    /// The pass criteria.
+    pub criteria: Criteria,
+    /// Whether the run met them.
+    pub passed: bool,
+}
+
+impl Report {
+    /// Assembles the report and decides the verdict.
+    pub fn new(args: &LoadArgs, outcome: Outcome, criteria: Criteria) -> Report {
+        let Outcome {
+            elapsed,
+            totals,
+            setup,
+            ringing,
+            samples,
+            media,
+        } = outcome;
+        let passed = totals.failed <= criteria.max_failed
+            && media
+                .as_ref()
+                .is_none_or(|m| m.loss_percent <= criteria.max_loss_percent);
+        let secs = elapsed.as_secs_f64().max(1e-9);
+        Report {
+            settings: Settings {
+                role: match args.role {
+                    Role::Uac => "uac".into(),
+                    Role::Uas => "uas".into(),
+                },
+                target: args.target.map(|t| t.to_string()),
+                rate: args.rate,
+                ramp: args.ramp,
+                calls: args.calls,
+                time_limit: args.time_limit,
+                duration_ms: args.duration_ms,
+                max_concurrent: args.max_concurrent,
+            },
+            elapsed_s: secs,
+            answered_per_s: totals.answered as f64 / secs,
+            totals,
+            setup: Percentiles::of(&setup),
+            ringing: Percentiles::of(&ringing),
+            samples,
+            media,
+            criteria,
+            passed,
+        }
+    }
+
+    /// Writes the JSON report and the CSV samples where asked.
+    pub fn write(&self, json: Option<&Path>, csv: Option<&Path>) -> std::io::Result<()> {
+        if let Some(p) = json {
+            let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+            std::fs::write(p, text)?;
+        }
+        if let Some(p) = csv {
+            std::fs::write(p, self.csv())?;
+        }
+        Ok(())
+    }
+
+    /// The samples as CSV, one line per second.
+    pub fn csv(&self) -> String {
+        let mut out = String::from(
+            "t,cps,concurrent,started,answered,failed,retransmissions,setup_p50_ms,setup_p90_ms,setup_p99_ms\n",
+        );
+        let opt = |v: Option<f64>| v.map_or_else(String::new, |v| format!("{v:.3}"));
+        for s in &self.samples {
+            let _ = writeln!(
+                out,
+                "{:.1},{:.0},{},{},{},{},{},{},{},{}",
+                s.t,
+                s.cps,
+                s.concurrent,
+                s.started,
+                s.answered,
+                s.failed,
+                s.retransmissions,
+                opt(s.setup_p50_ms),
+                opt(s.setup_p90_ms),
+                opt(s.setup_p99_ms)
+            );
+        }
+        out
+    }
+
+    /// A few lines for the terminal.
+    pub fn summary(&self) -> String {
+        let t = &self.totals;
+        let p = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.2} ms"));
+        let mut s = format!(
+            "{} in {:.1} s: started {}, answered {} ({:.0}/s), completed {}, rejected {}, failed {}, retransmissions {}\n",
+            self.settings.role,
+            self.elapsed_s,
+            t.started,
+            t.answered,
+            self.answered_per_s,
+            t.completed,
+            t.rejected,
+            t.failed,
+            t.retransmissions
+        );
+        if !t.failures.is_empty() {
+            let _ = writeln!(s, "failures: {:?}", t.failures);
+        }
+        let _ = writeln!(
+            s,
+            "setup p50 {} p90 {} p99 {} max {}",
+            p(self.setup.p50_ms),
+            p(self.setup.p90_ms),
+            p(self.setup.p99_ms),
+            p(self.setup.max_ms)
+        );
+        if let Some(m) = &self.media {
+            let mos = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.2}"));
+            let _ = writeln!(
+                s,
+                "rtp: {} streams, sent {}, received {}, lost {} ({:.4} %, worst stream {:.3} %), jitter {:.2} ms, MOS mean {} min {}",
+                m.streams,
+                m.packets_sent,
+                m.packets_received,
+                m.packets_lost,
+                m.loss_percent,
+                m.worst_stream_loss_percent,
+                m.mean_jitter_ms,
+                mos(m.mean_mos),
+                mos(m.min_mos)
+            );
+        }
+        let _ = write!(
+            s,
+            "{} (failed {} ≤ {})",
+            if self.passed { "PASS" } else { "FAIL" },
+            t.failed,
+            self.criteria.max_failed
+        );
+        s
+    }
+}

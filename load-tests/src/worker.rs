@@ -1,0 +1,100 @@
+//! The thin I/O shell around an [`Agent`]: one non-blocking UDP socket, `poll(2)` until the
+//! agent's next timer or a datagram, and the run's deadlines.
+
+use crate::agent::{Agent, MediaEvent};
+use std::net::UdpSocket;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// When a worker stops starting calls, and when it gives up on the live ones.
+#[derive(Clone, Copy, Debug)]
+pub struct Deadlines {
+    /// Stop starting calls; hang up the live ones.
+    pub drain_at: Instant,
+    /// Count what is still live as unfinished and return.
+    pub abandon_at: Instant,
+}
+
+/// Most datagrams read in one go before timers get a turn.
+const RECV_BATCH: usize = 256;
+/// Longest sleep, so a stop request is seen promptly.
+const MAX_WAIT: Duration = Duration::from_millis(20);
+
+/// Runs `agent` on `socket` until it has finished, the stop flag is raised (then it drains),
+/// or the abandon deadline passes. Media changes go to `on_media`.
+pub fn run(
+    socket: &UdpSocket,
+    agent: &mut dyn Agent,
+    stop: &AtomicBool,
+    deadlines: Deadlines,
+    on_media: &mut dyn FnMut(MediaEvent),
+) -> std::io::Result<()> {
+    socket.set_nonblocking(true)?;
+    let mut buf = vec![0u8; 65_536];
+    let mut draining = false;
+    loop {
+        let now = Instant::now();
+        if !draining && (now >= deadlines.drain_at || stop.load(Ordering::Relaxed)) {
+            draining = true;
+            agent.drain(now);
+        }
+        if now >= deadlines.abandon_at {
+            agent.abandon();
+            flush(socket, agent, on_media);
+            return Ok(());
+        }
+        for _ in 0..RECV_BATCH {
+            match socket.recv_from(&mut buf) {
+                Ok((n, from)) => {
+                    if let Some(data) = buf.get(..n) {
+                        agent.handle_datagram(now, data, from);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                // ICMP port unreachable and the like: the transaction timers deal with it.
+                Err(_) => break,
+            }
+        }
+        agent.handle_timeout(now);
+        flush(socket, agent, on_media);
+        if agent.finished() {
+            return Ok(());
+        }
+        let wait = agent
+            .poll_timeout()
+            .map_or(MAX_WAIT, |t| t.saturating_duration_since(Instant::now()))
+            .min(MAX_WAIT);
+        if !wait.is_zero() {
+            wait_readable(socket, wait);
+        }
+    }
+}
+
+fn flush(socket: &UdpSocket, agent: &mut dyn Agent, on_media: &mut dyn FnMut(MediaEvent)) {
+    while let Some((dest, bytes)) = agent.poll_transmit() {
+        // A full send buffer drops the datagram: SIP retransmissions cover it.
+        let _ = socket.send_to(&bytes, dest);
+    }
+    while let Some(ev) = agent.poll_media() {
+        on_media(ev);
+    }
+}
+
+/// Sleeps until `socket` is readable or `wait` has passed.
+fn wait_readable(socket: &UdpSocket, wait: Duration) {
+    let mut fds = libc::pollfd {
+        fd: socket.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ts = libc::timespec {
+        tv_sec: wait.as_secs() as libc::time_t,
+        tv_nsec: libc::c_long::from(wait.subsec_nanos() as i32),
+    };
+    // SAFETY: `fds` is one valid pollfd for the duration of the call, the timeout points to a
+    // valid timespec and no signal mask is passed.
+    unsafe {
+        libc::ppoll(&mut fds, 1, &ts, std::ptr::null());
+    }
+}
