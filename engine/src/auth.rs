@@ -242,9 +242,133 @@ pub fn answer(c: &Credentials, alg: Algorithm, method: &str, password: &str) -> 
     alg.hash(&format!("{ha1}:{}:{nc}:{cnonce}:auth:{ha2}", c.nonce))
 }
 
+/// A server's digest challenge (`WWW-Authenticate` / `Proxy-Authenticate`), read by a client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Challenge {
+    /// `realm`.
+    pub realm: String,
+    /// `nonce`.
+    pub nonce: String,
+    /// `opaque`, echoed back when present.
+    pub opaque: Option<String>,
+    /// The algorithm (MD5 when absent).
+    pub algorithm: Algorithm,
+}
+
+impl Challenge {
+    /// Parses `Digest realm="…", nonce="…", …`; `None` for another scheme, a missing nonce or
+    /// an algorithm this engine cannot answer.
+    pub fn parse(value: &str) -> Option<Challenge> {
+        let (scheme, rest) = value.trim().split_once([' ', '\t'])?;
+        if !scheme.eq_ignore_ascii_case("Digest") {
+            return None;
+        }
+        let (mut realm, mut nonce, mut opaque, mut algorithm) =
+            (String::new(), String::new(), None, Algorithm::Md5);
+        for item in crate::sip::grammar::split_list(rest).ok()? {
+            let Some((k, v)) = item.split_once('=') else {
+                continue;
+            };
+            let v = v.trim();
+            let v = v
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(v)
+                .to_string();
+            match k.trim().to_ascii_lowercase().as_str() {
+                "realm" => realm = v,
+                "nonce" => nonce = v,
+                "opaque" => opaque = Some(v),
+                "algorithm" => {
+                    algorithm = Credentials {
+                        algorithm: Some(v),
+                        ..Credentials::default()
+                    }
+                    .algorithm()?
+                }
+                _ => {}
+            }
+        }
+        (!nonce.is_empty()).then_some(Challenge {
+            realm,
+            nonce,
+            opaque,
+            algorithm,
+        })
+    }
+
+    /// The `Authorization` value answering this challenge (qop=auth, nonce count `nc`).
+    pub fn authorization(
+        &self,
+        user: &str,
+        password: &str,
+        method: &str,
+        uri: &str,
+        nc: u32,
+        cnonce: &str,
+    ) -> String {
+        let nc = format!("{nc:08x}");
+        let c = Credentials {
+            username: user.into(),
+            realm: self.realm.clone(),
+            nonce: self.nonce.clone(),
+            uri: uri.into(),
+            qop: Some("auth".into()),
+            nc: Some(nc.clone()),
+            cnonce: Some(cnonce.into()),
+            algorithm: Some(self.algorithm.as_str().into()),
+            ..Credentials::default()
+        };
+        let response = answer(&c, self.algorithm, method, password);
+        let opaque = self
+            .opaque
+            .as_ref()
+            .map(|o| format!(", opaque=\"{o}\""))
+            .unwrap_or_default();
+        format!(
+            "Digest username=\"{user}\", realm=\"{}\", nonce=\"{}\", uri=\"{uri}\", response=\"{response}\", algorithm={}, qop=auth, nc={nc}, cnonce=\"{cnonce}\"{opaque}",
+            self.realm,
+            self.nonce,
+            self.algorithm.as_str()
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_answers_our_own_challenge() {
+        let a = Authenticator::with_algorithms(
+            "sb",
+            Duration::from_secs(30),
+            &["SHA-256".to_string(), "MD5".to_string()],
+        );
+        for ch in a.challenges(1_000, false) {
+            let c = Challenge::parse(&ch).expect("our challenge parses");
+            let auth = c.authorization("alice", "pw", "REGISTER", "sip:sb", 1, "xyz");
+            let creds = Credentials::parse(&auth).expect("our answer parses");
+            let ha1 = ha1(c.algorithm, "alice", "sb", "pw");
+            assert_eq!(
+                a.verify(&creds, "REGISTER", &ha1, 2_000),
+                Verdict::Ok,
+                "{ch}"
+            );
+            let wrong = ha1_wrong(c.algorithm);
+            assert_eq!(
+                a.verify(&creds, "REGISTER", &wrong, 2_000),
+                Verdict::WrongPassword
+            );
+        }
+        assert!(Challenge::parse("Basic realm=\"x\"").is_none());
+        assert!(Challenge::parse("Digest realm=\"x\"").is_none());
+        assert!(Challenge::parse("Digest nonce=\"n\", algorithm=MD5-sess").is_none());
+    }
+
+    fn ha1_wrong(alg: Algorithm) -> String {
+        ha1(alg, "alice", "sb", "not-pw")
+    }
 
     fn creds(a: &Authenticator, alg: Algorithm, password: &str, now: u64) -> Credentials {
         let mut c = Credentials {

@@ -22,6 +22,13 @@ pub enum MediaEvent {
         /// The payload type to send.
         payload_type: u8,
     },
+    /// Send these digits as RFC 4733 events (100 ms each, 60 ms apart) in the call's stream.
+    Dtmf {
+        /// The call's number in this worker.
+        call: u64,
+        /// The digits (0-9, *, #, A-D; others are skipped).
+        digits: String,
+    },
     /// The call ended: stop its stream and report its quality.
     Stop {
         /// The call's number in this worker.

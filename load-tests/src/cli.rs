@@ -5,7 +5,9 @@ use crate::agent::Agent;
 use crate::media::{Audio, MediaMode, MediaPool};
 use crate::report::{Criteria, MediaSummary, Outcome, Report, Sample};
 use crate::stats::{Counters, HistSnapshot};
-use crate::uac::{Uac, UacConfig};
+use crate::script::uac::{ScriptConfig, ScriptedUac};
+use crate::script::Script;
+use crate::uac::{Scenario, Uac, UacConfig};
 use crate::uas::{Uas, UasConfig};
 use crate::worker::{self, Deadlines};
 use clap::{Args, ValueEnum};
@@ -23,6 +25,23 @@ pub enum Role {
     Uac,
     /// Answers calls on `--listen`.
     Uas,
+}
+
+/// The built-in scenarios (`--scenario`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ScenarioArg {
+    /// INVITE, ACK, the call's duration, BYE.
+    Call,
+    /// A call put on hold and taken back by re-INVITEs (a=sendonly, a=sendrecv).
+    Hold,
+    /// A call with media that sends `--digits` as RFC 4733 events once answered.
+    Dtmf,
+    /// INVITE, CANCEL on the 180: success is the 487.
+    Cancel,
+    /// One OPTIONS ping per "call".
+    Options,
+    /// One REGISTER per "call" with digest auth (`--auth-user`, `--auth-password`).
+    Register,
 }
 
 /// What each call does with audio.
@@ -49,6 +68,27 @@ pub struct LoadArgs {
     /// its workers to consecutive ports from it (default 127.0.0.1, any port).
     #[arg(long)]
     pub listen: Option<SocketAddr>,
+    /// What each call does (uac).
+    #[arg(long, value_enum, default_value = "call")]
+    pub scenario: ScenarioArg,
+    /// A TOML scenario (load-tests/SCENARIOS.md) the uac runs instead of the built-in one.
+    #[arg(long, value_name = "FILE")]
+    pub scenario_file: Option<PathBuf>,
+    /// CSV injection for `--scenario-file`, as SIPp's `-inf` (`[field0]`, `[field1]`, …).
+    #[arg(long, value_name = "FILE", requires = "scenario_file")]
+    pub inf: Option<PathBuf>,
+    /// The digits of `--scenario dtmf`.
+    #[arg(long, default_value = "123#")]
+    pub digits: String,
+    /// Digest user of `--scenario register` (also the AOR user).
+    #[arg(long)]
+    pub auth_user: Option<String>,
+    /// Digest password of `--scenario register`.
+    #[arg(long)]
+    pub auth_password: Option<String>,
+    /// Expires of `--scenario register`, in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub expires: u32,
     /// The called user (Request-URI and To user part).
     #[arg(long, default_value = "service")]
     pub service: String,
@@ -128,6 +168,8 @@ pub struct LoadArgs {
 #[derive(Clone, Debug)]
 struct Plan {
     args: LoadArgs,
+    /// The scenario file, loaded and validated.
+    script: Option<Arc<Script>>,
     threads: usize,
     /// Stop starting calls at this offset.
     drain_after: Duration,
@@ -157,6 +199,26 @@ fn plan(args: LoadArgs) -> Result<Plan, String> {
     if args.role == Role::Uac && args.media == MediaArg::Echo {
         return Err("--media echo is for the uas; the uac plays (--media play)".into());
     }
+    if args.scenario == ScenarioArg::Dtmf && args.media != MediaArg::Play {
+        return Err("--scenario dtmf sends its digits in the RTP stream: add --media play".into());
+    }
+    if args.scenario == ScenarioArg::Register
+        && (args.auth_user.is_none() || args.auth_password.is_none())
+    {
+        return Err("--scenario register needs --auth-user and --auth-password".into());
+    }
+    let script = match &args.scenario_file {
+        None => None,
+        Some(_) if args.role == Role::Uas => {
+            return Err("--scenario-file is for the uac".into());
+        }
+        Some(_) if args.scenario != ScenarioArg::Call => {
+            return Err("give either --scenario or --scenario-file, not both".into());
+        }
+        Some(path) => Some(Arc::new(
+            Script::load(path, args.inf.as_deref()).map_err(|e| e.to_string())?,
+        )),
+    };
     if args.reject_percent > 100 {
         return Err("--reject-percent must be 0–100".into());
     }
@@ -206,14 +268,37 @@ fn plan(args: LoadArgs) -> Result<Plan, String> {
         }
     };
     let drain_after = Duration::from_secs_f64(time_limit);
-    let abandon_after =
-        drain_after + Duration::from_secs_f64(args.grace) + Duration::from_millis(args.duration_ms);
+    // Scripted calls still running when the run drains finish their script.
+    let script_time = script
+        .as_ref()
+        .map_or(Duration::ZERO, |s| s.nominal_duration());
+    let abandon_after = drain_after
+        + Duration::from_secs_f64(args.grace)
+        + Duration::from_millis(args.duration_ms)
+        + script_time;
     Ok(Plan {
         args,
+        script,
         threads,
         drain_after,
         abandon_after,
     })
+}
+
+/// The UAC scenario the arguments ask for (checked by `plan`).
+fn scenario_of(args: &LoadArgs) -> Scenario {
+    match args.scenario {
+        ScenarioArg::Call => Scenario::Call,
+        ScenarioArg::Hold => Scenario::Hold,
+        ScenarioArg::Dtmf => Scenario::Dtmf(args.digits.clone()),
+        ScenarioArg::Cancel => Scenario::Cancel,
+        ScenarioArg::Options => Scenario::Options,
+        ScenarioArg::Register => Scenario::Register {
+            user: args.auth_user.clone().unwrap_or_default(),
+            password: args.auth_password.clone().unwrap_or_default(),
+            expires: args.expires,
+        },
+    }
 }
 
 /// Splits `total` over `n` parts as evenly as possible.
@@ -336,12 +421,32 @@ fn execute(plan: &Plan) -> Result<Report, String> {
             .map_or(SocketAddr::new(local.ip(), 9), |h| h.addr);
         let with_media = media_handle.is_some();
         let t1 = args.t1_ms;
-        let mut agent: Box<dyn Agent> = match args.role {
-            Role::Uac => Box::new(Uac::new(
+        let mut agent: Box<dyn Agent> = match (args.role, &plan.script) {
+            (Role::Uac, Some(script)) => Box::new(ScriptedUac::new(
+                Arc::clone(script),
+                ScriptConfig {
+                    target: args.target.unwrap_or(local),
+                    service: args.service.clone(),
+                    caller: args.caller.clone(),
+                    rate: args.rate / plan.threads as f64,
+                    ramp: Duration::from_secs_f64(args.ramp),
+                    calls: args.calls.map(|c| share(c, plan.threads, i)),
+                    max_concurrent: share(args.max_concurrent, plan.threads, i).max(1),
+                    media: media_addr,
+                    with_media,
+                    worker: i,
+                },
+                local,
+                start,
+                t1,
+                counters,
+            )),
+            (Role::Uac, None) => Box::new(Uac::new(
                 UacConfig {
                     target: args.target.unwrap_or(local),
                     service: args.service.clone(),
                     caller: args.caller.clone(),
+                    scenario: scenario_of(args),
                     rate: args.rate / plan.threads as f64,
                     ramp: Duration::from_secs_f64(args.ramp),
                     calls: args.calls.map(|c| share(c, plan.threads, i)),
@@ -357,7 +462,7 @@ fn execute(plan: &Plan) -> Result<Report, String> {
                 t1,
                 counters,
             )),
-            Role::Uas => Box::new(Uas::new(
+            (Role::Uas, _) => Box::new(Uas::new(
                 UasConfig {
                     calls_left: uas_quota.clone(),
                     reject_percent: args.reject_percent,
@@ -398,7 +503,17 @@ fn execute(plan: &Plan) -> Result<Report, String> {
         m.stop();
         t
     });
-    let total = Totals::of(&counters);
+    let mut total = Totals::of(&counters);
+    if let Some(script) = &plan.script {
+        // The script's own reasons ("step 4: expected 200, got 486"), beside the counters'.
+        for (reason, n) in script.failure_reasons() {
+            total
+                .counters
+                .failures
+                .entry(format!("script: {reason}"))
+                .or_insert(n);
+        }
+    }
     Ok(Report::new(
         args,
         Outcome {
@@ -587,6 +702,33 @@ mod tests {
             vec!["uas", "--calls", "1", "--reject-percent", "101"],
             vec!["uas", "--calls", "1", "--reject-code", "200"],
             vec!["uas", "--time-limit", "-1"],
+            vec![
+                "uac",
+                "--target",
+                "127.0.0.1:5060",
+                "--calls",
+                "1",
+                "--scenario",
+                "dtmf",
+            ],
+            vec![
+                "uac",
+                "--target",
+                "127.0.0.1:5060",
+                "--calls",
+                "1",
+                "--scenario",
+                "register",
+            ],
+            vec![
+                "uac",
+                "--target",
+                "127.0.0.1:5060",
+                "--calls",
+                "1",
+                "--media",
+                "echo",
+            ],
         ] {
             assert!(parse(&bad).is_err(), "{bad:?}");
         }

@@ -17,6 +17,7 @@ pub mod cli;
 pub mod media;
 pub mod pace;
 pub mod report;
+pub mod script;
 pub mod sipp;
 pub mod stats;
 pub mod uac;

@@ -11,8 +11,15 @@ use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard_media::codec::g711::{linear_to_alaw, linear_to_ulaw};
+use switchboard_media::dtmf::{Digit, EventGenerator, EventReceiver};
 use switchboard_media::quality::{CodecImpairment, ReceiverStats};
 use switchboard_media::rtp::RtpHeader;
+
+/// The payload type offered for telephone-event (RFC 4733).
+const EVENT_PT: u8 = 101;
+/// A digit lasts this long, with this gap before the next one, in 20 ms packets.
+const DIGIT_PACKETS: u64 = 5;
+const GAP_PACKETS: u64 = 3;
 
 /// One packet every 20 ms: 160 samples at 8 kHz.
 const PTIME: Duration = Duration::from_millis(20);
@@ -49,6 +56,10 @@ pub struct MediaTotals {
     pub streams_with_loss: AtomicU64,
     /// Highest per-stream loss in ppm.
     pub worst_loss_ppm: AtomicU64,
+    /// RFC 4733 digits sent.
+    pub dtmf_sent: AtomicU64,
+    /// RFC 4733 digits received, by key (0-9, *, #, A-D in RFC 4733 event order).
+    pub dtmf_received: [AtomicU64; 16],
 }
 
 impl MediaTotals {
@@ -58,6 +69,19 @@ impl MediaTotals {
             mos_milli_min: AtomicU64::new(u64::MAX),
             ..MediaTotals::default()
         }
+    }
+
+    /// The digits received, as (key, count) for the keys seen.
+    pub fn digits_received(&self) -> Vec<(char, u64)> {
+        self.dtmf_received
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let n = c.load(Relaxed);
+                let d = Digit::from_event(i as u8)?;
+                (n > 0).then_some((d.as_char(), n))
+            })
+            .collect()
     }
 }
 
@@ -133,6 +157,10 @@ struct Stream {
     /// Round trips of our own packets coming back (echo), µs.
     rtt_sum_us: u64,
     rtt_count: u64,
+    /// Telephone-event packets to send: (packet index, timestamp, marker, payload).
+    events: VecDeque<(u64, u32, bool, [u8; 4])>,
+    /// Digits detected in what arrives.
+    digits: EventReceiver,
 }
 
 enum Cmd {
@@ -199,7 +227,7 @@ impl MediaPool {
             let (stop2, totals2, audio2) = (Arc::clone(&stop), Arc::clone(&totals), audio.clone());
             let t = std::thread::Builder::new()
                 .name(format!("media-{i}"))
-                .spawn(move || media_thread(socket, rx, mode, audio2, stop2, totals2))
+                .spawn(move || media_thread(i, socket, rx, mode, audio2, stop2, totals2))
                 .map_err(|e| format!("media thread: {e}"))?;
             handles.push(MediaHandle { addr, tx });
             threads.push(t);
@@ -227,6 +255,7 @@ fn now_us(origin: Instant) -> u64 {
 }
 
 fn media_thread(
+    index: usize,
     socket: UdpSocket,
     rx: Receiver<Cmd>,
     mode: MediaMode,
@@ -242,7 +271,14 @@ fn media_thread(
     let mut schedule: VecDeque<Key> = VecDeque::new();
     let mut buf = [0u8; 2048];
     let mut packet = Vec::with_capacity(12 + SAMPLES);
-    let mut seed: u32 = 0x9e37_79b9 ^ std::process::id();
+    // SSRCs must differ between threads and processes: streams are told apart by SSRC.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let mut seed: u32 = (0x9e37_79b9 ^ std::process::id() ^ nanos)
+        .wrapping_mul(0x85eb_ca6b)
+        .wrapping_add(index as u32 * 0x27d4_eb2f)
+        | 1;
     loop {
         // Commands.
         loop {
@@ -273,6 +309,8 @@ fn media_thread(
                         received: 0,
                         rtt_sum_us: 0,
                         rtt_count: 0,
+                        events: VecDeque::new(),
+                        digits: EventReceiver::new(200),
                     };
                     own.insert(s.ssrc, key);
                     unbound.entry(remote).or_default().push_back(key);
@@ -280,6 +318,12 @@ fn media_thread(
                         schedule.push_back(key);
                     }
                     streams.insert(key, s);
+                }
+                Ok(Cmd::Event(w, MediaEvent::Dtmf { call, digits })) => {
+                    if let Some(s) = streams.get_mut(&(w, call)) {
+                        let sent = queue_digits(s, &digits);
+                        totals.dtmf_sent.fetch_add(sent, Relaxed);
+                    }
                 }
                 Ok(Cmd::Event(w, MediaEvent::Stop { call })) => {
                     if let Some(s) = streams.remove(&(w, call)) {
@@ -350,6 +394,17 @@ fn media_thread(
             if let Some(s) = streams.get_mut(&key) {
                 s.received += 1;
                 s.rx.on_packet(h.ssrc, h.sequence, h.timestamp, arrival);
+                if h.payload_type == EVENT_PT {
+                    let marker = data.get(1).is_some_and(|b| b & 0x80 != 0);
+                    let payload = data.get(12..).unwrap_or(&[]);
+                    let _ = s.digits.push(h.timestamp, marker, payload, arrival / 1000);
+                    while let Some(ev) = s.digits.poll_event() {
+                        let slot = usize::from(ev.digit.event());
+                        if let Some(c) = totals.dtmf_received.get(slot) {
+                            c.fetch_add(1, Relaxed);
+                        }
+                    }
+                }
                 if mode == MediaMode::Echo && socket.send_to(data, s.remote).is_ok() {
                     totals.sent.fetch_add(1, Relaxed);
                 }
@@ -366,19 +421,38 @@ fn media_thread(
                 continue;
             };
             while s.next_send <= now {
-                packet.clear();
-                packet.push(0x80);
-                packet.push(s.payload_type & 0x7f);
-                packet.extend_from_slice(&s.seq.to_be_bytes());
-                packet.extend_from_slice(&s.ts.to_be_bytes());
-                packet.extend_from_slice(&s.ssrc.to_be_bytes());
-                packet.extend_from_slice(audio.payload(s.payload_type, s.packets));
-                let _ = socket.send_to(&packet, s.remote);
-                s.seq = s.seq.wrapping_add(1);
+                let mut evented = false;
+                while s.events.front().is_some_and(|e| e.0 <= s.packets) {
+                    let Some((_, ts, marker, payload)) = s.events.pop_front() else {
+                        break;
+                    };
+                    packet.clear();
+                    packet.push(0x80);
+                    packet.push(EVENT_PT | if marker { 0x80 } else { 0 });
+                    packet.extend_from_slice(&s.seq.to_be_bytes());
+                    packet.extend_from_slice(&ts.to_be_bytes());
+                    packet.extend_from_slice(&s.ssrc.to_be_bytes());
+                    packet.extend_from_slice(&payload);
+                    let _ = socket.send_to(&packet, s.remote);
+                    s.seq = s.seq.wrapping_add(1);
+                    sent += 1;
+                    evented = true;
+                }
+                if !evented {
+                    packet.clear();
+                    packet.push(0x80);
+                    packet.push(s.payload_type & 0x7f);
+                    packet.extend_from_slice(&s.seq.to_be_bytes());
+                    packet.extend_from_slice(&s.ts.to_be_bytes());
+                    packet.extend_from_slice(&s.ssrc.to_be_bytes());
+                    packet.extend_from_slice(audio.payload(s.payload_type, s.packets));
+                    let _ = socket.send_to(&packet, s.remote);
+                    s.seq = s.seq.wrapping_add(1);
+                    sent += 1;
+                }
                 s.ts = s.ts.wrapping_add(SAMPLES as u32);
                 s.packets += 1;
                 s.next_send += PTIME;
-                sent += 1;
             }
             schedule.push_back(key);
         }
@@ -386,6 +460,27 @@ fn media_thread(
         // Sleep to the next 1 ms boundary or until a packet arrives.
         wait_readable(&socket, Duration::from_millis(1));
     }
+}
+
+/// Schedules `digits` as telephone-event packets from the stream's next packet on; returns
+/// how many digits were queued.
+fn queue_digits(s: &mut Stream, digits: &str) -> u64 {
+    let gen = EventGenerator::default();
+    let mut at = s.packets + 1 + s.events.back().map_or(0, |e| e.0.saturating_sub(s.packets));
+    let mut n = 0;
+    for d in digits.chars().filter_map(Digit::from_char) {
+        let start_ts =
+            s.ts.wrapping_add(((at - s.packets) as u32).wrapping_mul(SAMPLES as u32));
+        let ms = (DIGIT_PACKETS * PTIME.as_millis() as u64) as u32;
+        for p in gen.press(d, start_ts, ms) {
+            let index = at + u64::from(p.send_offset) / SAMPLES as u64;
+            s.events
+                .push_back((index, p.timestamp, p.marker, p.payload_bytes()));
+        }
+        at += DIGIT_PACKETS + GAP_PACKETS;
+        n += 1;
+    }
+    n
 }
 
 impl Stream {

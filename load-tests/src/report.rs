@@ -136,6 +136,10 @@ pub struct MediaSummary {
     pub mean_mos: Option<f64>,
     /// Lowest stream MOS.
     pub min_mos: Option<f64>,
+    /// RFC 4733 digits sent.
+    pub dtmf_sent: u64,
+    /// RFC 4733 digits received, by key.
+    pub dtmf_received: BTreeMap<String, u64>,
 }
 
 impl MediaSummary {
@@ -167,6 +171,12 @@ impl MediaSummary {
             mean_mos: (streams > 0)
                 .then(|| t.mos_milli_sum.load(Relaxed) as f64 / 1000.0 / streams as f64),
             min_mos: (min != u64::MAX).then(|| min as f64 / 1000.0),
+            dtmf_sent: t.dtmf_sent.load(Relaxed),
+            dtmf_received: t
+                .digits_received()
+                .into_iter()
+                .map(|(c, n)| (c.to_string(), n))
+                .collect(),
         }
     }
 }
@@ -355,6 +365,13 @@ impl Report {
                 mos(m.mean_mos),
                 mos(m.min_mos)
             );
+            if m.dtmf_sent > 0 || !m.dtmf_received.is_empty() {
+                let _ = writeln!(
+                    s,
+                    "dtmf: sent {} digits, received {:?}",
+                    m.dtmf_sent, m.dtmf_received
+                );
+            }
         }
         let _ = write!(
             s,

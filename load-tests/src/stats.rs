@@ -115,7 +115,8 @@ impl HistSnapshot {
 /// Why a call failed: a final status, or no answer at all.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Failure {
-    /// A final response ≥ 300 to the INVITE (or a non-2xx to the BYE).
+    /// An unexpected final response (≥ 300 to the INVITE, a non-2xx to the BYE, a 2xx that
+    /// crossed a CANCEL).
     Status(u16),
     /// No final response (timer B / F).
     Timeout,
@@ -153,7 +154,8 @@ pub struct Counters {
     pub rejected: AtomicU64,
     /// Calls that failed, total.
     pub failed: AtomicU64,
-    /// Failures by SIP status 300–699 (index = status − 300).
+    /// Failures by SIP status 100–699 (index = status − 100; a 2xx is a failure when the
+    /// scenario expected none, e.g. an answer crossing a CANCEL).
     failed_status: Box<[AtomicU64]>,
     /// Failures by timeout, missing ACK, unfinished, send error.
     failed_other: [AtomicU64; 4],
@@ -171,7 +173,7 @@ impl Counters {
     /// Fresh counters.
     pub fn new() -> Counters {
         Counters {
-            failed_status: (300..700).map(|_| AtomicU64::new(0)).collect(),
+            failed_status: (100..700).map(|_| AtomicU64::new(0)).collect(),
             ..Counters::default()
         }
     }
@@ -180,7 +182,7 @@ impl Counters {
     pub fn fail(&self, why: Failure) {
         self.failed.fetch_add(1, Relaxed);
         let slot = match why {
-            Failure::Status(c) => self.failed_status.get(usize::from(c).wrapping_sub(300)),
+            Failure::Status(c) => self.failed_status.get(usize::from(c).wrapping_sub(100)),
             Failure::Timeout => self.failed_other.first(),
             Failure::NoAck => self.failed_other.get(1),
             Failure::Unfinished => self.failed_other.get(2),
@@ -197,7 +199,7 @@ impl Counters {
         for (i, c) in self.failed_status.iter().enumerate() {
             let v = c.load(Relaxed);
             if v > 0 {
-                m.insert((300 + i).to_string(), v);
+                m.insert((100 + i).to_string(), v);
             }
         }
         let others = [
@@ -267,7 +269,7 @@ mod tests {
         c.fail(Failure::Status(486));
         c.fail(Failure::Status(486));
         c.fail(Failure::Timeout);
-        c.fail(Failure::Status(200)); // out of range: counted in the total only
+        c.fail(Failure::Status(99)); // out of range: counted in the total only
         c.completed.fetch_add(1, Relaxed);
         let f = c.failures();
         assert_eq!(f.get("486"), Some(&2));

@@ -1,19 +1,48 @@
-//! The calling side: starts calls at the paced rate, ACKs the answer, hangs up after the
-//! call's duration, and counts what happened. Sans-IO over the engine's transaction layer.
+//! The calling side: starts calls (or OPTIONS pings, or REGISTERs) at the paced rate, runs the
+//! built-in scenario for each, and counts what happened. Sans-IO over the engine's transaction
+//! layer.
 
 use crate::agent::{remote_audio, sdp_body, Agent, MediaEvent, Sip};
 use crate::pace::Pacer;
 use crate::stats::{Counters, Failure};
+use bytes::Bytes;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use switchboard_engine::dialog::{new_request, Dialog};
+use switchboard_engine::auth::Challenge;
+use switchboard_engine::dialog::{cancel_for, new_branch, new_request, Dialog};
 use switchboard_engine::sip::build::response;
 use switchboard_engine::sip::{HeaderName, Message, Method, Request, Response, SipHeaders};
 use switchboard_engine::transaction::{Peer, TransportKind, TuEvent, TxKey};
+
+/// What each "call" of a run does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    /// INVITE, ACK, the call's duration, BYE (RTP when media is on).
+    Call,
+    /// Like `Call`, and at a third and two thirds of the duration a re-INVITE puts the call on
+    /// hold (a=sendonly) and takes it back (a=sendrecv).
+    Hold,
+    /// Like `Call`, and once answered the digits are sent as RFC 4733 events in the RTP stream.
+    Dtmf(String),
+    /// INVITE, then CANCEL on the first 180/183: success is the 487.
+    Cancel,
+    /// One OPTIONS request; success is a 2xx.
+    Options,
+    /// REGISTER a new Contact (answering the 401/407 digest challenge), keep it for the call's
+    /// duration, then REGISTER it away (Expires: 0); success is the second 2xx.
+    Register {
+        /// Digest user name (also the AOR user).
+        user: String,
+        /// Password.
+        password: String,
+        /// Expires asked for.
+        expires: u32,
+    },
+}
 
 /// What one UAC worker does.
 #[derive(Clone, Debug)]
@@ -24,6 +53,8 @@ pub struct UacConfig {
     pub service: String,
     /// The user part of From.
     pub caller: String,
+    /// The scenario.
+    pub scenario: Scenario,
     /// Calls per second for this worker, and the ramp to reach it.
     pub rate: f64,
     /// Linear ramp-up time.
@@ -34,8 +65,7 @@ pub struct UacConfig {
     pub max_concurrent: u64,
     /// How long a call stays up after the answer before we send BYE.
     pub duration: Duration,
-    /// Our RTP address offered in SDP (one shared port per media thread), and the payload
-    /// type offered first.
+    /// Our RTP address offered in SDP (one shared port per media thread).
     pub media: SocketAddr,
     /// PCMU (0) or PCMA (8).
     pub payload_type: u8,
@@ -45,24 +75,39 @@ pub struct UacConfig {
     pub worker: usize,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
-    /// INVITE sent.
-    Inviting,
-    /// 2xx received and ACKed; BYE due at the given instant.
+    /// The first request is out.
+    Starting,
+    /// CANCEL sent, waiting for the 487.
+    Cancelling,
+    /// 2xx received and ACKed.
     Up,
+    /// A re-INVITE is out.
+    Reinviting,
     /// BYE sent.
     Ending,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Hold,
+    Unhold,
+    Bye,
+}
+
 #[derive(Debug)]
 struct Call {
-    invite: Request,
+    request: Request,
     started: Instant,
     state: State,
     dialog: Option<Dialog>,
     ack: Option<Request>,
     rang: bool,
+    authenticated: bool,
+    media: bool,
+    /// The last digest challenge, reused (next nonce count) for the de-registration.
+    challenge: Option<Challenge>,
 }
 
 /// The UAC state machine for one worker.
@@ -74,7 +119,7 @@ pub struct Uac {
     calls: HashMap<u64, Call>,
     by_call_id: HashMap<String, u64>,
     by_tx: HashMap<u64, u64>,
-    timers: BinaryHeap<Reverse<(Instant, u64)>>,
+    timers: BinaryHeap<Reverse<(Instant, u64, Timer)>>,
     next_call: u64,
     draining: bool,
 }
@@ -129,9 +174,8 @@ impl Uac {
         }
     }
 
-    fn start_call(&mut self, now: Instant) {
-        let id = self.next_call;
-        self.next_call += 1;
+    /// The first request of call `id`.
+    fn first_request(&self, id: u64) -> Request {
         let local = self.sip.local;
         let target = self.cfg.target;
         let call_id = format!(
@@ -140,44 +184,93 @@ impl Uac {
             std::process::id(),
             local.ip()
         );
-        let ruri = format!("sip:{}@{target}", self.cfg.service);
-        let mut invite = new_request(
-            Method::Invite,
+        let from_user = match &self.cfg.scenario {
+            Scenario::Register { user, .. } => user.as_str(),
+            _ => self.cfg.caller.as_str(),
+        };
+        let (method, ruri, to) = match &self.cfg.scenario {
+            Scenario::Options => (
+                Method::Options,
+                format!("sip:{}@{target}", self.cfg.service),
+                format!("<sip:{}@{target}>", self.cfg.service),
+            ),
+            Scenario::Register { user, .. } => (
+                Method::Register,
+                format!("sip:{target}"),
+                format!("<sip:{user}@{target}>"),
+            ),
+            _ => (
+                Method::Invite,
+                format!("sip:{}@{target}", self.cfg.service),
+                format!("<sip:{}@{target}>", self.cfg.service),
+            ),
+        };
+        let from = match &self.cfg.scenario {
+            Scenario::Register { user, .. } => format!("<sip:{user}@{target}>"),
+            _ => format!("<sip:{from_user}@{local}>"),
+        };
+        let mut r = new_request(
+            method.clone(),
             &ruri,
-            &format!("<sip:{}@{}>", self.cfg.caller, local),
-            &format!("<{ruri}>"),
+            &from,
+            &to,
             &call_id,
             1,
             local,
             TransportKind::Udp,
         );
-        invite
-            .headers
-            .push(HeaderName::ContentType, "application/sdp");
-        invite.body = sdp_body(id, self.cfg.media, self.cfg.payload_type);
+        match (&self.cfg.scenario, method) {
+            (Scenario::Register { user, expires, .. }, _) => {
+                // One binding per "call": a distinct Contact user.
+                r.headers.set(
+                    HeaderName::Contact,
+                    format!("<sip:{user}-{}-{id}@{local}>", self.cfg.worker),
+                );
+                r.headers.push(HeaderName::Expires, expires.to_string());
+            }
+            (_, Method::Invite) => {
+                r.headers.push(HeaderName::ContentType, "application/sdp");
+                r.body = sdp_body(id, self.cfg.media, self.cfg.payload_type);
+            }
+            _ => {}
+        }
+        r
+    }
+
+    fn start_call(&mut self, now: Instant) {
+        let id = self.next_call;
+        self.next_call += 1;
+        let request = self.first_request(id);
         self.counters().started.fetch_add(1, Relaxed);
+        if let Some(cid) = request.call_id() {
+            self.by_call_id.insert(cid.to_string(), id);
+        }
+        self.calls.insert(
+            id,
+            Call {
+                request: request.clone(),
+                started: now,
+                state: State::Starting,
+                dialog: None,
+                ack: None,
+                rang: false,
+                authenticated: false,
+                media: false,
+                challenge: None,
+            },
+        );
+        let dest = Peer::new(TransportKind::Udp, self.cfg.target);
+        self.send(now, id, request, dest);
+    }
+
+    /// Starts a client transaction for call `id`; a refusal ends the call.
+    fn send(&mut self, now: Instant, id: u64, req: Request, dest: Peer) {
         self.sip.count_request();
-        match self.sip.layer.send_request(
-            now,
-            invite.clone(),
-            Peer::new(TransportKind::Udp, target),
-        ) {
+        match self.sip.layer.send_request(now, req, dest) {
             Ok(tx) => {
                 self.by_tx.insert(tx.id(), id);
-                self.by_call_id.insert(call_id, id);
-                self.calls.insert(
-                    id,
-                    Call {
-                        invite,
-                        started: now,
-                        state: State::Inviting,
-                        dialog: None,
-                        ack: None,
-                        rang: false,
-                    },
-                );
             }
-            Err(_) => self.counters().fail(Failure::SendError),
+            Err(_) => self.end(id, Err(Failure::SendError)),
         }
     }
 
@@ -185,10 +278,10 @@ impl Uac {
         let Some(call) = self.calls.remove(&id) else {
             return;
         };
-        if let Some(cid) = call.invite.call_id() {
+        if let Some(cid) = call.request.call_id() {
             self.by_call_id.remove(cid);
         }
-        if call.ack.is_some() && self.cfg.with_media {
+        if call.media {
             self.sip.media.push_back(MediaEvent::Stop { call: id });
         }
         match outcome {
@@ -199,23 +292,151 @@ impl Uac {
         }
     }
 
-    fn send_bye(&mut self, now: Instant, id: u64) {
+    /// Sends an in-dialog request (BYE or re-INVITE) on call `id`.
+    fn in_dialog(&mut self, now: Instant, id: u64, method: Method, direction: Option<&str>) {
+        let media = self.cfg.media;
+        let pt = self.cfg.payload_type;
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
         let Some(d) = call.dialog.as_mut() else {
             return;
         };
-        let bye = d.request(Method::Bye);
-        let dest = d.peer;
-        call.state = State::Ending;
-        self.sip.count_request();
-        match self.sip.layer.send_request(now, bye, dest) {
-            Ok(tx) => {
-                self.by_tx.insert(tx.id(), id);
-            }
-            Err(_) => self.end(id, Err(Failure::SendError)),
+        let mut req = d.request(method.clone());
+        if let Some(dir) = direction {
+            req.headers.push(HeaderName::ContentType, "application/sdp");
+            let body = String::from_utf8_lossy(&sdp_body(id, media, pt))
+                .replace("a=sendrecv", &format!("a={dir}"));
+            req.body = Bytes::from(body);
         }
+        let dest = d.peer;
+        call.state = if method == Method::Bye {
+            State::Ending
+        } else {
+            State::Reinviting
+        };
+        self.send(now, id, req, dest);
+    }
+
+    fn on_answer(&mut self, now: Instant, id: u64, resp: &Response) {
+        let local = self.sip.local;
+        let target = self.cfg.target;
+        let with_media = self.cfg.with_media;
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if let Some(ack) = &call.ack {
+            // A retransmitted 2xx: our ACK was lost.
+            let dest = Peer::new(TransportKind::Udp, target);
+            self.sip
+                .layer
+                .send_stateless(Message::Request(ack.clone()), dest);
+            return;
+        }
+        let peer = Peer::new(TransportKind::Udp, target);
+        let Some(d) = Dialog::uac(&call.request, resp, peer, local) else {
+            return;
+        };
+        let ack = d.ack(1);
+        self.sip
+            .layer
+            .send_stateless(Message::Request(ack.clone()), d.peer);
+        call.ack = Some(ack);
+        call.dialog = Some(d);
+        let cancelled = call.state == State::Cancelling;
+        call.state = State::Up;
+        let us = now.duration_since(call.started).as_micros() as u64;
+        self.sip.counters.setup.record(us);
+        self.sip.counters.answered.fetch_add(1, Relaxed);
+        if cancelled {
+            // The 2xx crossed our CANCEL: hang up, and count the call as not cancelled.
+            self.in_dialog(now, id, Method::Bye, None);
+            if let Some(c) = self.calls.get_mut(&id) {
+                c.state = State::Ending;
+            }
+            self.counters().fail(Failure::Status(200));
+            return;
+        }
+        if with_media {
+            if let Some((remote, payload_type)) = remote_audio(&resp.body) {
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.media = true;
+                }
+                self.sip.media.push_back(MediaEvent::Start {
+                    call: id,
+                    remote,
+                    payload_type,
+                });
+                if let Scenario::Dtmf(digits) = &self.cfg.scenario {
+                    self.sip.media.push_back(MediaEvent::Dtmf {
+                        call: id,
+                        digits: digits.clone(),
+                    });
+                }
+            }
+        }
+        if self.draining {
+            self.in_dialog(now, id, Method::Bye, None);
+            return;
+        }
+        let d = self.cfg.duration;
+        if self.cfg.scenario == Scenario::Hold {
+            self.timers.push(Reverse((now + d / 3, id, Timer::Hold)));
+            self.timers
+                .push(Reverse((now + d * 2 / 3, id, Timer::Unhold)));
+        }
+        self.timers.push(Reverse((now + d, id, Timer::Bye)));
+    }
+
+    /// Answers a 401/407 once with credentials; a second challenge fails the call.
+    fn on_challenge(&mut self, now: Instant, id: u64, resp: &Response) {
+        let Scenario::Register { user, password, .. } = &self.cfg.scenario else {
+            return self.end(id, Err(Failure::Status(resp.status)));
+        };
+        let (user, password) = (user.clone(), password.clone());
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let header = if resp.status == 401 {
+            HeaderName::WwwAuthenticate
+        } else {
+            HeaderName::ProxyAuthenticate
+        };
+        let challenge = resp
+            .headers
+            .get_all(&header)
+            .filter_map(Challenge::parse)
+            .next();
+        let (Some(ch), false) = (challenge, call.authenticated) else {
+            return self.end(id, Err(Failure::Status(resp.status)));
+        };
+        call.authenticated = true;
+        let mut req = call.request.clone();
+        let method = req.method.as_str().to_string();
+        let auth = ch.authorization(&user, &password, &method, &req.uri, 1, &new_branch());
+        call.challenge = Some(ch);
+        let name = if resp.status == 401 {
+            HeaderName::Authorization
+        } else {
+            HeaderName::ProxyAuthorization
+        };
+        let next = req.cseq().map_or(1, |c| c.0).wrapping_add(1);
+        req.headers.remove(&name);
+        req.headers.push(name, auth);
+        req.headers
+            .set(HeaderName::CSeq, format!("{next} {method}"));
+        let via = req
+            .headers
+            .get(&HeaderName::Via)
+            .map(|v| v.split(";branch=").next().unwrap_or(v).to_string());
+        if let Some(v) = via {
+            req.headers.set(
+                HeaderName::Via,
+                format!("{v};branch={};rport", new_branch()),
+            );
+        }
+        let dest = Peer::new(TransportKind::Udp, self.cfg.target);
+        self.send(now, id, req, dest);
     }
 
     fn on_response(&mut self, now: Instant, tx: TxKey, resp: Response) {
@@ -226,56 +447,116 @@ impl Uac {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
+        let state = call.state;
         match (method, resp.status) {
-            (Some(Method::Invite), 180..=199) if !call.rang => {
-                call.rang = true;
-                let us = now.duration_since(call.started).as_micros() as u64;
-                self.sip.counters.ringing.record(us);
-            }
-            (Some(Method::Invite), 100..=199) => {}
-            (Some(Method::Invite), 200..=299) => {
-                if let Some(ack) = &call.ack {
-                    // A retransmitted 2xx: our ACK was lost.
-                    let dest = Peer::new(TransportKind::Udp, self.cfg.target);
-                    self.sip
-                        .layer
-                        .send_stateless(Message::Request(ack.clone()), dest);
-                    return;
+            (Some(Method::Invite), 180..=189) if state == State::Starting => {
+                if !call.rang {
+                    call.rang = true;
+                    let us = now.duration_since(call.started).as_micros() as u64;
+                    self.sip.counters.ringing.record(us);
                 }
-                let peer = Peer::new(TransportKind::Udp, self.cfg.target);
-                let Some(d) = Dialog::uac(&call.invite, &resp, peer, self.sip.local) else {
-                    return;
-                };
-                let ack = d.ack(1);
-                self.sip
-                    .layer
-                    .send_stateless(Message::Request(ack.clone()), d.peer);
-                call.ack = Some(ack);
-                call.dialog = Some(d);
+                if self.cfg.scenario == Scenario::Cancel {
+                    call.state = State::Cancelling;
+                    let cancel = cancel_for(&call.request);
+                    let dest = Peer::new(TransportKind::Udp, self.cfg.target);
+                    self.send(now, id, cancel, dest);
+                }
+            }
+            (Some(Method::Invite | Method::Cancel), 100..=199) => {}
+            (Some(Method::Invite), 200..=299) if state == State::Reinviting => {
+                // The answer to our re-INVITE: ACK it.
+                if let Some(d) = call.dialog.as_ref() {
+                    let ack = d.ack(d.local_cseq);
+                    let dest = d.peer;
+                    self.sip.layer.send_stateless(Message::Request(ack), dest);
+                }
                 call.state = State::Up;
+            }
+            (Some(Method::Invite), 200..=299) => self.on_answer(now, id, &resp),
+            (Some(Method::Invite), 487) if state == State::Cancelling => self.end(id, Ok(())),
+            (Some(Method::Invite), status) if state == State::Reinviting => {
+                self.end(id, Err(Failure::Status(status)));
+            }
+            (Some(Method::Invite), status) => self.end(id, Err(Failure::Status(status))),
+            (Some(Method::Cancel), _) => {}
+            (Some(Method::Bye), 200..=299) if state == State::Ending => {
+                // A call that was meant to be cancelled already counted its failure.
+                if self.cfg.scenario == Scenario::Cancel {
+                    self.end_quietly(id);
+                } else {
+                    self.end(id, Ok(()));
+                }
+            }
+            (Some(Method::Bye), 100..=199) => {}
+            (Some(Method::Bye), status) => self.end(id, Err(Failure::Status(status))),
+            (Some(Method::Register), 200..=299) if state == State::Starting => {
+                let us = now.duration_since(call.started).as_micros() as u64;
+                call.state = State::Up;
+                self.sip.counters.setup.record(us);
+                self.sip.counters.answered.fetch_add(1, Relaxed);
+                if self.draining {
+                    self.unregister(now, id);
+                } else {
+                    let at = now + self.cfg.duration;
+                    self.timers.push(Reverse((at, id, Timer::Bye)));
+                }
+            }
+            (Some(Method::Register), 200..=299) => self.end(id, Ok(())),
+            (Some(Method::Options), 200..=299) => {
                 let us = now.duration_since(call.started).as_micros() as u64;
                 self.sip.counters.setup.record(us);
                 self.sip.counters.answered.fetch_add(1, Relaxed);
-                if self.cfg.with_media {
-                    if let Some((remote, payload_type)) = remote_audio(&resp.body) {
-                        self.sip.media.push_back(MediaEvent::Start {
-                            call: id,
-                            remote,
-                            payload_type,
-                        });
-                    }
-                }
-                if self.draining {
-                    self.send_bye(now, id);
-                } else {
-                    self.timers.push(Reverse((now + self.cfg.duration, id)));
-                }
+                self.end(id, Ok(()));
             }
-            (Some(Method::Invite), status) => self.end(id, Err(Failure::Status(status))),
-            (Some(Method::Bye), 200..=299) => self.end(id, Ok(())),
-            (Some(Method::Bye), 100..=199) => {}
-            (Some(Method::Bye), status) => self.end(id, Err(Failure::Status(status))),
-            _ => {}
+            (Some(Method::Options | Method::Register), 100..=199) => {}
+            (Some(Method::Register), 401 | 407) => self.on_challenge(now, id, &resp),
+            (_, status) => self.end(id, Err(Failure::Status(status))),
+        }
+    }
+
+    /// Removes the binding of a registered "call": REGISTER with Expires: 0 for its Contact,
+    /// authorized with the stored challenge (next nonce count).
+    fn unregister(&mut self, now: Instant, id: u64) {
+        let Scenario::Register { user, password, .. } = &self.cfg.scenario else {
+            return;
+        };
+        let (user, password) = (user.clone(), password.clone());
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let mut req = call.request.clone();
+        req.headers.set(HeaderName::Expires, "0");
+        req.headers.set(HeaderName::CSeq, "3 REGISTER");
+        if let Some(ch) = &call.challenge {
+            let auth = ch.authorization(&user, &password, "REGISTER", &req.uri, 2, &new_branch());
+            req.headers.push(HeaderName::Authorization, auth);
+        }
+        let via = req
+            .headers
+            .get(&HeaderName::Via)
+            .map(|v| v.split(";branch=").next().unwrap_or(v).to_string());
+        if let Some(v) = via {
+            req.headers.set(
+                HeaderName::Via,
+                format!("{v};branch={};rport", new_branch()),
+            );
+        }
+        call.request = req.clone();
+        call.authenticated = false;
+        call.state = State::Ending;
+        let dest = Peer::new(TransportKind::Udp, self.cfg.target);
+        self.send(now, id, req, dest);
+    }
+
+    /// Removes a call whose outcome was already counted.
+    fn end_quietly(&mut self, id: u64) {
+        if let Some(call) = self.calls.remove(&id) {
+            if let Some(cid) = call.request.call_id() {
+                self.by_call_id.remove(cid);
+            }
+            if call.media {
+                self.sip.media.push_back(MediaEvent::Stop { call: id });
+            }
         }
     }
 
@@ -296,6 +577,29 @@ impl Uac {
             .sip
             .layer
             .send_response(now, &tx, response(&req, status));
+    }
+
+    /// Hands the layer's events to the call state machines.
+    fn pump(&mut self, now: Instant) {
+        while let Some(ev) = self.sip.layer.poll_event() {
+            match ev {
+                TuEvent::Response { tx, resp } => self.on_response(now, tx, resp),
+                TuEvent::Request { tx, req, .. } => self.on_request(now, tx, req),
+                TuEvent::Timeout { tx } => {
+                    if let Some(id) = self.by_tx.remove(&tx.id()) {
+                        let answered = self.calls.get(&id).is_some_and(|c| c.ack.is_some());
+                        // A timed-out INVITE after its 2xx (Timer M) is normal.
+                        if !(answered && tx.kind().is_invite()) {
+                            self.end(id, Err(Failure::Timeout));
+                        }
+                    }
+                }
+                TuEvent::Terminated { tx } => {
+                    self.by_tx.remove(&tx.id());
+                }
+                TuEvent::AckFor2xx { .. } | TuEvent::StrayResponse { .. } => {}
+            }
+        }
     }
 }
 
@@ -318,13 +622,28 @@ impl Agent for Uac {
         if self.sip.layer.poll_timeout().is_some_and(|t| t <= now) {
             self.sip.layer.handle_timeout(now);
         }
-        while let Some(Reverse((at, id))) = self.timers.peek().copied() {
+        while let Some(Reverse((at, id, timer))) = self.timers.peek().cloned() {
             if at > now {
                 break;
             }
             self.timers.pop();
-            if matches!(self.calls.get(&id).map(|c| &c.state), Some(State::Up)) {
-                self.send_bye(now, id);
+            let state = self.calls.get(&id).map(|c| c.state);
+            let registering = matches!(self.cfg.scenario, Scenario::Register { .. });
+            match (timer, state) {
+                (Timer::Bye, Some(State::Up)) if registering => self.unregister(now, id),
+                (Timer::Bye, Some(State::Up)) => self.in_dialog(now, id, Method::Bye, None),
+                (Timer::Bye, Some(State::Reinviting)) => {
+                    // Still waiting for the re-INVITE's answer: try again shortly.
+                    self.timers
+                        .push(Reverse((now + Duration::from_millis(100), id, Timer::Bye)));
+                }
+                (Timer::Hold, Some(State::Up)) => {
+                    self.in_dialog(now, id, Method::Invite, Some("sendonly"));
+                }
+                (Timer::Unhold, Some(State::Up)) => {
+                    self.in_dialog(now, id, Method::Invite, Some("sendrecv"));
+                }
+                _ => {}
             }
         }
         self.start_calls(now);
@@ -358,11 +677,16 @@ impl Agent for Uac {
         let up: Vec<u64> = self
             .calls
             .iter()
-            .filter(|(_, c)| matches!(c.state, State::Up))
+            .filter(|(_, c)| c.state == State::Up)
             .map(|(id, _)| *id)
             .collect();
+        let registering = matches!(self.cfg.scenario, Scenario::Register { .. });
         for id in up {
-            self.send_bye(now, id);
+            if registering {
+                self.unregister(now, id);
+            } else {
+                self.in_dialog(now, id, Method::Bye, None);
+            }
         }
         self.pump(now);
     }
@@ -375,31 +699,6 @@ impl Agent for Uac {
         let ids: Vec<u64> = self.calls.keys().copied().collect();
         for id in ids {
             self.end(id, Err(Failure::Unfinished));
-        }
-    }
-}
-
-impl Uac {
-    /// Hands the layer's events to the call state machines.
-    fn pump(&mut self, now: Instant) {
-        while let Some(ev) = self.sip.layer.poll_event() {
-            match ev {
-                TuEvent::Response { tx, resp } => self.on_response(now, tx, resp),
-                TuEvent::Request { tx, req, .. } => self.on_request(now, tx, req),
-                TuEvent::Timeout { tx } => {
-                    if let Some(id) = self.by_tx.remove(&tx.id()) {
-                        let answered = self.calls.get(&id).is_some_and(|c| c.ack.is_some());
-                        // A timed-out INVITE after its 2xx (Timer M) is normal.
-                        if !(answered && tx.kind().is_invite()) {
-                            self.end(id, Err(Failure::Timeout));
-                        }
-                    }
-                }
-                TuEvent::Terminated { tx } => {
-                    self.by_tx.remove(&tx.id());
-                }
-                TuEvent::AckFor2xx { .. } | TuEvent::StrayResponse { .. } => {}
-            }
         }
     }
 }

@@ -263,3 +263,121 @@ fn uac_through_the_b2bua_with_anchored_rtp() {
     let received = m["packets_received"].as_u64().unwrap_or(0);
     assert!(received >= 100 * 80, "received {received}: {m}");
 }
+
+#[test]
+fn built_in_scenarios_against_our_uas() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let listen = uas_listen(port);
+    let (uas, uas_report) = load(
+        dir.path(),
+        "uas",
+        &[
+            "uas",
+            "--listen",
+            &listen,
+            "--time-limit",
+            "20",
+            "--ring-ms",
+            "200",
+            "--media",
+            "play",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let run = |name: &str, extra: &[&str]| {
+        let mut args = vec![
+            "uac",
+            "--target",
+            &listen,
+            "--rate",
+            "50",
+            "--calls",
+            "40",
+            "--duration-ms",
+            "1200",
+        ];
+        args.extend_from_slice(extra);
+        let (child, report) = load(dir.path(), name, &args);
+        let (code, err, r) = finish(child, &report);
+        assert_eq!(code, 0, "{name} failed: {err}");
+        assert_eq!(r["totals"]["completed"], 40, "{name}: {r}");
+        r
+    };
+    let r = run("options", &["--scenario", "options"]);
+    assert_eq!(r["totals"]["answered"], 40, "{r}");
+    // CANCEL on the 180: every call ends with 487, none is answered.
+    let r = run("cancel", &["--scenario", "cancel"]);
+    assert_eq!(r["totals"]["answered"], 0, "{r}");
+    run("hold", &["--scenario", "hold"]);
+    let r = run(
+        "dtmf",
+        &["--scenario", "dtmf", "--media", "play", "--digits", "19*#"],
+    );
+    assert_eq!(r["media"]["dtmf_sent"], 160, "{r}");
+    let (mut uas, uas_report) = (uas, uas_report);
+    let status = uas.wait().expect("wait for the uas");
+    assert!(status.success(), "uas failed");
+    let ur: Value =
+        serde_json::from_str(&std::fs::read_to_string(&uas_report).expect("report")).expect("json");
+    // Every digit of every call detected by the uas from the RFC 4733 events.
+    for d in ["1", "9", "*", "#"] {
+        assert_eq!(ur["media"]["dtmf_received"][d], 40, "{d}: {}", ur["media"]);
+    }
+}
+
+#[test]
+fn register_scenario_with_digest_against_the_registrar() {
+    let engine = Engine::start("");
+    engine.add_user("loadreg", "right-pw");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let target = engine.sip_addr().to_string();
+    let (ok, report) = load(
+        dir.path(),
+        "register",
+        &[
+            "uac",
+            "--target",
+            &target,
+            "--scenario",
+            "register",
+            "--auth-user",
+            "loadreg",
+            "--auth-password",
+            "right-pw",
+            "--rate",
+            "100",
+            "--calls",
+            "300",
+            "--duration-ms",
+            "300",
+        ],
+    );
+    let (code, err, r) = finish(ok, &report);
+    assert_eq!(code, 0, "register failed: {err}\n{}", engine.log());
+    assert_eq!(r["totals"]["completed"], 300, "{r}");
+    let (bad, report) = load(
+        dir.path(),
+        "register_wrong",
+        &[
+            "uac",
+            "--target",
+            &target,
+            "--scenario",
+            "register",
+            "--auth-user",
+            "loadreg",
+            "--auth-password",
+            "wrong-pw",
+            "--rate",
+            "20",
+            "--calls",
+            "5",
+            "--max-failed",
+            "5",
+        ],
+    );
+    let (code, err, r) = finish(bad, &report);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(r["totals"]["failures"]["403"], 5, "{r}");
+}
