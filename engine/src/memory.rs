@@ -9,7 +9,7 @@ const MIN_CAPACITY: usize = 1024;
 
 /// Halves a map's spare room when it is more than 3/4 empty. Amortised O(1) per removal: the
 /// capacity only shrinks geometrically.
-pub fn shrink_sparse<K: Eq + Hash, V>(m: &mut HashMap<K, V>) {
+pub fn shrink_sparse<K: Eq + Hash, V, S: std::hash::BuildHasher>(m: &mut HashMap<K, V, S>) {
     if m.capacity() > MIN_CAPACITY && m.len() * 4 < m.capacity() {
         m.shrink_to(m.len() * 2);
     }

@@ -68,8 +68,12 @@ struct Head<'a> {
     body: &'a [u8],
 }
 
+/// The end of a message head, searched once per message with a finder built once.
+static HEAD_END: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n\r\n"));
+
 fn split_head(buf: &[u8]) -> Result<Head<'_>, ParseError> {
-    let (head, body, mut fault) = match memchr::memmem::find(buf, b"\r\n\r\n") {
+    let (head, body, mut fault) = match HEAD_END.find(buf) {
         Some(end) => (&buf[..end], &buf[end + 4..], None),
         None => {
             let trimmed = buf.strip_suffix(b"\r\n").unwrap_or(buf);
@@ -158,15 +162,20 @@ fn split_crlf(head: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut rest = Some(head);
     std::iter::from_fn(move || {
         let r = rest?;
-        match memchr::memmem::find(r, b"\r\n") {
-            Some(i) => {
-                rest = Some(&r[i + 2..]);
-                Some(&r[..i])
-            }
-            None => {
+        // The first LF preceded by a CR (memchr per LF is far cheaper than building a
+        // substring finder per line).
+        let mut from = 0;
+        loop {
+            let Some(i) = r.get(from..).and_then(|t| memchr::memchr(b'\n', t)) else {
                 rest = None;
-                Some(r)
+                return Some(r);
+            };
+            let lf = from + i;
+            if lf > 0 && r.get(lf - 1) == Some(&b'\r') {
+                rest = r.get(lf + 1..);
+                return r.get(..lf - 1);
             }
+            from = lf + 1;
         }
     })
 }
