@@ -253,6 +253,9 @@ pub struct Challenge {
     pub opaque: Option<String>,
     /// The algorithm (MD5 when absent).
     pub algorithm: Algorithm,
+    /// Whether `qop` offers `auth`; without it the answer takes the RFC 2069 form (no qop, nc
+    /// or cnonce).
+    pub qop_auth: bool,
 }
 
 impl Challenge {
@@ -263,8 +266,8 @@ impl Challenge {
         if !scheme.eq_ignore_ascii_case("Digest") {
             return None;
         }
-        let (mut realm, mut nonce, mut opaque, mut algorithm) =
-            (String::new(), String::new(), None, Algorithm::Md5);
+        let (mut realm, mut nonce, mut opaque, mut algorithm, mut qop_auth) =
+            (String::new(), String::new(), None, Algorithm::Md5, false);
         for item in crate::sip::grammar::split_list(rest).ok()? {
             let Some((k, v)) = item.split_once('=') else {
                 continue;
@@ -279,6 +282,7 @@ impl Challenge {
                 "realm" => realm = v,
                 "nonce" => nonce = v,
                 "opaque" => opaque = Some(v),
+                "qop" => qop_auth = v.split(',').any(|o| o.trim().eq_ignore_ascii_case("auth")),
                 "algorithm" => {
                     algorithm = Credentials {
                         algorithm: Some(v),
@@ -294,10 +298,13 @@ impl Challenge {
             nonce,
             opaque,
             algorithm,
+            qop_auth,
         })
     }
 
-    /// The `Authorization` value answering this challenge (qop=auth, nonce count `nc`).
+    /// The `Authorization` value answering this challenge: with qop=auth, nonce count `nc`
+    /// and `cnonce` when the challenge offers qop, in the RFC 2069 form otherwise; `opaque`
+    /// echoed.
     pub fn authorization(
         &self,
         user: &str,
@@ -308,29 +315,36 @@ impl Challenge {
         cnonce: &str,
     ) -> String {
         let nc = format!("{nc:08x}");
-        let c = Credentials {
-            username: user.into(),
-            realm: self.realm.clone(),
-            nonce: self.nonce.clone(),
-            uri: uri.into(),
-            qop: Some("auth".into()),
-            nc: Some(nc.clone()),
-            cnonce: Some(cnonce.into()),
-            algorithm: Some(self.algorithm.as_str().into()),
-            ..Credentials::default()
+        let alg = self.algorithm;
+        let response = if self.qop_auth {
+            let c = Credentials {
+                username: user.into(),
+                realm: self.realm.clone(),
+                nonce: self.nonce.clone(),
+                uri: uri.into(),
+                nc: Some(nc.clone()),
+                cnonce: Some(cnonce.into()),
+                ..Credentials::default()
+            };
+            answer(&c, alg, method, password)
+        } else {
+            let ha1 = ha1(alg, user, &self.realm, password);
+            let ha2 = alg.hash(&format!("{method}:{uri}"));
+            alg.hash(&format!("{ha1}:{}:{ha2}", self.nonce))
         };
-        let response = answer(&c, self.algorithm, method, password);
-        let opaque = self
-            .opaque
-            .as_ref()
-            .map(|o| format!(", opaque=\"{o}\""))
-            .unwrap_or_default();
-        format!(
-            "Digest username=\"{user}\", realm=\"{}\", nonce=\"{}\", uri=\"{uri}\", response=\"{response}\", algorithm={}, qop=auth, nc={nc}, cnonce=\"{cnonce}\"{opaque}",
+        let mut out = format!(
+            "Digest username=\"{user}\", realm=\"{}\", nonce=\"{}\", uri=\"{uri}\", response=\"{response}\", algorithm={}",
             self.realm,
             self.nonce,
-            self.algorithm.as_str()
-        )
+            alg.as_str()
+        );
+        if self.qop_auth {
+            out.push_str(&format!(", qop=auth, nc={nc}, cnonce=\"{cnonce}\""));
+        }
+        if let Some(o) = &self.opaque {
+            out.push_str(&format!(", opaque=\"{o}\""));
+        }
+        out
     }
 }
 

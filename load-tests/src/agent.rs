@@ -8,7 +8,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 use switchboard_engine::sip::{parse_datagram, Message};
-use switchboard_engine::transaction::{LayerConfig, TimerConfig, TransactionLayer, Transmit};
+use switchboard_engine::transaction::{
+    LayerConfig, Peer, TimerConfig, TransactionLayer, Transmit, TransportKind,
+};
 
 /// A media stream to start or stop, for the RTP pool.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,6 +112,21 @@ impl Sip {
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 None
             }
+        }
+    }
+
+    /// Parses a datagram from `from` and hands it to the transaction layer. Requests the layer
+    /// refuses (overloaded, malformed) are dropped: the peer retransmits or gives up.
+    pub fn receive(&mut self, now: Instant, data: &[u8], from: SocketAddr) {
+        let Some(msg) = self.parse(data) else {
+            return;
+        };
+        let peer = Peer::new(TransportKind::Udp, from);
+        match msg {
+            Message::Request(r) => {
+                let _ = self.layer.handle_request(now, r, peer);
+            }
+            Message::Response(r) => self.layer.handle_response(now, r, peer),
         }
     }
 

@@ -458,7 +458,7 @@ fn media_thread(
         }
         totals.sent.fetch_add(sent, Relaxed);
         // Sleep to the next 1 ms boundary or until a packet arrives.
-        wait_readable(&socket, Duration::from_millis(1));
+        crate::worker::wait_readable(&socket, Duration::from_millis(1));
     }
 }
 
@@ -513,21 +513,4 @@ fn account(totals: &MediaTotals, s: &Stream) {
     totals
         .jitter_us_sum
         .fetch_add((s.rx.jitter_ms() * 1000.0) as u64, Relaxed);
-}
-
-fn wait_readable(socket: &UdpSocket, wait: Duration) {
-    use std::os::fd::AsRawFd;
-    let mut fds = libc::pollfd {
-        fd: socket.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let ts = libc::timespec {
-        tv_sec: wait.as_secs() as libc::time_t,
-        tv_nsec: libc::c_long::from(wait.subsec_nanos() as i32),
-    };
-    // SAFETY: one valid pollfd and a valid timespec for the duration of the call.
-    unsafe {
-        libc::ppoll(&mut fds, 1, &ts, std::ptr::null());
-    }
 }

@@ -48,6 +48,24 @@ impl Pacer {
         self.issued = self.issued.saturating_sub(n);
     }
 
+    /// How many calls to start now: those due, capped by the room left under `max_live` live
+    /// calls and by the calls left of `limit` (`started` so far); what is capped stays due.
+    pub fn admit(
+        &mut self,
+        now: Instant,
+        live: u64,
+        max_live: u64,
+        started: u64,
+        limit: Option<u64>,
+    ) -> u64 {
+        let due = self.take(now);
+        let room = max_live.saturating_sub(live);
+        let left = limit.map_or(u64::MAX, |m| m.saturating_sub(started));
+        let n = due.min(room).min(left);
+        self.give_back(due - n);
+        n
+    }
+
     /// When the next call is due; `None` at rate 0.
     pub fn next_due(&self) -> Option<Instant> {
         if self.rate <= 0.0 {
@@ -98,6 +116,16 @@ mod tests {
             let at = p.next_due().expect("rate > 0") + Duration::from_micros(1);
             assert_eq!(p.take(at), 1);
         }
+    }
+
+    #[test]
+    fn admit_caps_by_room_and_limit() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(t0, 100.0, Duration::ZERO);
+        let at = t0 + Duration::from_secs(1);
+        assert_eq!(p.admit(at, 95, 100, 0, None), 5);
+        assert_eq!(p.admit(at, 0, 100, 98, Some(100)), 2);
+        assert_eq!(p.admit(at, 0, 1000, 0, None), 93);
     }
 
     #[test]

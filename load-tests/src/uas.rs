@@ -340,17 +340,7 @@ fn remote_pt(offer: &[u8]) -> u8 {
 
 impl Agent for Uas {
     fn handle_datagram(&mut self, now: Instant, data: &[u8], from: SocketAddr) {
-        let Some(msg) = self.sip.parse(data) else {
-            return;
-        };
-        let peer = Peer::new(TransportKind::Udp, from);
-        match msg {
-            Message::Request(r) => {
-                // Overloaded or malformed: dropped, the peer retransmits or gives up.
-                let _ = self.sip.layer.handle_request(now, r, peer);
-            }
-            Message::Response(r) => self.sip.layer.handle_response(now, r, peer),
-        }
+        self.sip.receive(now, data, from);
         self.pump(now);
     }
 

@@ -93,7 +93,7 @@ fn flush(socket: &UdpSocket, agent: &mut dyn Agent, on_media: &mut dyn FnMut(Med
 }
 
 /// Sleeps until `socket` is readable or `wait` has passed.
-fn wait_readable(socket: &UdpSocket, wait: Duration) {
+pub fn wait_readable(socket: &UdpSocket, wait: Duration) {
     let mut fds = libc::pollfd {
         fd: socket.as_raw_fd(),
         events: libc::POLLIN,

@@ -1,72 +1,10 @@
 //! The client side of SIP digest authentication (RFC 3261 §22.2, RFC 7616, RFC 8760): reads
 //! the challenges of a 401/407 and writes the Authorization / Proxy-Authorization that answers
-//! the first one whose algorithm the engine supports (MD5 or SHA-256), hashing with
-//! [`switchboard_engine::auth`].
+//! the first one whose algorithm the engine supports (MD5 or SHA-256), with
+//! [`switchboard_engine::auth::Challenge`].
 
-use switchboard_engine::auth::{self, Algorithm, Credentials};
-use switchboard_engine::sip::grammar::split_list;
+use switchboard_engine::auth::Challenge;
 use switchboard_engine::sip::{HeaderName, Response};
-
-/// One `Digest` challenge.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Challenge {
-    /// `realm`.
-    pub realm: String,
-    /// `nonce`.
-    pub nonce: String,
-    /// `opaque`, echoed back.
-    pub opaque: Option<String>,
-    /// `algorithm` (MD5 when absent).
-    pub algorithm: Option<String>,
-    /// `qop` options offered.
-    pub qop: Option<String>,
-}
-
-impl Challenge {
-    /// Parses `Digest realm="…", nonce="…", …`; `None` for another scheme or no nonce.
-    pub fn parse(value: &str) -> Option<Challenge> {
-        let (scheme, rest) = value.trim().split_once([' ', '\t'])?;
-        if !scheme.eq_ignore_ascii_case("Digest") {
-            return None;
-        }
-        let mut c = Challenge::default();
-        for item in split_list(rest).ok()? {
-            let Some((k, v)) = item.split_once('=') else {
-                continue;
-            };
-            let v = v.trim();
-            let v = v
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .unwrap_or(v)
-                .to_string();
-            match k.trim().to_ascii_lowercase().as_str() {
-                "realm" => c.realm = v,
-                "nonce" => c.nonce = v,
-                "opaque" => c.opaque = Some(v),
-                "algorithm" => c.algorithm = Some(v),
-                "qop" => c.qop = Some(v),
-                _ => {}
-            }
-        }
-        (!c.nonce.is_empty()).then_some(c)
-    }
-
-    fn algorithm(&self) -> Option<Algorithm> {
-        match self.algorithm.as_deref() {
-            None => Some(Algorithm::Md5),
-            Some(a) if a.eq_ignore_ascii_case("MD5") => Some(Algorithm::Md5),
-            Some(a) if a.eq_ignore_ascii_case("SHA-256") => Some(Algorithm::Sha256),
-            _ => None,
-        }
-    }
-
-    fn offers_auth(&self) -> bool {
-        self.qop
-            .as_deref()
-            .is_some_and(|q| q.split(',').any(|o| o.trim().eq_ignore_ascii_case("auth")))
-    }
-}
 
 /// The header to add to the retried request, as (name, value), answering the challenge of a
 /// 401 (WWW-Authenticate) or 407 (Proxy-Authenticate) for `method` on `uri`. `None` when no
@@ -87,66 +25,21 @@ pub fn authorize(
     } else {
         (HeaderName::WwwAuthenticate, HeaderName::Authorization)
     };
-    let (challenge, alg) = resp
+    let challenge = resp
         .headers
         .get_all(&challenge_header)
-        .filter_map(Challenge::parse)
-        .find_map(|c| c.algorithm().map(|a| (c, a)))?;
+        .find_map(Challenge::parse)?;
     Some((
         answer_header,
-        answer(&challenge, alg, method, uri, user, password, cnonce),
+        challenge.authorization(user, password, method, uri, 1, cnonce),
     ))
-}
-
-/// The credentials value answering `c`.
-fn answer(
-    c: &Challenge,
-    alg: Algorithm,
-    method: &str,
-    uri: &str,
-    user: &str,
-    password: &str,
-    cnonce: &str,
-) -> String {
-    let nc = "00000001";
-    let mut out = format!(
-        "Digest username=\"{user}\", realm=\"{}\", nonce=\"{}\", uri=\"{uri}\"",
-        c.realm, c.nonce
-    );
-    let response = if c.offers_auth() {
-        let creds = Credentials {
-            username: user.to_string(),
-            realm: c.realm.clone(),
-            nonce: c.nonce.clone(),
-            uri: uri.to_string(),
-            nc: Some(nc.into()),
-            cnonce: Some(cnonce.into()),
-            ..Credentials::default()
-        };
-        auth::answer(&creds, alg, method, password)
-    } else {
-        let ha1 = auth::ha1(alg, user, &c.realm, password);
-        let ha2 = alg.hash(&format!("{method}:{uri}"));
-        alg.hash(&format!("{ha1}:{}:{ha2}", c.nonce))
-    };
-    out.push_str(&format!(
-        ", response=\"{response}\", algorithm={}",
-        alg.as_str()
-    ));
-    if c.offers_auth() {
-        out.push_str(&format!(", qop=auth, nc={nc}, cnonce=\"{cnonce}\""));
-    }
-    if let Some(o) = &c.opaque {
-        out.push_str(&format!(", opaque=\"{o}\""));
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
-    use switchboard_engine::auth::{Authenticator, Verdict};
+    use switchboard_engine::auth::{self, Algorithm, Authenticator, Credentials, Verdict};
     use switchboard_engine::sip::Headers;
 
     fn challenge_response(a: &Authenticator, status: u16) -> Response {
@@ -204,15 +97,7 @@ mod tests {
             r#"Digest realm="testrealm@host.com", nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", opaque="5ccc069c403ebaf9f0171e9517f40e41""#,
         )
         .expect("parses");
-        let v = answer(
-            &c,
-            Algorithm::Md5,
-            "GET",
-            "/dir/index.html",
-            "Mufasa",
-            "Circle Of Life",
-            "x",
-        );
+        let v = c.authorization("Mufasa", "Circle Of Life", "GET", "/dir/index.html", 1, "x");
         // HA1 is RFC 2617's; H(HA1:nonce:HA2) was computed with Python's hashlib.
         let ha1 = auth::ha1(
             Algorithm::Md5,

@@ -327,17 +327,13 @@ impl ScriptedUac {
         if !self.may_start() {
             return;
         }
-        let due = self.pacer.take(now);
-        let room = self
-            .cfg
-            .max_concurrent
-            .saturating_sub(self.calls.len() as u64);
-        let left = self
-            .cfg
-            .calls
-            .map_or(u64::MAX, |m| m.saturating_sub(self.next_call));
-        let n = due.min(room).min(left);
-        self.pacer.give_back(due - n);
+        let n = self.pacer.admit(
+            now,
+            self.calls.len() as u64,
+            self.cfg.max_concurrent,
+            self.next_call,
+            self.cfg.calls,
+        );
         for _ in 0..n {
             self.start_call(now);
         }
@@ -1199,16 +1195,7 @@ fn rand_u32(id: u64, cseq: u32) -> u32 {
 impl Agent for ScriptedUac {
     fn handle_datagram(&mut self, now: Instant, data: &[u8], from: SocketAddr) {
         self.last_now = now;
-        let Some(msg) = self.sip.parse(data) else {
-            return;
-        };
-        let peer = Peer::new(TransportKind::Udp, from);
-        match msg {
-            Message::Request(r) => {
-                let _ = self.sip.layer.handle_request(now, r, peer);
-            }
-            Message::Response(r) => self.sip.layer.handle_response(now, r, peer),
-        }
+        self.sip.receive(now, data, from);
         self.pump(now);
     }
 
