@@ -4,9 +4,9 @@
 use crate::agent::Agent;
 use crate::media::{Audio, MediaMode, MediaPool};
 use crate::report::{Criteria, MediaSummary, Outcome, Report, Sample};
-use crate::stats::{Counters, HistSnapshot};
 use crate::script::uac::{ScriptConfig, ScriptedUac};
 use crate::script::Script;
+use crate::stats::{Counters, HistSnapshot};
 use crate::uac::{Scenario, Uac, UacConfig};
 use crate::uas::{Uas, UasConfig};
 use crate::worker::{self, Deadlines};
