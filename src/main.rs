@@ -49,7 +49,7 @@ enum Command {
     /// Shows call detail records from the database.
     Cdr(admin::CdrArgs),
     /// Floods a SIP target with calls (uac) or answers them (uas): the load generator.
-    Load(switchboard_load::cli::LoadArgs),
+    Load(Box<switchboard_load::cli::LoadArgs>),
     /// Dialplan tools.
     Dialplan {
         #[command(subcommand)]
@@ -81,7 +81,7 @@ fn main() -> ExitCode {
         } => serve(config, database_url),
         Command::User(args) => admin::user(args),
         Command::Cdr(args) => admin::cdr(args),
-        Command::Load(args) => switchboard_load::cli::run(args),
+        Command::Load(args) => switchboard_load::cli::run(*args),
         Command::Dialplan {
             command: DialplanCommand::Check { file },
         } => match switchboard_dialplans::check(&file) {

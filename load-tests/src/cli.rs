@@ -153,6 +153,9 @@ pub struct LoadArgs {
     /// Write the per-second samples as CSV here.
     #[arg(long)]
     pub csv: Option<PathBuf>,
+    /// Write an SVG chart of the run here (CPS, concurrent calls, setup percentiles, MOS).
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
     /// Pass criterion: most failed calls allowed.
     #[arg(long, default_value_t = 0)]
     pub max_failed: u64,
@@ -322,6 +325,12 @@ pub fn run(args: LoadArgs) -> ExitCode {
             if let Err(e) = report.write(plan.args.report.as_deref(), plan.args.csv.as_deref()) {
                 eprintln!("switchboard load: writing the report: {e}");
                 return ExitCode::from(2);
+            }
+            if let Some(svg) = &plan.args.svg {
+                if let Err(e) = crate::chart::write_svg(&report, svg) {
+                    eprintln!("switchboard load: writing {}: {e}", svg.display());
+                    return ExitCode::from(2);
+                }
             }
             eprintln!("{}", report.summary());
             if report.passed {

@@ -13,6 +13,7 @@
 //! Nothing here is needed at run time by the server.
 
 pub mod agent;
+pub mod chart;
 pub mod cli;
 pub mod media;
 pub mod pace;

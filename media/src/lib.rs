@@ -25,9 +25,11 @@ pub mod ports;
 pub mod quality;
 pub mod recording;
 pub mod relay;
+pub mod resample;
 pub mod rtp;
 pub mod signal;
 pub mod tone;
+pub mod transcode;
 
 pub use ports::{BoundPair, PortAllocator, PortError, PortLease};
 pub use relay::{

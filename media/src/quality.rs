@@ -249,13 +249,15 @@ impl CodecImpairment {
     };
 
     /// The values for a codec of this crate, assuming loss is concealed (the jitter buffer
-    /// reports losses and [`crate::plc`] conceals them). G.722 and L16 score as G.711: the
-    /// narrowband model has no better.
+    /// reports losses and [`crate::plc`] conceals them). G.722, L16 and Opus score as G.711:
+    /// the narrowband model has no better (G.113 lists no Opus values).
     pub fn of(kind: CodecKind) -> CodecImpairment {
         match kind {
-            CodecKind::Pcmu | CodecKind::Pcma | CodecKind::G722 | CodecKind::L16 { .. } => {
-                CodecImpairment::G711_PLC
-            }
+            CodecKind::Pcmu
+            | CodecKind::Pcma
+            | CodecKind::G722
+            | CodecKind::L16 { .. }
+            | CodecKind::Opus { .. } => CodecImpairment::G711_PLC,
         }
     }
 }

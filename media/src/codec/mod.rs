@@ -3,7 +3,8 @@
 //! [`CodecKind`] names a codec as SDP does (encoding name, clock rate, static payload type) and
 //! makes instances; a [`Codec`] instance holds the encoder and decoder state of one stream.
 //! G.711 µ-law/A-law ([`g711`]) and L16 ([`l16`]) are stateless; G.722 ([`g722`]) is an ADPCM
-//! codec with state in both directions, so use one instance per stream and direction pair.
+//! codec and Opus ([`opus`]) a predictive one, both with state in both directions, so use one
+//! instance per stream and direction pair.
 //!
 //! Architecture invariant: no I/O and no clock here; a codec only turns samples into bytes and
 //! bytes into samples. Any byte string from the network decodes without panicking.
@@ -11,10 +12,12 @@
 pub mod g711;
 pub mod g722;
 pub mod l16;
+pub mod opus;
 
 pub use g711::{Pcma, Pcmu};
 pub use g722::G722;
 pub use l16::L16;
+pub use opus::{Opus, OpusError};
 
 /// Milliseconds of audio in one frame (the usual RTP packetisation time).
 pub const FRAME_MS: u32 = 20;
@@ -34,6 +37,13 @@ pub enum CodecKind {
         /// Sample rate and RTP clock rate in Hz.
         rate: u32,
     },
+    /// Opus, mono, 20 ms frames, in-band FEC on; dynamic payload type (from SDP), RTP clock
+    /// always 48 kHz (RFC 7587). Build it with [`CodecKind::opus`], which checks the rate.
+    Opus {
+        /// PCM sample rate in Hz this end encodes from and decodes to (8, 12, 16, 24 or
+        /// 48 kHz): a local choice, not negotiated, so legs at different rates interoperate.
+        rate: u32,
+    },
 }
 
 impl CodecKind {
@@ -44,9 +54,22 @@ impl CodecKind {
             .then_some(CodecKind::L16 { rate })
     }
 
+    /// Opus at a PCM sample rate of `rate` Hz (8, 12, 16, 24 or 48 kHz).
+    pub fn opus(rate: u32) -> Option<CodecKind> {
+        opus::RATES
+            .contains(&rate)
+            .then_some(CodecKind::Opus { rate })
+    }
+
     /// The codec an SDP `a=rtpmap:<pt> <name>/<clock_rate>[/<channels>]` line names (name
-    /// case-insensitive, mono only), or `None` if this crate cannot encode it.
+    /// case-insensitive, mono only), or `None` if this crate cannot encode it. Opus is the
+    /// exception to mono: its rtpmap always says `opus/48000/2` (RFC 7587 §7) even for mono
+    /// streams; it maps to Opus at 48 kHz (pick another PCM rate with [`CodecKind::opus`]).
     pub fn from_sdp(name: &str, clock_rate: u32, channels: u8) -> Option<CodecKind> {
+        if name.eq_ignore_ascii_case("opus") {
+            return (clock_rate == 48000 && (1..=2).contains(&channels))
+                .then_some(CodecKind::Opus { rate: 48000 });
+        }
         if channels != 1 {
             return None;
         }
@@ -78,6 +101,25 @@ impl CodecKind {
             CodecKind::Pcma => "PCMA",
             CodecKind::G722 => "G722",
             CodecKind::L16 { .. } => "L16",
+            CodecKind::Opus { .. } => "opus",
+        }
+    }
+
+    /// The channel count an SDP `a=rtpmap` line carries for this codec: 2 for Opus (RFC 7587
+    /// §7, even for mono streams), else 1.
+    pub fn sdp_channels(self) -> u8 {
+        match self {
+            CodecKind::Opus { .. } => 2,
+            _ => 1,
+        }
+    }
+
+    /// Whether RTP payloads of `self` can be relayed unchanged to a leg that negotiated
+    /// `other`: same codec and RTP clock. Opus at different PCM rates is one payload format.
+    pub fn same_payload_format(self, other: CodecKind) -> bool {
+        match (self, other) {
+            (CodecKind::Opus { .. }, CodecKind::Opus { .. }) => true,
+            _ => self == other,
         }
     }
 
@@ -88,15 +130,17 @@ impl CodecKind {
             CodecKind::Pcma => Some(8),
             CodecKind::G722 => Some(9),
             CodecKind::L16 { rate: 44100 } => Some(11),
-            CodecKind::L16 { .. } => None,
+            CodecKind::L16 { .. } | CodecKind::Opus { .. } => None,
         }
     }
 
-    /// The RTP timestamp clock rate in Hz (8000 for G.722 although it carries 16 kHz audio).
+    /// The RTP timestamp clock rate in Hz (8000 for G.722 although it carries 16 kHz audio,
+    /// 48000 for Opus whatever its PCM rate).
     pub fn clock_rate(self) -> u32 {
         match self {
             CodecKind::Pcmu | CodecKind::Pcma | CodecKind::G722 => 8000,
             CodecKind::L16 { rate } => rate,
+            CodecKind::Opus { .. } => 48000,
         }
     }
 
@@ -105,7 +149,7 @@ impl CodecKind {
         match self {
             CodecKind::Pcmu | CodecKind::Pcma => 8000,
             CodecKind::G722 => 16000,
-            CodecKind::L16 { rate } => rate,
+            CodecKind::L16 { rate } | CodecKind::Opus { rate } => rate,
         }
     }
 
@@ -120,13 +164,26 @@ impl CodecKind {
     }
 
     /// A fresh codec instance (encoder and decoder state).
+    ///
+    /// Panics only for an Opus rate libopus refuses, which [`CodecKind::opus`] and
+    /// [`CodecKind::from_sdp`] never make; use [`CodecKind::try_codec`] for a hand-built kind.
     pub fn codec(self) -> Box<dyn Codec> {
-        match self {
+        match self.try_codec() {
+            Ok(c) => c,
+            Err(e) => panic!("CodecKind::codec({self:?}): {e}"),
+        }
+    }
+
+    /// A fresh codec instance, or why libopus refused to make one (the other codecs cannot
+    /// fail).
+    pub fn try_codec(self) -> Result<Box<dyn Codec>, OpusError> {
+        Ok(match self {
             CodecKind::Pcmu => Box::new(Pcmu),
             CodecKind::Pcma => Box::new(Pcma),
             CodecKind::G722 => Box::new(G722::new()),
             CodecKind::L16 { rate } => Box::new(L16::new(rate)),
-        }
+            CodecKind::Opus { rate } => Box::new(Opus::new(rate)?),
+        })
     }
 }
 
@@ -136,6 +193,9 @@ pub enum DecodeError {
     /// L16 carries two bytes per sample: an odd length is malformed.
     #[error("payload of {0} bytes is not a whole number of 16-bit samples")]
     OddLength(usize),
+    /// libopus rejected the packet (its error text).
+    #[error("invalid Opus packet: {0}")]
+    Opus(&'static str),
 }
 
 /// One codec instance: encoder and decoder state for one stream.
@@ -152,6 +212,23 @@ pub trait Codec: Send {
 
     /// Decodes one RTP payload and appends its PCM samples to `out`.
     fn decode(&mut self, payload: &[u8], out: &mut Vec<i16>) -> Result<(), DecodeError>;
+
+    /// Conceals one lost frame of about `samples` samples with the codec's own means, appending
+    /// them to `out`; `next` is the packet after the loss if the caller has it (Opus recovers
+    /// the lost frame from its in-band FEC). Returns `false`, appending nothing, if the codec
+    /// has no concealment of its own (the default): the caller conceals, e.g. with
+    /// [`crate::plc::Concealer`].
+    fn conceal(&mut self, next: Option<&[u8]>, samples: usize, out: &mut Vec<i16>) -> bool {
+        let _ = (next, samples, out);
+        false
+    }
+
+    /// Sets the encoder's complexity, 0 (fastest) to 10 (best), where the codec has such a
+    /// trade-off (Opus). Returns `false` if it has none (the default) or refused.
+    fn set_complexity(&mut self, complexity: i32) -> bool {
+        let _ = complexity;
+        false
+    }
 
     /// The encoding name in SDP.
     fn sdp_name(&self) -> &'static str {
@@ -184,12 +261,13 @@ mod tests {
     use super::*;
     use crate::signal::{sine, snr_db, tone_dbfs, Noise};
 
-    const ALL: [CodecKind; 5] = [
+    const ALL: [CodecKind; 6] = [
         CodecKind::Pcmu,
         CodecKind::Pcma,
         CodecKind::G722,
         CodecKind::L16 { rate: 8000 },
         CodecKind::L16 { rate: 16000 },
+        CodecKind::Opus { rate: 8000 },
     ];
 
     /// Encodes `pcm` frame by frame through one instance and decodes through another, as a
@@ -259,7 +337,24 @@ mod tests {
         assert_eq!(CodecKind::from_sdp("pcmu", 8000, 1), Some(CodecKind::Pcmu));
         assert_eq!(CodecKind::from_sdp("PCMU", 16000, 1), None);
         assert_eq!(CodecKind::from_sdp("PCMU", 8000, 2), None);
-        assert_eq!(CodecKind::from_sdp("opus", 48000, 1), None);
+        assert_eq!(
+            CodecKind::from_sdp("opus", 48000, 2),
+            Some(CodecKind::Opus { rate: 48000 })
+        );
+        assert_eq!(
+            CodecKind::from_sdp("OPUS", 48000, 1),
+            Some(CodecKind::Opus { rate: 48000 })
+        );
+        assert_eq!(CodecKind::from_sdp("opus", 8000, 2), None);
+        let opus8 = CodecKind::Opus { rate: 8000 };
+        assert!(opus8.same_payload_format(CodecKind::Opus { rate: 48000 }));
+        assert!(!CodecKind::Pcmu.same_payload_format(CodecKind::Pcma));
+        assert!(!CodecKind::L16 { rate: 8000 }.same_payload_format(CodecKind::L16 { rate: 16000 }));
+        assert_eq!(
+            (opus8.sdp_channels(), CodecKind::Pcmu.sdp_channels()),
+            (2, 1)
+        );
+        assert!(CodecKind::Opus { rate: 44100 }.try_codec().is_err());
         assert_eq!(
             CodecKind::l16(44100).and_then(CodecKind::payload_type),
             Some(11)
@@ -330,9 +425,13 @@ mod tests {
                 let payload: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
                 let mut out = Vec::new();
                 match dec.decode(&payload, &mut out) {
-                    Ok(()) => assert!(out.len() <= 2 * payload.len()),
+                    // Opus: at most 120 ms per packet.
+                    Ok(()) => assert!(out.len() <= (2 * payload.len()).max(6 * 160)),
                     Err(DecodeError::OddLength(n)) => {
                         assert!(matches!(kind, CodecKind::L16 { .. }) && n % 2 == 1)
+                    }
+                    Err(DecodeError::Opus(_)) => {
+                        assert!(matches!(kind, CodecKind::Opus { .. }))
                     }
                 }
             }

@@ -1,0 +1,355 @@
+//! The SVG chart of a run: stacked panels over the run's seconds (from [`Report::samples`]):
+//! calls per second, concurrent calls, setup latency percentiles and MOS.
+//!
+//! Drawn with plotters' SVG backend only: text goes out as SVG `<text>` elements that the
+//! viewer renders, so no system font is read (plotters is built without `ttf`).
+//!
+//! MOS is scored per stream when the stream ends and only its run-wide mean is kept, so the
+//! MOS panel draws that mean as a horizontal line across the run, not a per-second curve.
+
+use crate::report::{Report, Sample};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::path::Path;
+
+/// Width of the chart in pixels.
+const WIDTH: u32 = 1000;
+/// Height of one panel in pixels.
+const PANEL_HEIGHT: u32 = 260;
+/// Height of the title band at the top.
+const HEADER: u32 = 40;
+
+/// Panel titles (also what the tests look for).
+const TITLE_CPS: &str = "Calls per second";
+const TITLE_CONCURRENT: &str = "Concurrent calls";
+const TITLE_SETUP: &str = "Setup latency (ms)";
+const TITLE_MOS: &str = "MOS";
+
+const C_BLUE: RGBColor = RGBColor(31, 119, 180);
+const C_ORANGE: RGBColor = RGBColor(255, 127, 14);
+const C_GREEN: RGBColor = RGBColor(44, 160, 44);
+const C_RED: RGBColor = RGBColor(214, 39, 40);
+const C_PURPLE: RGBColor = RGBColor(148, 103, 189);
+
+/// Writes the chart of `report` to `path` as an SVG file.
+pub fn write_svg(report: &Report, path: &Path) -> std::io::Result<()> {
+    std::fs::write(path, render(report)?)
+}
+
+/// Draws the chart and returns the SVG text.
+fn render(report: &Report) -> std::io::Result<String> {
+    let mut svg = String::new();
+    {
+        let height = HEADER + 4 * PANEL_HEIGHT;
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(io)?;
+        let (header, body) = root.split_vertically(HEADER);
+        header
+            .draw_text(
+                &title(report),
+                &("sans-serif", 18).into_font().color(&BLACK),
+                (10, 12),
+            )
+            .map_err(io)?;
+        let panels = body.split_evenly((4, 1));
+        let samples = &report.samples;
+        let x_end = samples
+            .iter()
+            .map(|s| s.t)
+            .filter(|t| t.is_finite())
+            .fold(1.0_f64, f64::max);
+        let x = 0.0..x_end;
+        let mut it = panels.iter();
+        let mut next = || it.next().ok_or_else(|| io("missing panel"));
+
+        // Calls per second: started, answered, failed.
+        let answered = per_second(samples, |s| s.answered);
+        let failed = per_second(samples, |s| s.failed);
+        let started: Vec<(f64, f64)> = samples.iter().map(|s| (s.t, s.cps)).collect();
+        panel(
+            next()?,
+            TITLE_CPS,
+            "calls/s",
+            x.clone(),
+            &[
+                ("started", C_BLUE, &started),
+                ("answered", C_GREEN, &answered),
+                ("failed", C_RED, &failed),
+            ],
+            None,
+        )?;
+
+        // Concurrent calls.
+        let up: Vec<(f64, f64)> = samples.iter().map(|s| (s.t, s.concurrent as f64)).collect();
+        panel(
+            next()?,
+            TITLE_CONCURRENT,
+            "calls",
+            x.clone(),
+            &[("up", C_BLUE, &up)],
+            None,
+        )?;
+
+        // Setup latency percentiles: gaps where no call was answered in a second.
+        let p50 = optional(samples, |s| s.setup_p50_ms);
+        let p90 = optional(samples, |s| s.setup_p90_ms);
+        let p99 = optional(samples, |s| s.setup_p99_ms);
+        panel(
+            next()?,
+            TITLE_SETUP,
+            "ms",
+            x.clone(),
+            &[
+                ("p50", C_GREEN, &p50),
+                ("p90", C_ORANGE, &p90),
+                ("p99", C_RED, &p99),
+            ],
+            None,
+        )?;
+
+        // MOS: the run's mean as a horizontal line (no per-second MOS is recorded).
+        let mos = report.media.as_ref().and_then(|m| m.mean_mos);
+        let (mos_title, mos_line) = match mos.filter(|m| m.is_finite()) {
+            Some(m) => (
+                format!(
+                    "{TITLE_MOS}: run mean {m:.2} (scored per stream at its end, not per second)"
+                ),
+                vec![(0.0, m), (x_end, m)],
+            ),
+            None => (format!("{TITLE_MOS}: no media in this run"), Vec::new()),
+        };
+        panel(
+            next()?,
+            &mos_title,
+            "MOS",
+            x,
+            &[("mean MOS (whole run)", C_PURPLE, &mos_line)],
+            Some(1.0..5.0),
+        )?;
+        root.present().map_err(io)?;
+    }
+    Ok(svg)
+}
+
+/// The header line: role, target, rate and the verdict.
+fn title(r: &Report) -> String {
+    let s = &r.settings;
+    format!(
+        "switchboard load {}{}: {:.0} calls/s asked, {} answered, {} failed in {:.1} s: {}",
+        s.role,
+        s.target
+            .as_deref()
+            .map_or_else(String::new, |t| format!(" → {t}")),
+        s.rate,
+        r.totals.answered,
+        r.totals.failed,
+        r.elapsed_s,
+        if r.passed { "PASS" } else { "FAIL" }
+    )
+}
+
+/// Per-second rate of a cumulative counter (difference from the previous sample, over the time
+/// between them).
+fn per_second(samples: &[Sample], counter: impl Fn(&Sample) -> u64) -> Vec<(f64, f64)> {
+    let mut prev = (0.0, 0u64);
+    samples
+        .iter()
+        .map(|s| {
+            let dt = s.t - prev.0;
+            let dv = counter(s).saturating_sub(prev.1) as f64;
+            prev = (s.t, counter(s));
+            (s.t, if dt > 1e-3 { dv / dt } else { dv })
+        })
+        .collect()
+}
+
+/// The points of an optional per-sample value; `NaN` marks a gap (no value that second).
+fn optional(samples: &[Sample], value: impl Fn(&Sample) -> Option<f64>) -> Vec<(f64, f64)> {
+    samples
+        .iter()
+        .map(|s| (s.t, value(s).unwrap_or(f64::NAN)))
+        .collect()
+}
+
+/// One series of a panel: legend label, colour, points (`NaN` values split the line).
+type Series<'a> = (&'a str, RGBColor, &'a Vec<(f64, f64)>);
+
+/// Draws one panel: a titled chart with its series and a legend. The y range is `y`, or from
+/// 0 to a little above the largest value.
+fn panel(
+    area: &DrawingArea<SVGBackend<'_>, Shift>,
+    caption: &str,
+    y_desc: &str,
+    x: std::ops::Range<f64>,
+    series: &[Series<'_>],
+    y: Option<std::ops::Range<f64>>,
+) -> std::io::Result<()> {
+    let decimals = usize::from(y.is_some());
+    let y = y.unwrap_or_else(|| {
+        let max = series
+            .iter()
+            .flat_map(|(_, _, pts)| pts.iter().map(|p| p.1))
+            .filter(|v| v.is_finite())
+            .fold(0.0_f64, f64::max);
+        0.0..(max * 1.1).max(1.0)
+    });
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 16))
+        .margin(8)
+        .margin_right(20)
+        .x_label_area_size(30)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x, y)
+        .map_err(io)?;
+    chart
+        .configure_mesh()
+        .x_desc("time (s)")
+        .y_desc(y_desc)
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v:.decimals$}"))
+        .light_line_style(RGBColor(240, 240, 240))
+        .draw()
+        .map_err(io)?;
+    let mut any = false;
+    for &(label, color, points) in series {
+        let style = ShapeStyle::from(&color).stroke_width(2);
+        let mut labelled = false;
+        for segment in points
+            .split(|p| !(p.0.is_finite() && p.1.is_finite()))
+            .filter(|s| !s.is_empty())
+        {
+            let drawn = chart
+                .draw_series(LineSeries::new(segment.iter().copied(), style))
+                .map_err(io)?;
+            if !labelled {
+                drawn
+                    .label(label)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+                labelled = true;
+                any = true;
+            }
+        }
+    }
+    if any {
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK.mix(0.3))
+            .draw()
+            .map_err(io)?;
+    }
+    Ok(())
+}
+
+fn io(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Criteria, MediaSummary, Percentiles, Settings, Totals};
+
+    fn report(media: bool, samples: usize) -> Report {
+        let samples: Vec<Sample> = (1..=samples)
+            .map(|i| {
+                let t = i as f64;
+                Sample {
+                    t,
+                    cps: 100.0 * t,
+                    concurrent: 10 * i as u64,
+                    started: (50 * i * (i + 1)) as u64,
+                    answered: (50 * i * (i + 1)) as u64 - 5,
+                    failed: (i / 3) as u64,
+                    retransmissions: 0,
+                    // A gap in the third second: nothing answered.
+                    setup_p50_ms: (i != 3).then_some(1.0 + t),
+                    setup_p90_ms: (i != 3).then_some(2.0 + t),
+                    setup_p99_ms: (i != 3).then_some(5.0 + 2.0 * t),
+                }
+            })
+            .collect();
+        Report {
+            settings: Settings {
+                role: "uac".into(),
+                target: Some("127.0.0.1:5080".into()),
+                rate: 500.0,
+                ramp: 0.0,
+                calls: Some(1000),
+                time_limit: None,
+                duration_ms: 0,
+                max_concurrent: 10_000,
+            },
+            elapsed_s: samples.len() as f64,
+            totals: Totals {
+                started: 1000,
+                answered: 998,
+                failed: 2,
+                ..Totals::default()
+            },
+            answered_per_s: 99.8,
+            setup: Percentiles::default(),
+            ringing: Percentiles::default(),
+            media: media.then(|| MediaSummary {
+                streams: 998,
+                mean_mos: Some(4.41),
+                min_mos: Some(4.3),
+                ..MediaSummary::default()
+            }),
+            samples,
+            criteria: Criteria {
+                max_failed: 0,
+                max_loss_percent: 0.0,
+            },
+            passed: false,
+        }
+    }
+
+    /// The contents of the SVG's `<text>` elements, trimmed.
+    fn texts(svg: &str) -> Vec<&str> {
+        svg.split("<text")
+            .skip(1)
+            .filter_map(|t| {
+                let body = &t[t.find('>')? + 1..];
+                Some(body[..body.find("</text>")?].trim())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_synthetic_run_renders_every_panel() {
+        let svg = render(&report(true, 10)).expect("renders");
+        assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(80)]);
+        assert!(svg.trim_end().ends_with("</svg>"));
+        let texts = texts(&svg);
+        for title in [TITLE_CPS, TITLE_CONCURRENT, TITLE_SETUP] {
+            assert!(texts.contains(&title), "no panel {title:?} in {texts:?}");
+        }
+        assert!(
+            texts
+                .iter()
+                .any(|t| t.starts_with(TITLE_MOS) && t.contains("run mean 4.41")),
+            "MOS panel"
+        );
+        for label in ["started", "answered", "failed", "up", "p50", "p90", "p99"] {
+            assert!(texts.contains(&label), "no legend {label:?}");
+        }
+        // Lines were drawn: polylines for the series (the setup ones split by the gap).
+        assert!(svg.matches("<polyline").count() >= 8, "series drawn");
+    }
+
+    #[test]
+    fn written_to_a_file_without_media_or_samples() {
+        let dir = std::env::temp_dir().join(format!("chart-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("run.svg");
+        write_svg(&report(false, 0), &path).expect("writes");
+        let text = std::fs::read_to_string(&path).expect("reads back");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(!text.is_empty());
+        let texts = texts(&text);
+        assert!(texts.contains(&TITLE_SETUP), "{texts:?}");
+        assert!(texts.contains(&"MOS: no media in this run"), "{texts:?}");
+    }
+}
