@@ -107,13 +107,17 @@ fn render(report: &Report) -> std::io::Result<String> {
             None,
         )?;
 
-        // MOS: the run's mean as a horizontal line (no per-second MOS is recorded).
+        // MOS over time: the mean of the streams that ended in each second, beside the run's
+        // mean.
+        let per_second: Vec<(f64, f64)> = report
+            .samples
+            .iter()
+            .filter_map(|s| s.mos.filter(|m| m.is_finite()).map(|m| (s.t, m)))
+            .collect();
         let mos = report.media.as_ref().and_then(|m| m.mean_mos);
         let (mos_title, mos_line) = match mos.filter(|m| m.is_finite()) {
             Some(m) => (
-                format!(
-                    "{TITLE_MOS}: run mean {m:.2} (scored per stream at its end, not per second)"
-                ),
+                format!("{TITLE_MOS}: run mean {m:.2} (E-model, per stream at its end)"),
                 vec![(0.0, m), (x_end, m)],
             ),
             None => (format!("{TITLE_MOS}: no media in this run"), Vec::new()),
@@ -123,7 +127,10 @@ fn render(report: &Report) -> std::io::Result<String> {
             &mos_title,
             "MOS",
             x,
-            &[("mean MOS (whole run)", C_PURPLE, &mos_line)],
+            &[
+                ("streams ended that second", C_BLUE, &per_second),
+                ("run mean", C_PURPLE, &mos_line),
+            ],
             Some(1.0..5.0),
         )?;
         root.present().map_err(io)?;
@@ -184,7 +191,6 @@ fn panel(
     series: &[Series<'_>],
     y: Option<std::ops::Range<f64>>,
 ) -> std::io::Result<()> {
-    let decimals = usize::from(y.is_some());
     let y = y.unwrap_or_else(|| {
         let max = series
             .iter()
@@ -193,6 +199,12 @@ fn panel(
             .fold(0.0_f64, f64::max);
         0.0..(max * 1.1).max(1.0)
     });
+    // Enough decimals that neighbouring labels differ.
+    let decimals = match y.end - y.start {
+        r if r <= 5.0 => 2,
+        r if r <= 50.0 => 1,
+        _ => 0,
+    };
     let mut chart = ChartBuilder::on(area)
         .caption(caption, ("sans-serif", 16))
         .margin(8)
@@ -205,7 +217,7 @@ fn panel(
         .configure_mesh()
         .x_desc("time (s)")
         .y_desc(y_desc)
-        .x_label_formatter(&|v| format!("{v:.0}"))
+        .x_label_formatter(&|v| format!("{v:.1}"))
         .y_label_formatter(&|v| format!("{v:.decimals$}"))
         .light_line_style(RGBColor(240, 240, 240))
         .draw()
@@ -267,6 +279,7 @@ mod tests {
                     setup_p50_ms: (i != 3).then_some(1.0 + t),
                     setup_p90_ms: (i != 3).then_some(2.0 + t),
                     setup_p99_ms: (i != 3).then_some(5.0 + 2.0 * t),
+                    mos: None,
                 }
             })
             .collect();

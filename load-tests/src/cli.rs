@@ -2,7 +2,7 @@
 //! line; the report is written by [`crate::report`].
 
 use crate::agent::Agent;
-use crate::media::{Audio, MediaMode, MediaPool};
+use crate::media::{Audio, MediaMode, MediaPool, MediaTotals};
 use crate::report::{Criteria, MediaSummary, Outcome, Report, Sample};
 use crate::script::uac::{ScriptConfig, ScriptedUac};
 use crate::script::Script;
@@ -498,7 +498,13 @@ fn execute(plan: &Plan) -> Result<Report, String> {
             .map_err(|e| format!("spawning a worker: {e}"))?;
         handles.push(h);
     }
-    let samples = watch(plan, &counters, &handles, start);
+    let samples = watch(
+        plan,
+        &counters,
+        media.as_ref().map(|m| m.totals.as_ref()),
+        &handles,
+        start,
+    );
     for h in handles {
         match h.join() {
             Ok(Ok(())) => {}
@@ -579,6 +585,7 @@ impl Totals {
 fn watch(
     plan: &Plan,
     counters: &[Arc<Counters>],
+    media: Option<&MediaTotals>,
     handles: &[std::thread::JoinHandle<std::io::Result<()>>],
     start: Instant,
 ) -> Vec<Sample> {
@@ -600,13 +607,22 @@ fn watch(
     };
     let mut samples = Vec::new();
     let mut prev = Totals::of(counters);
+    let mut prev_mos = media.map_or((0, 0), MediaTotals::mos_sum);
     let mut next = start + Duration::from_secs(1);
     loop {
         let finished = handles.iter().all(|h| h.is_finished());
         let now = Instant::now();
         if now >= next || finished {
             let cur = Totals::of(counters);
-            let s = Sample::between(now.duration_since(start), &prev, &cur);
+            let mut s = Sample::between(now.duration_since(start), &prev, &cur);
+            if let Some(m) = media {
+                // The mean MOS of the streams that ended during this second.
+                let (streams, sum) = m.mos_sum();
+                let ended = streams.saturating_sub(prev_mos.0);
+                s.mos = (ended > 0)
+                    .then(|| sum.saturating_sub(prev_mos.1) as f64 / 1000.0 / ended as f64);
+                prev_mos = (streams, sum);
+            }
             bar.set_position(cur.counters.started);
             bar.set_message(s.progress_line());
             samples.push(s);
@@ -638,6 +654,7 @@ impl Sample {
             setup_p50_ms: ms(0.5),
             setup_p90_ms: ms(0.9),
             setup_p99_ms: ms(0.99),
+            mos: None,
         }
     }
 }

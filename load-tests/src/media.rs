@@ -71,6 +71,12 @@ impl MediaTotals {
         }
     }
 
+    /// Streams ended so far and the sum of their MOS × 1000, read together for per-second
+    /// means.
+    pub fn mos_sum(&self) -> (u64, u64) {
+        (self.streams.load(Relaxed), self.mos_milli_sum.load(Relaxed))
+    }
+
     /// The digits received, as (key, count) for the keys seen.
     pub fn digits_received(&self) -> Vec<(char, u64)> {
         self.dtmf_received

@@ -61,6 +61,8 @@ pub struct Sample {
     pub setup_p90_ms: Option<f64>,
     /// 99th percentile.
     pub setup_p99_ms: Option<f64>,
+    /// Mean E-model MOS of the RTP streams that ended in this second.
+    pub mos: Option<f64>,
 }
 
 impl Sample {
@@ -301,13 +303,13 @@ impl Report {
     /// The samples as CSV, one line per second.
     pub fn csv(&self) -> String {
         let mut out = String::from(
-            "t,cps,concurrent,started,answered,failed,retransmissions,setup_p50_ms,setup_p90_ms,setup_p99_ms\n",
+            "t,cps,concurrent,started,answered,failed,retransmissions,setup_p50_ms,setup_p90_ms,setup_p99_ms,mos\n",
         );
         let opt = |v: Option<f64>| v.map_or_else(String::new, |v| format!("{v:.3}"));
         for s in &self.samples {
             let _ = writeln!(
                 out,
-                "{:.1},{:.0},{},{},{},{},{},{},{},{}",
+                "{:.1},{:.0},{},{},{},{},{},{},{},{},{}",
                 s.t,
                 s.cps,
                 s.concurrent,
@@ -317,7 +319,8 @@ impl Report {
                 s.retransmissions,
                 opt(s.setup_p50_ms),
                 opt(s.setup_p90_ms),
-                opt(s.setup_p99_ms)
+                opt(s.setup_p99_ms),
+                opt(s.mos)
             );
         }
         out
