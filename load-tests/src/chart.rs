@@ -4,8 +4,8 @@
 //! Drawn with plotters' SVG backend only: text goes out as SVG `<text>` elements that the
 //! viewer renders, so no system font is read (plotters is built without `ttf`).
 //!
-//! MOS is scored per stream when the stream ends and only its run-wide mean is kept, so the
-//! MOS panel draws that mean as a horizontal line across the run, not a per-second curve.
+//! MOS is scored per stream when the stream ends: the MOS panel draws, per second, the mean of
+//! the streams that ended in it ([`Sample::mos`]), and the run's mean as a horizontal line.
 
 use crate::report::{Report, Sample};
 use plotters::coord::Shift;
@@ -279,7 +279,8 @@ mod tests {
                     setup_p50_ms: (i != 3).then_some(1.0 + t),
                     setup_p90_ms: (i != 3).then_some(2.0 + t),
                     setup_p99_ms: (i != 3).then_some(5.0 + 2.0 * t),
-                    mos: None,
+                    // Streams end from the sixth second on.
+                    mos: (i > 5).then_some(4.3 + 0.01 * t),
                 }
             })
             .collect();
@@ -345,7 +346,17 @@ mod tests {
                 .any(|t| t.starts_with(TITLE_MOS) && t.contains("run mean 4.41")),
             "MOS panel"
         );
-        for label in ["started", "answered", "failed", "up", "p50", "p90", "p99"] {
+        for label in [
+            "started",
+            "answered",
+            "failed",
+            "up",
+            "p50",
+            "p90",
+            "p99",
+            "streams ended that second",
+            "run mean",
+        ] {
             assert!(texts.contains(&label), "no legend {label:?}");
         }
         // Lines were drawn: polylines for the series (the setup ones split by the gap).
