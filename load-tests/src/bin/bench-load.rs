@@ -619,34 +619,11 @@ fn sipp_cps_step(args: &Args, dir: &Path, rate: u64) -> Result<CpsStep, String> 
         &divisor_at_most(calls, 1000).to_string(),
         "-nostdin",
     ]);
-    let mut uac = Proc::spawn(
-        "SIPp UAC",
-        "USR1",
-        bound,
-        Path::new("sipp"),
-        &uac_args,
-        dir,
-        &dir.join("uac.log"),
-    )?;
-    let (status, uas_cpu_s) = uac.wait_reading(&uas, args.tck)?;
-    drop(uac);
+    let (status, uas_cpu_s) = run_sipp_uac(args, &uac_args, bound, dir, &uas)?;
     let note = uas.ended_early();
     // The UAS writes its counters every second.
     std::thread::sleep(Duration::from_millis(1300));
-    let uas_stat = std::fs::read_to_string(dir.join("uas.csv"))
-        .ok()
-        .and_then(|t| sipp::parse_stat_csv(&t).ok())
-        .unwrap_or_default();
-    uas.stop("-USR1", 2.0);
-    let stat = std::fs::read_to_string(dir.join("stat.csv"))
-        .map_err(|e| e.to_string())
-        .and_then(|t| sipp::parse_stat_csv(&t).map_err(|e| e.to_string()))
-        .map_err(|e| {
-            format!(
-                "SIPp UAC stat file: {e} (exit {status}); log: {}",
-                tail_of(&dir.join("uac.log"), 3)
-            )
-        })?;
+    let (uas_stat, stat) = sipp_stats(dir, uas, status)?;
     let rtts = read_rtts(dir)?;
     let achieved = sipp::answered_per_second(&rtts, rate as f64).unwrap_or(0.0);
     let mut v: Vec<f64> = rtts.iter().map(|s| s.rtt_ms).collect();
@@ -720,6 +697,82 @@ fn start_ours_uas(
 }
 
 /// `--threads N --media-threads N` when `--sb-threads N` was given.
+/// Runs our uac with `uac_args` (bounded by `bound` s) while `uas` runs; returns the uas's CPU
+/// seconds, its failed calls and the uac's JSON report.
+fn run_our_uac(
+    args: &Args,
+    uac_args: &[String],
+    bound: u64,
+    dir: &Path,
+    uas: Proc,
+) -> Result<(f64, u64, Value), String> {
+    let mut uac = Proc::spawn(
+        "switchboard load uac",
+        "INT",
+        bound,
+        &args.switchboard,
+        uac_args,
+        dir,
+        &dir.join("uac.log"),
+    )?;
+    let (status, uas_cpu_s) = uac.wait_reading(&uas, args.tck)?;
+    drop(uac);
+    let (uas_failed, _) = finish_ours_uas(uas, dir);
+    let r = read_json(&dir.join("uac.json")).map_err(|e| {
+        format!(
+            "uac report: {e} (exit {status}); log: {}",
+            tail_of(&dir.join("uac.log"), 3)
+        )
+    })?;
+    Ok((uas_cpu_s, uas_failed, r))
+}
+
+/// Runs SIPp's uac with `uac_args` (bounded by `bound` s) while `uas` runs; returns its exit
+/// status and the uas's CPU seconds.
+fn run_sipp_uac(
+    args: &Args,
+    uac_args: &[String],
+    bound: u64,
+    dir: &Path,
+    uas: &Proc,
+) -> Result<(ExitStatus, f64), String> {
+    let mut uac = Proc::spawn(
+        "SIPp UAC",
+        "USR1",
+        bound,
+        Path::new("sipp"),
+        uac_args,
+        dir,
+        &dir.join("uac.log"),
+    )?;
+    let r = uac.wait_reading(uas, args.tck);
+    drop(uac);
+    r
+}
+
+/// Stops SIPp's uas and reads both sides' `-trace_stat` files: (uas, uac).
+fn sipp_stats(
+    dir: &Path,
+    uas: Proc,
+    status: ExitStatus,
+) -> Result<(sipp::StatSummary, sipp::StatSummary), String> {
+    let uas_stat = std::fs::read_to_string(dir.join("uas.csv"))
+        .ok()
+        .and_then(|t| sipp::parse_stat_csv(&t).ok())
+        .unwrap_or_default();
+    uas.stop("-USR1", 2.0);
+    let stat = std::fs::read_to_string(dir.join("stat.csv"))
+        .map_err(|e| e.to_string())
+        .and_then(|t| sipp::parse_stat_csv(&t).map_err(|e| e.to_string()))
+        .map_err(|e| {
+            format!(
+                "SIPp UAC stat file: {e} (exit {status}); log: {}",
+                tail_of(&dir.join("uac.log"), 3)
+            )
+        })?;
+    Ok((uas_stat, stat))
+}
+
 fn our_threads(args: &Args) -> Vec<String> {
     args.sb_threads.map_or_else(Vec::new, |n| {
         strings(&[
@@ -772,24 +825,7 @@ fn ours_cps_step(args: &Args, dir: &Path, rate: u64) -> Result<CpsStep, String> 
         "uac.json",
     ]);
     uac_args.extend(our_threads(args));
-    let mut uac = Proc::spawn(
-        "switchboard load uac",
-        "INT",
-        bound,
-        &args.switchboard,
-        &uac_args,
-        dir,
-        &dir.join("uac.log"),
-    )?;
-    let (status, uas_cpu_s) = uac.wait_reading(&uas, args.tck)?;
-    drop(uac);
-    let (uas_failed, _) = finish_ours_uas(uas, dir);
-    let r = read_json(&dir.join("uac.json")).map_err(|e| {
-        format!(
-            "uac report: {e} (exit {status}); log: {}",
-            tail_of(&dir.join("uac.log"), 3)
-        )
-    })?;
+    let (uas_cpu_s, uas_failed, r) = run_our_uac(args, &uac_args, bound, dir, uas)?;
     let n = |p: &[&str]| at(&r, p).unwrap_or(0.0);
     let answered = n(&["totals", "answered"]) as u64;
     let elapsed = n(&["elapsed_s"]);
@@ -954,35 +990,12 @@ fn sipp_media_step(args: &Args, dir: &Path, calls: u64) -> Result<MediaStep, Str
         "1",
         "-nostdin",
     ]));
-    let mut uac = Proc::spawn(
-        "SIPp UAC",
-        "USR1",
-        bound,
-        Path::new("sipp"),
-        &uac_args,
-        dir,
-        &dir.join("uac.log"),
-    )?;
-    let (status, uas_cpu_s) = uac.wait_reading(&uas, args.tck)?;
-    drop(uac);
+    let (status, uas_cpu_s) = run_sipp_uac(args, &uac_args, bound, dir, &uas)?;
     let early = uas.ended_early();
     // Echoes in flight, and the UAS's counters (written every second).
     std::thread::sleep(Duration::from_millis(1500));
     let counts = capture.finish(args);
-    let uas_stat = std::fs::read_to_string(dir.join("uas.csv"))
-        .ok()
-        .and_then(|t| sipp::parse_stat_csv(&t).ok())
-        .unwrap_or_default();
-    uas.stop("-USR1", 2.0);
-    let stat = std::fs::read_to_string(dir.join("stat.csv"))
-        .map_err(|e| e.to_string())
-        .and_then(|t| sipp::parse_stat_csv(&t).map_err(|e| e.to_string()))
-        .map_err(|e| {
-            format!(
-                "SIPp UAC stat file: {e} (exit {status}); log: {}",
-                tail_of(&dir.join("uac.log"), 3)
-            )
-        })?;
+    let (uas_stat, stat) = sipp_stats(dir, uas, status)?;
     let (counts, note) = match counts {
         Ok(c) => (c, early),
         Err(e) => (RtpCounts::default(), Some(format!("capture: {e}"))),
@@ -1038,24 +1051,7 @@ fn ours_media_step(args: &Args, dir: &Path, calls: u64) -> Result<MediaStep, Str
         "uac.json",
     ]);
     uac_args.extend(our_threads(args));
-    let mut uac = Proc::spawn(
-        "switchboard load uac",
-        "INT",
-        bound,
-        &args.switchboard,
-        &uac_args,
-        dir,
-        &dir.join("uac.log"),
-    )?;
-    let (status, uas_cpu_s) = uac.wait_reading(&uas, args.tck)?;
-    drop(uac);
-    let (uas_failed, _) = finish_ours_uas(uas, dir);
-    let r = read_json(&dir.join("uac.json")).map_err(|e| {
-        format!(
-            "uac report: {e} (exit {status}); log: {}",
-            tail_of(&dir.join("uac.log"), 3)
-        )
-    })?;
+    let (uas_cpu_s, uas_failed, r) = run_our_uac(args, &uac_args, bound, dir, uas)?;
     let n = |p: &[&str]| at(&r, p).unwrap_or(0.0);
     let answered = n(&["totals", "answered"]) as u64;
     Ok(MediaStep {
