@@ -153,6 +153,11 @@ impl Sip {
     }
 }
 
+/// The earliest of some optional instants (the next timer of several sources).
+pub fn earliest(times: impl IntoIterator<Item = Option<Instant>>) -> Option<Instant> {
+    times.into_iter().flatten().min()
+}
+
 /// The SDP body offered (UAC) or answered (UAS): one PCMU/PCMA audio stream at `media`.
 pub fn sdp_body(session: u64, media: SocketAddr, payload_type: u8) -> Bytes {
     let ip = media.ip();

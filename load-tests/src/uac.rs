@@ -2,7 +2,7 @@
 //! built-in scenario for each, and counts what happened. Sans-IO over the engine's transaction
 //! layer.
 
-use crate::agent::{remote_audio, sdp_body, Agent, MediaEvent, Sip};
+use crate::agent::{earliest, remote_audio, sdp_body, Agent, MediaEvent, Sip};
 use crate::pace::Pacer;
 use crate::stats::{Counters, Failure};
 use bytes::Bytes;
@@ -646,17 +646,11 @@ impl Agent for Uac {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        let mut t = self.sip.layer.poll_timeout();
-        let mut consider = |x: Option<Instant>| {
-            if let Some(x) = x {
-                t = Some(t.map_or(x, |t| t.min(x)));
-            }
-        };
-        consider(self.timers.peek().map(|r| r.0 .0));
-        if self.may_start() {
-            consider(self.pacer.next_due());
-        }
-        t
+        earliest([
+            self.sip.layer.poll_timeout(),
+            self.timers.peek().map(|r| r.0 .0),
+            self.may_start().then(|| self.pacer.next_due()).flatten(),
+        ])
     }
 
     fn drain(&mut self, now: Instant) {

@@ -2,7 +2,7 @@
 //! retransmits its 2xx until the ACK, answers BYE, CANCEL, OPTIONS and REGISTER. Sans-IO over
 //! the engine's transaction layer.
 
-use crate::agent::{remote_audio, sdp_body, Agent, MediaEvent, Sip};
+use crate::agent::{earliest, remote_audio, sdp_body, Agent, MediaEvent, Sip};
 use crate::stats::{Counters, Failure};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -370,12 +370,10 @@ impl Agent for Uas {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        let a = self.sip.layer.poll_timeout();
-        let b = self.timers.peek().map(|r| r.0 .0);
-        match (a, b) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        earliest([
+            self.sip.layer.poll_timeout(),
+            self.timers.peek().map(|r| r.0 .0),
+        ])
     }
 
     fn drain(&mut self, _now: Instant) {

@@ -13,7 +13,7 @@ use super::digest;
 use super::parse::{DtmfMode, Expect, Source, Step};
 use super::template::{Env, StartLine, Var};
 use super::Script;
-use crate::agent::{remote_audio, Agent, MediaEvent, Sip};
+use crate::agent::{earliest, remote_audio, Agent, MediaEvent, Sip};
 use crate::pace::Pacer;
 use crate::stats::{Counters, Failure};
 use std::cmp::Reverse;
@@ -1225,17 +1225,11 @@ impl Agent for ScriptedUac {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        let mut t = self.sip.layer.poll_timeout();
-        let mut consider = |x: Option<Instant>| {
-            if let Some(x) = x {
-                t = Some(t.map_or(x, |t| t.min(x)));
-            }
-        };
-        consider(self.timers.peek().map(|r| r.0 .0));
-        if self.may_start() {
-            consider(self.pacer.next_due());
-        }
-        t
+        earliest([
+            self.sip.layer.poll_timeout(),
+            self.timers.peek().map(|r| r.0 .0),
+            self.may_start().then(|| self.pacer.next_due()).flatten(),
+        ])
     }
 
     fn drain(&mut self, _now: Instant) {
