@@ -9,6 +9,9 @@ use std::process::Child;
 use std::time::Duration;
 use switchboard_tests::{free_port, register, sipp, sipp_scenario, wait_cdrs, Engine};
 
+/// The CDR of a call the caller hung up after the answer.
+const NORMAL: (&str, i64) = ("normal_clearing", 200);
+
 const TRUSTED: &str = "[calls]\ntrusted_sources = [\"127.0.0.1\"]\n";
 
 /// Offer MD5 challenges only (SIPp 3.6.1 reads just the first challenge, and only MD5).
@@ -181,31 +184,14 @@ fn expect_cdrs(engine: &Engine, n: usize, cause: &str, sip_code: i64) -> Vec<Val
 /// callee receives the CANCEL (answering 200 and 487 itself).
 #[test]
 fn cancel_before_answer_reaches_the_callee() {
-    const CALLS: u32 = 10;
-    let engine = Engine::start(TRUSTED);
-    let logs = tempfile::tempdir().expect("temp dir");
-    let port = free_port();
-    let uas = callee(
-        logs.path(),
-        "uas_ring_cancel",
-        "uas_ring_cancel.xml",
-        port,
-        CALLS,
-        &[],
-    );
-    register_contacts(&engine, "ringer", &[port]);
-    let uac = caller(
-        logs.path(),
-        &engine,
-        "uac_cancel",
-        &sipp_scenario("uac_cancel.xml"),
+    let cdrs = two_party_flow(
         "ringer",
-        CALLS,
-        &[],
+        "uac_cancel.xml",
+        "uas_ring_cancel.xml",
+        10,
+        ("caller_cancel", 487),
     );
-    uac.expect_success(&engine);
-    uas.expect_success(&engine);
-    for c in expect_cdrs(&engine, CALLS as usize, "caller_cancel", 487) {
+    for c in cdrs {
         assert!(
             c["answer_ms"].is_null(),
             "a cancelled call was answered: {c}"
@@ -216,32 +202,28 @@ fn cancel_before_answer_reaches_the_callee() {
 /// The callee answers, then hangs up: its BYE reaches the caller, who answers 200.
 #[test]
 fn callee_hangs_up_first() {
-    const CALLS: u32 = 10;
-    let engine = Engine::start(TRUSTED);
-    let logs = tempfile::tempdir().expect("temp dir");
-    let port = free_port();
-    let uas = callee(logs.path(), "uas_bye", "uas_bye.xml", port, CALLS, &[]);
-    register_contacts(&engine, "hanger", &[port]);
-    let uac = caller(
-        logs.path(),
-        &engine,
-        "uac_callee_bye",
-        &sipp_scenario("uac_callee_bye.xml"),
+    let cdrs = two_party_flow(
         "hanger",
-        CALLS,
-        &[],
+        "uac_callee_bye.xml",
+        "uas_bye.xml",
+        10,
+        ("callee_hangup", 200),
     );
-    uac.expect_success(&engine);
-    uas.expect_success(&engine);
-    for c in expect_cdrs(&engine, CALLS as usize, "callee_hangup", 200) {
+    for c in cdrs {
         assert!(c["answer_ms"].is_i64(), "no answer time: {c}");
     }
 }
 
 /// Runs `calls` calls from a SIPp caller running `uac` to a registered SIPp callee running
 /// `uas` through the engine; both must follow their scenario on every call and each call must
-/// end with a normal-clearing CDR.
-fn two_party_flow(user: &str, uac: &str, uas: &str, calls: u32) {
+/// end with a CDR of the given (cause, final SIP code). Returns the CDRs.
+fn two_party_flow(
+    user: &str,
+    uac: &str,
+    uas: &str,
+    calls: u32,
+    (cause, code): (&str, i64),
+) -> Vec<Value> {
     let engine = Engine::start(TRUSTED);
     let logs = tempfile::tempdir().expect("temp dir");
     let port = free_port();
@@ -259,21 +241,21 @@ fn two_party_flow(user: &str, uac: &str, uas: &str, calls: u32) {
     );
     caller_peer.expect_success(&engine);
     callee_peer.expect_success(&engine);
-    expect_cdrs(&engine, calls as usize, "normal_clearing", 200);
+    expect_cdrs(&engine, calls as usize, cause, code)
 }
 
 /// Hold (a=sendonly) and unhold (a=sendrecv) re-INVITEs from the caller reach the callee, and
 /// its answers (a=recvonly, a=sendrecv) come back; then the caller hangs up.
 #[test]
 fn reinvite_hold_and_unhold_are_forwarded() {
-    two_party_flow("holder", "uac_reinvite.xml", "uas_reinvite.xml", 5);
+    two_party_flow("holder", "uac_reinvite.xml", "uas_reinvite.xml", 5, NORMAL);
 }
 
 /// An UPDATE with an SDP offer (RFC 3311) inside the dialog reaches the callee re-anchored, and
 /// its answer comes back.
 #[test]
 fn update_inside_the_dialog_is_forwarded() {
-    two_party_flow("updater", "uac_update.xml", "uas_update.xml", 5);
+    two_party_flow("updater", "uac_update.xml", "uas_update.xml", 5, NORMAL);
 }
 
 /// re-INVITE glare: the caller's re-INVITE, sent while the callee's is pending, gets 491 from
@@ -281,7 +263,7 @@ fn update_inside_the_dialog_is_forwarded() {
 /// succeeds.
 #[test]
 fn reinvite_glare_gets_491_and_the_retry_succeeds() {
-    two_party_flow("glare", "uac_glare.xml", "uas_glare.xml", 3);
+    two_party_flow("glare", "uac_glare.xml", "uas_glare.xml", 3, NORMAL);
 }
 
 /// Forks each of `CALLS` calls to two contacts of one user: `other` (a scenario that never
