@@ -20,6 +20,7 @@
 pub mod codec;
 pub mod dtmf;
 pub mod jitter;
+pub mod pcm;
 pub mod plc;
 pub mod ports;
 pub mod quality;
@@ -31,6 +32,7 @@ pub mod signal;
 pub mod tone;
 pub mod transcode;
 
+pub use pcm::Pcm;
 pub use ports::{BoundPair, PortAllocator, PortError, PortLease};
 pub use relay::{
     DirectionStats, Leg, RelayConfig, RelayError, RelayMonitor, RelaySession, RelayStats,
