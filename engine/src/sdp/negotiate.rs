@@ -1,7 +1,8 @@
 //! RFC 3264 offer/answer for the audio the engine relays.
 //!
-//! Supported: PCMU (static 0), PCMA (static 8), `telephone-event` (RFC 4733, dynamic) and Opus
-//! (dynamic, 48000/2, passed through untouched: the relay does not transcode). The B2BUA relays
+//! Supported: PCMU (static 0), PCMA (static 8), G.722 (static 9), `telephone-event` (RFC 4733,
+//! dynamic) and Opus (dynamic, 48000/2). Formats pass through the relay untouched when both legs
+//! agree; the media plane transcodes when they differ. The B2BUA relays
 //! the caller's offer to the callee and the callee's answer back, so it never builds an answer
 //! itself: it filters the offer ([`filter_offer`]), checks that something usable is left
 //! ([`has_voice_codec`], else 488) and validates the callee's answer ([`negotiate`]).
@@ -19,8 +20,10 @@ pub enum Codec {
     Pcma,
     /// RFC 4733 DTMF events (dynamic payload type).
     TelephoneEvent,
-    /// Opus (dynamic payload type, `opus/48000/2`), relayed without transcoding.
+    /// Opus (dynamic payload type, `opus/48000/2`).
     Opus,
+    /// G.722 (static 9, `G722/8000` on the wire, 16 kHz audio).
+    G722,
 }
 
 impl Codec {
@@ -31,6 +34,7 @@ impl Codec {
             return match payload_type {
                 0 => Some(Codec::Pcmu),
                 8 => Some(Codec::Pcma),
+                9 => Some(Codec::G722),
                 _ => None,
             };
         };
@@ -40,6 +44,7 @@ impl Codec {
             ("pcma", 8000) => Some(Codec::Pcma),
             ("telephone-event", _) => Some(Codec::TelephoneEvent),
             ("opus", 48000) => Some(Codec::Opus),
+            ("g722", 8000) => Some(Codec::G722),
             _ => None,
         }
     }
@@ -56,6 +61,15 @@ impl Codec {
             Codec::Pcma => "PCMA",
             Codec::TelephoneEvent => "telephone-event",
             Codec::Opus => "opus",
+            Codec::G722 => "G722",
+        }
+    }
+
+    /// The `a=rtpmap` clock rate and channel count written for this codec.
+    pub fn rtpmap_clock(self) -> (u32, Option<u16>) {
+        match self {
+            Codec::Opus => (48000, Some(2)),
+            _ => (8000, None),
         }
     }
 }

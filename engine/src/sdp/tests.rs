@@ -315,7 +315,7 @@ fn filter_offer_keeps_supported_codecs_in_order_and_disables_the_rest() {
     assert!(has_voice_codec(&offer));
     let f = filter_offer(&offer);
     let m = &f.media[0];
-    assert_eq!(m.formats, ["96", "0", "8", "101"]);
+    assert_eq!(m.formats, ["96", "0", "9", "8", "101"]);
     assert_eq!(m.port, 49170);
     assert!(m.rtpmap(18).is_none() && m.fmtp(18).is_none() && m.rtpmap(97).is_none());
     assert_eq!(
@@ -335,7 +335,7 @@ fn filter_offer_keeps_supported_codecs_in_order_and_disables_the_rest() {
 
     // Only unsupported voice codecs (+ DTMF): nothing left → 488.
     let g729 = RICH_OFFER
-        .replace("18 96 0 9 8 97 101", "18 9 101")
+        .replace("18 96 0 9 8 97 101", "18 97 101")
         .replace("m=video 51372", "m=video 0");
     let f = filter_offer(&Sdp::parse(&g729).unwrap());
     assert_eq!(f.media[0].port, 0);
