@@ -9,12 +9,13 @@ SHELL := /bin/bash
 CARGO ?= cargo
 BIN   := $(CURDIR)/target/release/switchboard
 
-# Debian packages needed to build and run the server (opus bundles libopus: cmake).
-RUN_APT  := cmake pkg-config
+# Debian packages needed to build and run the server (opus bundles libopus: cmake; speech
+# recognition links pocketsphinx and uses its en-us model; TTS runs flite).
+RUN_APT  := cmake pkg-config libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us flite
 # Debian packages the tests use (real peers and PostgreSQL).
-TEST_APT := sip-tester baresip sox libsox-fmt-all postgresql cmake pkg-config
+TEST_APT := $(RUN_APT) sip-tester baresip sox libsox-fmt-all opus-tools postgresql
 # Debian packages the benchmarks use.
-BENCH_APT := sip-tester cmake pkg-config
+BENCH_APT := $(RUN_APT) sip-tester
 # The call benchmark also runs Kamailio (reference proxy) and dumpcap (RTP counts, package tshark).
 BENCH_CALLS_APT := $(BENCH_APT) kamailio tshark
 

@@ -2,7 +2,17 @@
 //! way) through N [`RelaySession`]s, for a few seconds.
 //!
 //! `cargo bench -p switchboard-media --bench relay` with knobs in the environment:
-//! `RELAY_CALLS` (1000), `RELAY_SECONDS` (5), `RELAY_THREADS` (relay runtime workers, 1).
+//! `RELAY_CALLS` (1000), `RELAY_SECONDS` (5), `RELAY_THREADS` (relay runtime workers, 1),
+//! `RELAY_MODE` (`all`, or one of `plain`, `record`, `player`).
+//!
+//! Modes, each on a fresh runtime and fresh sessions:
+//!
+//! * `plain`: the pass-through relay (no formats set), the cost every call pays;
+//! * `record`: the same traffic with both legs set to PCMU and a stereo WAV recording running on
+//!   every session (the pumps copy packets to the tap task, which runs two jitter buffers and
+//!   decoders and writes 32 KB/s per call to files in the temp directory);
+//! * `player`: no generator; every session plays a looping 1 kHz PCMU clip into leg A, and the
+//!   cost is per 20 ms packet the players sent (delivered to the sink).
 //!
 //! The generator is deliberately cheap so that the relay's cost can be read: all caller legs are
 //! served by one socket and all callee legs by another (every session latches to those), a sender
@@ -16,7 +26,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use switchboard_media::{Leg, PortAllocator, RelayConfig, RelaySession};
+use switchboard_media::codec::CodecKind;
+use switchboard_media::signal::sine;
+use switchboard_media::{Leg, LegFormat, Pcm, PortAllocator, RelayConfig, RelaySession};
 
 const PAYLOAD: usize = 160;
 const PACKET: usize = 12 + PAYLOAD;
@@ -30,12 +42,38 @@ fn env(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Plain,
+    Record,
+    Player,
+}
+
+const PCMU: LegFormat = LegFormat {
+    codec: CodecKind::Pcmu,
+    payload_type: 0,
+    dtmf_payload_type: None,
+};
+
 fn main() {
     let calls = env("RELAY_CALLS", 1000) as usize;
     let seconds = env("RELAY_SECONDS", 5);
     let threads = env("RELAY_THREADS", 1) as usize;
-    let ticks_hz = 1000 / 20;
     raise_nofile(calls as u64 * 4 + 256);
+    let modes = match std::env::var("RELAY_MODE").as_deref() {
+        Ok("plain") => vec![Mode::Plain],
+        Ok("record") => vec![Mode::Record],
+        Ok("player") => vec![Mode::Player],
+        _ => vec![Mode::Plain, Mode::Record, Mode::Player],
+    };
+    for mode in modes {
+        run(mode, calls, seconds, threads);
+        println!();
+    }
+}
+
+fn run(mode: Mode, calls: usize, seconds: u64, threads: usize) {
+    let ticks_hz = 1000 / 20;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
@@ -61,6 +99,25 @@ fn main() {
     }
     let to_a: Vec<SocketAddr> = sessions.iter().map(|s| s.local_addr(Leg::A)).collect();
     let to_b: Vec<SocketAddr> = sessions.iter().map(|s| s.local_addr(Leg::B)).collect();
+    let rec_dir = std::env::temp_dir().join(format!("relay-bench-{}", std::process::id()));
+    match mode {
+        Mode::Plain => {}
+        Mode::Record => {
+            for (i, s) in sessions.iter().enumerate() {
+                s.set_format(Leg::A, Some(PCMU));
+                s.set_format(Leg::B, Some(PCMU));
+                s.start_recording(&rec_dir.join(format!("{i}.wav")))
+                    .expect("recording");
+            }
+        }
+        Mode::Player => {
+            let clip = Pcm::new(8000, sine(1000.0, -10.0, 8000, 8000));
+            for (i, s) in sessions.iter().enumerate() {
+                s.set_format(Leg::A, Some(PCMU));
+                s.play(Leg::A, clip.clone(), 0, i as u64);
+            }
+        }
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     let received = [Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))];
@@ -76,7 +133,7 @@ fn main() {
         .collect();
 
     let sent = Arc::new(AtomicU64::new(0));
-    let sending = Arc::new(AtomicBool::new(true));
+    let sending = Arc::new(AtomicBool::new(mode != Mode::Player));
     let sender = {
         let (sent, sending) = (sent.clone(), sending.clone());
         let (x, y) = (x.try_clone().unwrap(), y.try_clone().unwrap());
@@ -131,7 +188,9 @@ fn main() {
     let proc_cpu = secs("", &cpu1) - secs("", &cpu0);
     let offered = calls as u64 * 2 * PPS_PER_DIRECTION;
 
-    println!("relay benchmark: {calls} calls, {threads} relay thread(s), {seconds} s measured");
+    println!(
+        "relay benchmark ({mode:?}): {calls} calls, {threads} relay thread(s), {seconds} s measured"
+    );
     println!(
         "  offered into relay : {offered} pkt/s ({} per call each way, {PACKET}-byte packets)",
         PPS_PER_DIRECTION
@@ -157,12 +216,27 @@ fn main() {
     println!(
         "  relay counters     : rtp seq loss {lost}, dropped {dropped}, foreign {foreign} (ticks/s {ticks_hz})"
     );
-    println!(
-        "  relay CPU          : {:.1} % of a core = {:.4} % per call = {:.2} µs per packet relayed",
-        100.0 * relay_cpu / wall,
-        100.0 * relay_cpu / wall / calls as f64,
-        1e6 * relay_cpu / (fwd1 - fwd0).max(1) as f64
-    );
+    if mode == Mode::Player {
+        println!(
+            "  relay CPU          : {:.1} % of a core = {:.4} % per call (players only)",
+            100.0 * relay_cpu / wall,
+            100.0 * relay_cpu / wall / calls as f64
+        );
+    } else {
+        println!(
+            "  relay CPU          : {:.1} % of a core = {:.4} % per call = {:.2} µs per packet relayed",
+            100.0 * relay_cpu / wall,
+            100.0 * relay_cpu / wall / calls as f64,
+            1e6 * relay_cpu / (fwd1 - fwd0).max(1) as f64
+        );
+    }
+    if mode == Mode::Player {
+        println!(
+            "  player CPU         : {:.2} µs per 20 ms packet played ({:.0} packets/s delivered)",
+            1e6 * relay_cpu / (rx1 - rx0).max(1) as f64,
+            (rx1 - rx0) as f64 / wall
+        );
+    }
     println!(
         "  generator CPU      : {:.1} % of a core; whole process {:.1} % ({:.4} % per call)",
         100.0 * gen_cpu / wall,
@@ -174,6 +248,17 @@ fn main() {
         (rss_after.saturating_sub(rss_before)) as f64 / calls as f64,
         rss_after.saturating_sub(rss_before)
     );
+    if mode == Mode::Record {
+        let infos = rt.block_on(async {
+            let mut n = 0;
+            for s in &sessions {
+                n += usize::from(s.stop_recording().await.is_some());
+            }
+            n
+        });
+        println!("  recordings         : {infos} finished");
+        let _ = std::fs::remove_dir_all(&rec_dir);
+    }
     drop(sessions);
     rt.shutdown_timeout(Duration::from_secs(2));
 }

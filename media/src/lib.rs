@@ -17,12 +17,15 @@
 //! Architecture invariant: this crate knows nothing of SIP or SDP, and no packet ever goes through
 //! an actor mailbox.
 
+pub mod asr;
 pub mod codec;
 pub mod dtmf;
 pub mod jitter;
+pub mod mix;
 pub mod pcm;
 pub mod plc;
 pub mod ports;
+pub mod prompt;
 pub mod quality;
 pub mod recording;
 pub mod relay;
@@ -31,10 +34,12 @@ pub mod rtp;
 pub mod signal;
 pub mod tone;
 pub mod transcode;
+pub mod tts;
 
 pub use pcm::Pcm;
 pub use ports::{BoundPair, PortAllocator, PortError, PortLease};
 pub use relay::{
-    DirectionStats, Leg, RelayConfig, RelayError, RelayMonitor, RelaySession, RelayStats,
+    DirectionStats, DtmfSource, Leg, LegFormat, MediaEvent, RecordError, RecordingInfo,
+    RelayConfig, RelayError, RelayMonitor, RelaySession, RelayStats, Route, StreamQuality,
     MAX_PACKET,
 };

@@ -57,6 +57,10 @@ mod tests {
         assert_eq!(p.duration(), Duration::from_millis(500));
         let q = p.resampled(16000).expect("8 → 16 kHz is supported");
         assert_eq!(q.rate, 16000);
-        assert!((q.samples.len() as i64 - 8000).abs() < 200, "{}", q.samples.len());
+        assert!(
+            (q.samples.len() as i64 - 8000).abs() < 200,
+            "{}",
+            q.samples.len()
+        );
     }
 }
