@@ -1,11 +1,17 @@
-//! Call detail records: one row per call, written when the call ends.
+//! Call detail records: one row per call, written when the call ends, with the call's quality
+//! (MOS, jitter, codec per received direction) and its recording when the engine has them.
 
 use crate::{Storage, StorageError};
-use sqlx::any::AnyRow;
-use sqlx::Row;
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
+use sqlx::{Any, Row};
 
 /// A call detail record. Times are epoch milliseconds; counters cover the relayed RTP.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+///
+/// Quality fields are per direction *as received by the engine*: `_a` is what came from the
+/// caller (A leg), `_b` what came from the callee (B leg). They are `None` when not measured
+/// (no media, an unanswered call, or an engine that does not compute them).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct Cdr {
     /// Assigned by [`Storage::insert_cdr`]; ignored on insert.
     pub id: i64,
@@ -40,13 +46,28 @@ pub struct Cdr {
     pub lost_a_to_b: i64,
     /// Packets lost from B to A.
     pub lost_b_to_a: i64,
+    /// Estimated MOS (1.0–4.5, E-model) of the audio received from the caller.
+    pub mos_a: Option<f64>,
+    /// Estimated MOS of the audio received from the callee.
+    pub mos_b: Option<f64>,
+    /// RFC 3550 interarrival jitter, in milliseconds, of the caller's stream.
+    pub jitter_a_ms: Option<f64>,
+    /// Interarrival jitter, in milliseconds, of the callee's stream.
+    pub jitter_b_ms: Option<f64>,
+    /// Codec the caller sent, as SDP names it (`PCMU`, `opus`, …).
+    pub codec_a: Option<String>,
+    /// Codec the callee sent.
+    pub codec_b: Option<String>,
+    /// Path of the call's recording, if it was recorded (see [`crate::Recording`]).
+    pub recording: Option<String>,
 }
 
 /// The CDR columns but `id`, as a literal (sqlx only runs `'static` SQL without an audit marker).
 macro_rules! cdr_fields {
     () => {
         "call_id, caller, callee, start_ms, answer_ms, end_ms, duration_ms, cause, sip_code, \
-         packets_a_to_b, packets_b_to_a, bytes_a_to_b, bytes_b_to_a, lost_a_to_b, lost_b_to_a"
+         packets_a_to_b, packets_b_to_a, bytes_a_to_b, bytes_b_to_a, lost_a_to_b, lost_b_to_a, \
+         mos_a, mos_b, jitter_a_ms, jitter_b_ms, codec_a, codec_b, recording"
     };
 }
 
@@ -68,6 +89,13 @@ fn cdr_from_row(row: &AnyRow) -> Result<Cdr, sqlx::Error> {
         bytes_b_to_a: row.try_get("bytes_b_to_a")?,
         lost_a_to_b: row.try_get("lost_a_to_b")?,
         lost_b_to_a: row.try_get("lost_b_to_a")?,
+        mos_a: row.try_get("mos_a")?,
+        mos_b: row.try_get("mos_b")?,
+        jitter_a_ms: row.try_get("jitter_a_ms")?,
+        jitter_b_ms: row.try_get("jitter_b_ms")?,
+        codec_a: row.try_get("codec_a")?,
+        codec_b: row.try_get("codec_b")?,
+        recording: row.try_get("recording")?,
     })
 }
 
@@ -92,13 +120,29 @@ impl Storage {
     }
 }
 
+/// Binds a nullable `REAL` / `DOUBLE PRECISION` value.
+///
+/// sqlx 0.9.0's `Any` driver sends a NULL `f64` typed as PostgreSQL `float4` and a NULL `f32` as
+/// `float8` (the mapping is swapped: sqlx issue #4284). A statement is prepared, and cached per
+/// connection, with the parameter types of its first run: if that run had a NULL `f64`, every
+/// later non-NULL value fails with "incorrect binary data format". So a NULL goes as an `f32`
+/// NULL, which reaches PostgreSQL as `float8` like the values do. Check this when upgrading sqlx
+/// (it is pinned): the backends test inserts NULL qualities first on a fresh connection.
+fn bind_real(q: Query<'_, Any, AnyArguments>, v: Option<f64>) -> Query<'_, Any, AnyArguments> {
+    match v {
+        Some(v) => q.bind(v),
+        None => q.bind(None::<f32>),
+    }
+}
+
 async fn insert_one(conn: &mut sqlx::AnyConnection, cdr: &Cdr) -> Result<i64, StorageError> {
     const OP: &str = "insert_cdr";
     {
-        let row = sqlx::query(concat!(
+        let q = sqlx::query(concat!(
             "INSERT INTO cdrs (",
             cdr_fields!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+             $16, $17, $18, $19, $20, $21, $22) \
              RETURNING id"
         ))
         .bind(&cdr.call_id)
@@ -115,10 +159,18 @@ async fn insert_one(conn: &mut sqlx::AnyConnection, cdr: &Cdr) -> Result<i64, St
         .bind(cdr.bytes_a_to_b)
         .bind(cdr.bytes_b_to_a)
         .bind(cdr.lost_a_to_b)
-        .bind(cdr.lost_b_to_a)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(StorageError::at(OP))?;
+        .bind(cdr.lost_b_to_a);
+        let q = bind_real(q, cdr.mos_a);
+        let q = bind_real(q, cdr.mos_b);
+        let q = bind_real(q, cdr.jitter_a_ms);
+        let q = bind_real(q, cdr.jitter_b_ms);
+        let row = q
+            .bind(&cdr.codec_a)
+            .bind(&cdr.codec_b)
+            .bind(&cdr.recording)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(StorageError::at(OP))?;
         row.try_get("id").map_err(StorageError::at(OP))
     }
 }

@@ -11,7 +11,9 @@
 //! * users and their digest credentials ([`UserRecord`]): only HA1 hashes are stored, never a
 //!   password;
 //! * registrations, the RFC 3261 §10 location service ([`Binding`]);
-//! * call detail records ([`Cdr`]).
+//! * contact-centre configuration and routing journal ([`ContactWrite`], [`ContactEvent`]);
+//! * call detail records ([`Cdr`]), with per-direction call quality;
+//! * the recording index ([`Recording`]): where each call's recording files are.
 //!
 //! Architecture invariant: this crate knows neither actors nor SIP messages. It stores what it is
 //! given (an AOR is kept exactly as the caller normalised it) and decides nothing about calls.
@@ -19,12 +21,16 @@
 #![warn(missing_docs)]
 
 mod cdrs;
+mod contact;
 mod error;
+mod recordings;
 mod registrations;
 mod users;
 
 pub use cdrs::Cdr;
+pub use contact::{ContactAgentRow, ContactEvent, ContactQueueRow, ContactWrite};
 pub use error::StorageError;
+pub use recordings::Recording;
 pub use registrations::Binding;
 pub use users::{ha1_md5, ha1_sha256, UserRecord};
 
