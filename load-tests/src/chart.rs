@@ -294,8 +294,10 @@ mod tests {
                 time_limit: None,
                 duration_ms: 0,
                 max_concurrent: 10_000,
+                workers: None,
             },
             elapsed_s: samples.len() as f64,
+            workers: Vec::new(),
             totals: Totals {
                 started: 1000,
                 answered: 998,

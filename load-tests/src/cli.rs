@@ -5,12 +5,14 @@ use crate::agent::Agent;
 use crate::media::{Audio, MediaMode, MediaPool, MediaTotals};
 use crate::report::{Criteria, MediaSummary, Outcome, Report, Sample};
 use crate::script::uac::{ScriptConfig, ScriptedUac};
+use crate::script::uas::{ScriptUasConfig, ScriptedUas};
 use crate::script::Script;
 use crate::stats::{Counters, HistSnapshot};
 use crate::uac::{Scenario, Uac, UacConfig};
 use crate::uas::{Uas, UasConfig};
 use crate::worker::{self, Deadlines};
 use clap::{Args, ValueEnum};
+use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Which side of the calls this run plays.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 pub enum Role {
     /// Places calls towards `--target`.
     Uac,
@@ -28,7 +30,7 @@ pub enum Role {
 }
 
 /// The built-in scenarios (`--scenario`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 pub enum ScenarioArg {
     /// INVITE, ACK, the call's duration, BYE.
     Call,
@@ -45,7 +47,7 @@ pub enum ScenarioArg {
 }
 
 /// What each call does with audio.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 pub enum MediaArg {
     /// No RTP.
     None,
@@ -56,7 +58,7 @@ pub enum MediaArg {
 }
 
 /// `switchboard load`: floods a SIP target with calls (uac) or answers them (uas).
-#[derive(Args, Clone, Debug)]
+#[derive(Args, Clone, Debug, Serialize, Deserialize)]
 pub struct LoadArgs {
     /// uac (place calls) or uas (answer calls).
     #[arg(value_enum)]
@@ -71,7 +73,8 @@ pub struct LoadArgs {
     /// What each call does (uac).
     #[arg(long, value_enum, default_value = "call")]
     pub scenario: ScenarioArg,
-    /// A TOML scenario (load-tests/SCENARIOS.md) the uac runs instead of the built-in one.
+    /// A TOML scenario (load-tests/SCENARIOS.md) run instead of the built-in one: by the uac
+    /// for each call it places, by the uas for each call it receives.
     #[arg(long, value_name = "FILE")]
     pub scenario_file: Option<PathBuf>,
     /// CSV injection for `--scenario-file`, as SIPp's `-inf` (`[field0]`, `[field1]`, …).
@@ -165,23 +168,36 @@ pub struct LoadArgs {
     /// No live progress line.
     #[arg(long)]
     pub quiet: bool,
+    /// Multi-process mode (uac): this process becomes the controller and runs the load in N
+    /// worker processes of the same binary, each from its own loopback source address
+    /// (127.0.0.2, .3, … for an IPv4 loopback target; with `--listen IP:PORT`, consecutive
+    /// port ranges), with the rate, call count and concurrency split between them; their
+    /// per-second statistics are merged into one progress line, report and exit code.
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Internal (worker processes): the controller's control socket.
+    #[arg(long, hide = true, requires = "worker_index")]
+    pub control: Option<SocketAddr>,
+    /// Internal (worker processes): this worker's number.
+    #[arg(long, hide = true, requires = "control")]
+    pub worker_index: Option<usize>,
 }
 
 /// A checked plan for the run.
 #[derive(Clone, Debug)]
-struct Plan {
-    args: LoadArgs,
+pub(crate) struct Plan {
+    pub(crate) args: LoadArgs,
     /// The scenario file, loaded and validated.
     script: Option<Arc<Script>>,
     threads: usize,
     /// Stop starting calls at this offset.
     drain_after: Duration,
     /// Give up on live calls at this offset.
-    abandon_after: Duration,
+    pub(crate) abandon_after: Duration,
 }
 
 /// Checks the arguments: a bound on count or time, loopback only unless allowed, sane values.
-fn plan(args: LoadArgs) -> Result<Plan, String> {
+pub(crate) fn plan(args: LoadArgs) -> Result<Plan, String> {
     if args.calls.is_none() && args.time_limit.is_none() {
         return Err(
             "refusing to start without a bound: give --calls N or --time-limit SECS".into(),
@@ -212,16 +228,26 @@ fn plan(args: LoadArgs) -> Result<Plan, String> {
     }
     let script = match &args.scenario_file {
         None => None,
-        Some(_) if args.role == Role::Uas => {
-            return Err("--scenario-file is for the uac".into());
-        }
         Some(_) if args.scenario != ScenarioArg::Call => {
             return Err("give either --scenario or --scenario-file, not both".into());
         }
-        Some(path) => Some(Arc::new(
-            Script::load(path, args.inf.as_deref()).map_err(|e| e.to_string())?,
-        )),
+        Some(path) => {
+            let script = Script::load(path, args.inf.as_deref()).map_err(|e| e.to_string())?;
+            if args.role == Role::Uas {
+                crate::script::uac::answering_method(&script)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+            Some(Arc::new(script))
+        }
     };
+    if let Some(n) = args.workers {
+        if args.role != Role::Uac {
+            return Err("--workers is for the uac (the uas already answers on every core)".into());
+        }
+        if !(1..=64).contains(&n) {
+            return Err("--workers must be 1-64".into());
+        }
+    }
     if args.reject_percent > 100 {
         return Err("--reject-percent must be 0–100".into());
     }
@@ -305,7 +331,7 @@ fn scenario_of(args: &LoadArgs) -> Scenario {
 }
 
 /// Splits `total` over `n` parts as evenly as possible.
-fn share(total: u64, n: usize, i: usize) -> u64 {
+pub(crate) fn share(total: u64, n: usize, i: usize) -> u64 {
     let n = n as u64;
     total / n + u64::from((i as u64) < total % n)
 }
@@ -313,6 +339,9 @@ fn share(total: u64, n: usize, i: usize) -> u64 {
 /// Runs `switchboard load`. Exit code 0 when the run met its pass criteria, 1 when not, 2 on
 /// bad arguments or setup errors.
 pub fn run(args: LoadArgs) -> ExitCode {
+    if let (Some(control), Some(index)) = (args.control, args.worker_index) {
+        return crate::multi::worker_main(control, index);
+    }
     let plan = match plan(args) {
         Ok(p) => p,
         Err(e) => {
@@ -320,7 +349,15 @@ pub fn run(args: LoadArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match execute(&plan) {
+    let outcome = match plan.args.workers {
+        Some(n) => crate::multi::control(&plan.args, n, plan.abandon_after),
+        None => execute(&plan, &mut |_, _| {}),
+    };
+    let criteria = Criteria {
+        max_failed: plan.args.max_failed,
+        max_loss_percent: plan.args.max_loss,
+    };
+    match outcome.map(|o| Report::new(&plan.args, o, criteria)) {
         Ok(report) => {
             if let Err(e) = report.write(plan.args.report.as_deref(), plan.args.csv.as_deref()) {
                 eprintln!("switchboard load: writing the report: {e}");
@@ -379,7 +416,16 @@ fn bind_sockets(plan: &Plan) -> Result<Vec<UdpSocket>, String> {
     Ok(out)
 }
 
-fn execute(plan: &Plan) -> Result<Report, String> {
+/// A media reading: streams ended and the sum of their MOS × 1000.
+pub(crate) type MosSum = Option<(u64, u64)>;
+/// Sees each per-second reading.
+pub(crate) type OnSample<'a> = dyn FnMut(&Totals, MosSum) + 'a;
+/// Takes a reading.
+pub(crate) type Reading<'a> = dyn FnMut() -> (Totals, MosSum) + 'a;
+
+/// Runs the load in this process. `on_sample` sees the totals and the media's (streams, MOS
+/// sum) once per second (a worker process sends them to its controller).
+pub(crate) fn execute(plan: &Plan, on_sample: &mut OnSample<'_>) -> Result<Outcome, String> {
     let args = &plan.args;
     let sockets = bind_sockets(plan)?;
     let counters: Vec<Arc<Counters>> = (0..plan.threads)
@@ -471,7 +517,21 @@ fn execute(plan: &Plan) -> Result<Report, String> {
                 t1,
                 counters,
             )),
-            (Role::Uas, _) => Box::new(Uas::new(
+            (Role::Uas, Some(script)) => Box::new(ScriptedUas::new(
+                Arc::clone(script),
+                ScriptUasConfig {
+                    calls_left: uas_quota.clone(),
+                    service: args.service.clone(),
+                    caller: args.caller.clone(),
+                    media: media_addr,
+                    with_media,
+                    worker: i,
+                },
+                local,
+                t1,
+                counters,
+            )?),
+            (Role::Uas, None) => Box::new(Uas::new(
                 UasConfig {
                     calls_left: uas_quota.clone(),
                     reject_percent: args.reject_percent,
@@ -498,12 +558,18 @@ fn execute(plan: &Plan) -> Result<Report, String> {
             .map_err(|e| format!("spawning a worker: {e}"))?;
         handles.push(h);
     }
+    let media_totals = media.as_ref().map(|m| Arc::clone(&m.totals));
     let samples = watch(
-        plan,
-        &counters,
-        media.as_ref().map(|m| m.totals.as_ref()),
-        &handles,
+        &plan.args,
         start,
+        &mut || {
+            (
+                Totals::of(&counters),
+                media_totals.as_deref().map(MediaTotals::mos_sum),
+            )
+        },
+        &mut || handles.iter().all(|h| h.is_finished()),
+        on_sample,
     );
     for h in handles {
         match h.join() {
@@ -529,28 +595,26 @@ fn execute(plan: &Plan) -> Result<Report, String> {
                 .or_insert(n);
         }
     }
-    Ok(Report::new(
-        args,
-        Outcome {
-            elapsed: start.elapsed(),
-            totals: total.counters,
-            setup: total.setup,
-            ringing: total.ringing,
-            samples,
-            media: media_totals.as_deref().map(MediaSummary::of),
-        },
-        Criteria {
-            max_failed: args.max_failed,
-            max_loss_percent: args.max_loss,
-        },
-    ))
+    Ok(Outcome {
+        elapsed: start.elapsed(),
+        totals: total.counters,
+        setup: total.setup,
+        ringing: total.ringing,
+        samples,
+        media: media_totals.as_deref().map(MediaSummary::of),
+        workers: Vec::new(),
+    })
 }
 
 /// The sum of every worker's counters.
-struct Totals {
-    counters: crate::report::Totals,
-    setup: HistSnapshot,
-    ringing: HistSnapshot,
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Totals {
+    /// The counters.
+    pub(crate) counters: crate::report::Totals,
+    /// INVITE → 2xx.
+    pub(crate) setup: HistSnapshot,
+    /// INVITE → 180.
+    pub(crate) ringing: HistSnapshot,
 }
 
 impl Totals {
@@ -580,19 +644,20 @@ impl Totals {
     }
 }
 
-/// Samples the counters once per second until every worker is done, drawing the progress
-/// line; returns the samples.
-fn watch(
-    plan: &Plan,
-    counters: &[Arc<Counters>],
-    media: Option<&MediaTotals>,
-    handles: &[std::thread::JoinHandle<std::io::Result<()>>],
+/// Samples the totals (`read`: the counters, and the media's streams ended and MOS sum) once
+/// per second until `finished`, drawing the progress line and handing each reading to
+/// `on_sample`; returns the samples.
+pub(crate) fn watch(
+    args: &LoadArgs,
     start: Instant,
+    read: &mut Reading<'_>,
+    finished: &mut dyn FnMut() -> bool,
+    on_sample: &mut OnSample<'_>,
 ) -> Vec<Sample> {
-    let bar = if plan.args.quiet {
+    let bar = if args.quiet {
         indicatif::ProgressBar::hidden()
     } else {
-        let b = match plan.args.calls {
+        let b = match args.calls {
             Some(n) => indicatif::ProgressBar::new(n),
             None => indicatif::ProgressBar::new_spinner(),
         };
@@ -606,18 +671,18 @@ fn watch(
         b
     };
     let mut samples = Vec::new();
-    let mut prev = Totals::of(counters);
-    let mut prev_mos = media.map_or((0, 0), MediaTotals::mos_sum);
+    let (mut prev, mos) = read();
+    let mut prev_mos = mos.unwrap_or((0, 0));
     let mut next = start + Duration::from_secs(1);
     loop {
-        let finished = handles.iter().all(|h| h.is_finished());
+        let finished = finished();
         let now = Instant::now();
         if now >= next || finished {
-            let cur = Totals::of(counters);
+            let (cur, mos) = read();
+            on_sample(&cur, mos);
             let mut s = Sample::between(now.duration_since(start), &prev, &cur);
-            if let Some(m) = media {
+            if let Some((streams, sum)) = mos {
                 // The mean MOS of the streams that ended during this second.
-                let (streams, sum) = m.mos_sum();
                 let ended = streams.saturating_sub(prev_mos.0);
                 s.mos = (ended > 0)
                     .then(|| sum.saturating_sub(prev_mos.1) as f64 / 1000.0 / ended as f64);

@@ -4,7 +4,9 @@
 //!   sans-IO state machines ([`uac`], [`uas`]) over the engine's transaction layer, each
 //!   worker thread a thin shell around one of them ([`worker`]); [`pace`] spaces call starts,
 //!   [`stats`] counts lock-free, [`report`] writes the verdict, JSON and CSV; [`media`] is the
-//!   fixed pool of RTP threads (one shared socket each) that streams G.711 and scores it.
+//!   fixed pool of RTP threads (one shared socket each) that streams G.711 and scores it;
+//!   [`multi`] runs one controller and N worker processes (`--workers N`) over a loopback
+//!   control socket; [`script`] runs TOML scenario files on either side.
 //! * [`sipp`]: reading what SIPp writes (`-trace_stat` and `-trace_rtt` CSV files) and the CPU
 //!   time of a process, for the benchmarks that compare Switchboard with SIPp
 //!   (`src/bin/bench-options.rs`).
@@ -16,6 +18,7 @@ pub mod agent;
 pub mod chart;
 pub mod cli;
 pub mod media;
+pub mod multi;
 pub mod pace;
 pub mod report;
 pub mod script;

@@ -3,14 +3,14 @@
 
 use crate::cli::{LoadArgs, Role};
 use crate::stats::HistSnapshot;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
 /// Counters summed over the workers.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Totals {
     /// Calls started (uac) or received (uas).
     pub started: u64,
@@ -31,6 +31,20 @@ pub struct Totals {
 }
 
 impl Totals {
+    /// Adds another process's counters (multi-process mode).
+    pub fn add(&mut self, o: &Totals) {
+        self.started += o.started;
+        self.answered += o.answered;
+        self.completed += o.completed;
+        self.rejected += o.rejected;
+        self.failed += o.failed;
+        self.retransmissions += o.retransmissions;
+        self.bad_messages += o.bad_messages;
+        for (k, v) in &o.failures {
+            *self.failures.entry(k.clone()).or_default() += v;
+        }
+    }
+
     /// Calls started and not yet ended.
     pub fn live(&self) -> u64 {
         self.started
@@ -116,7 +130,7 @@ pub struct Criteria {
 }
 
 /// RTP quality over every stream of the run.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct MediaSummary {
     /// Streams that ended.
     pub streams: u64,
@@ -145,6 +159,46 @@ pub struct MediaSummary {
 }
 
 impl MediaSummary {
+    /// Adds another process's streams (multi-process mode): sums, stream-weighted means,
+    /// worst and lowest values.
+    pub fn merge(&mut self, o: &MediaSummary) {
+        let (a, b) = (self.streams as f64, o.streams as f64);
+        let weighted = |x: f64, y: f64| {
+            if a + b > 0.0 {
+                (x * a + y * b) / (a + b)
+            } else {
+                0.0
+            }
+        };
+        self.mean_jitter_ms = weighted(self.mean_jitter_ms, o.mean_jitter_ms);
+        self.mean_mos = match (self.mean_mos, o.mean_mos) {
+            (Some(x), Some(y)) => Some(weighted(x, y)),
+            (x, y) => x.or(y),
+        };
+        self.min_mos = match (self.min_mos, o.min_mos) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            (x, y) => x.or(y),
+        };
+        self.streams += o.streams;
+        self.packets_sent += o.packets_sent;
+        self.packets_received += o.packets_received;
+        self.packets_lost += o.packets_lost;
+        let expected = self.packets_received + self.packets_lost;
+        self.loss_percent = if expected == 0 {
+            0.0
+        } else {
+            self.packets_lost as f64 * 100.0 / expected as f64
+        };
+        self.streams_with_loss += o.streams_with_loss;
+        self.worst_stream_loss_percent = self
+            .worst_stream_loss_percent
+            .max(o.worst_stream_loss_percent);
+        self.dtmf_sent += o.dtmf_sent;
+        for (k, v) in &o.dtmf_received {
+            *self.dtmf_received.entry(k.clone()).or_default() += v;
+        }
+    }
+
     /// Reads the pool's totals.
     pub fn of(t: &crate::media::MediaTotals) -> MediaSummary {
         use std::sync::atomic::Ordering::Relaxed;
@@ -202,6 +256,9 @@ pub struct Settings {
     pub duration_ms: u64,
     /// Concurrency cap.
     pub max_concurrent: u64,
+    /// Worker processes (`--workers`), when the run used several.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<usize>,
 }
 
 /// What a run measured, before it is judged.
@@ -219,6 +276,8 @@ pub struct Outcome {
     pub samples: Vec<Sample>,
     /// RTP quality, when the run had media.
     pub media: Option<MediaSummary>,
+    /// Each worker process's own totals (multi-process mode; empty otherwise).
+    pub workers: Vec<Totals>,
 }
 
 /// The whole report.
@@ -240,6 +299,10 @@ pub struct Report {
     pub media: Option<MediaSummary>,
     /// Per-second samples.
     pub samples: Vec<Sample>,
+    /// Each worker process's totals, in worker order (multi-process mode only); `totals` is
+    /// their sum.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub workers: Vec<Totals>,
     /// The pass criteria.
     pub criteria: Criteria,
     /// Whether the run met them.
@@ -256,6 +319,7 @@ impl Report {
             ringing,
             samples,
             media,
+            workers,
         } = outcome;
         let passed = totals.failed <= criteria.max_failed
             && media
@@ -275,6 +339,7 @@ impl Report {
                 time_limit: args.time_limit,
                 duration_ms: args.duration_ms,
                 max_concurrent: args.max_concurrent,
+                workers: args.workers,
             },
             elapsed_s: secs,
             answered_per_s: totals.answered as f64 / secs,
@@ -282,6 +347,7 @@ impl Report {
             setup: Percentiles::of(&setup),
             ringing: Percentiles::of(&ringing),
             samples,
+            workers,
             media,
             criteria,
             passed,

@@ -89,6 +89,28 @@ impl HistSnapshot {
         }
     }
 
+    /// The non-zero buckets as (index, count), for the control socket of the multi-process
+    /// mode.
+    pub fn to_sparse(&self) -> Vec<(u32, u64)> {
+        self.0
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(i, c)| (i as u32, *c))
+            .collect()
+    }
+
+    /// The inverse of [`to_sparse`](Self::to_sparse); indexes out of range are dropped.
+    pub fn from_sparse(buckets: &[(u32, u64)]) -> HistSnapshot {
+        let mut v = vec![0; BUCKETS];
+        for (i, c) in buckets {
+            if let Some(slot) = v.get_mut(*i as usize) {
+                *slot += c;
+            }
+        }
+        HistSnapshot(v)
+    }
+
     /// Number of values.
     pub fn count(&self) -> u64 {
         self.0.iter().sum()

@@ -1,5 +1,5 @@
 //! Scenarios from a file, as SIPp's XML scenarios and `-inf` CSV injection, in TOML
-//! (`switchboard load uac --scenario-file FILE [--inf FILE]`; the format is described in
+//! (`switchboard load uac|uas --scenario-file FILE [--inf FILE]`; the format is described in
 //! `load-tests/SCENARIOS.md`).
 //!
 //! Code map:
@@ -8,7 +8,9 @@
 //! * [`inf`]: the CSV injection file ([`Injection`]);
 //! * [`digest`]: answering 401/407 challenges (hashing with `switchboard_engine::auth`);
 //! * [`uac`]: [`ScriptedUac`], the [`Agent`](crate::agent::Agent) running one script
-//!   instance per call over the engine's transaction layer.
+//!   instance per call over the engine's transaction layer;
+//! * [`uas`]: [`ScriptedUas`], the same engine in the answering role (`switchboard load uas
+//!   --scenario-file FILE`): a call opens on the request the first step expects.
 //!
 //! [`Script`] ties a scenario to its injection file and collects failure reasons for the
 //! report.
@@ -18,10 +20,12 @@ pub mod inf;
 pub mod parse;
 pub mod template;
 pub mod uac;
+pub mod uas;
 
 pub use inf::{Injection, Order};
 pub use parse::{Scenario, Step};
 pub use uac::{ScriptConfig, ScriptedUac};
+pub use uas::{ScriptUasConfig, ScriptedUas};
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -85,6 +85,9 @@ pub struct Expect {
     pub timeout: Option<Duration>,
     /// Variables to take from the matched message.
     pub captures: Vec<Capture>,
+    /// Where the script goes on when this step takes a message (the index of a label step;
+    /// SIPp's `next`); `None`: the next step.
+    pub next: Option<usize>,
 }
 
 /// What an `expect` accepts: a response (by code, and optionally the CSeq method) or a
@@ -204,6 +207,7 @@ struct RawStep {
     auth: Option<Spanned<RawAuth>>,
     expect: Option<Spanned<toml::Value>>,
     optional: Option<Spanned<bool>>,
+    next: Option<Spanned<String>>,
     timeout_ms: Option<Spanned<u64>>,
     capture: Option<Spanned<Vec<Spanned<RawCapture>>>>,
     pause: Option<Spanned<u64>>,
@@ -428,7 +432,8 @@ fn build_step(
         }
     };
     // Options that only some kinds take.
-    let options: [OptionUse<'_>; 7] = [
+    let options: [OptionUse<'_>; 8] = [
+        ("next", st.next.as_ref().map(Spanned::span), &["expect"]),
         ("auth", st.auth.as_ref().map(Spanned::span), &["send"]),
         (
             "optional",
@@ -554,11 +559,23 @@ fn build_step(
                     required: c.required,
                 });
             }
+            let next = match &st.next {
+                None => None,
+                Some(n) => match labels.get(n.get_ref()) {
+                    Some(&i) => Some(i),
+                    None => {
+                        return Err(
+                            s.span(n.span(), format!("next `{}`: no such label", n.get_ref()))
+                        )
+                    }
+                },
+            };
             Step::Expect(Expect {
                 matcher,
                 optional: st.optional.as_ref().is_some_and(|o| *o.get_ref()),
                 timeout,
                 captures,
+                next,
             })
         }
         "pause" => {
@@ -1023,6 +1040,15 @@ expect = "BYE"
             .message
             .contains("1-"));
         assert!(parse("[[step]]\nsend = \"REGISTER sip:x SIP/2.0\"\nauth = { user = \"[field0]\", password = \"[field1]\" }\n").is_ok());
+        let e = err("[[step]]\nexpect = \"BYE\"\nnext = \"nowhere\"\n");
+        assert_eq!(e.line, 3, "{e}");
+        assert!(e.message.contains("no such label"), "{e}");
+        assert!(err("[[step]]\npause = 1\nnext = \"x\"\n")
+            .message
+            .contains("`next` only applies to `expect`"));
+        let sc = parse("[[step]]\nlabel = \"x\"\n[[step]]\nexpect = \"INFO\"\nnext = \"x\"\n")
+            .expect("parses");
+        assert!(matches!(&sc.steps[1], Step::Expect(e) if e.next == Some(0)));
     }
 
     #[test]

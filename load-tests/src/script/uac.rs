@@ -1,5 +1,6 @@
 //! [`ScriptedUac`]: runs one instance of a [`Script`] per call, calls started at the paced
-//! rate as [`crate::uac::Uac`] does. Sans-IO over the engine's transaction layer: requests
+//! rate as [`crate::uac::Uac`] does, or, in the answering role ([`ScriptedUac::answering`],
+//! wrapped by [`super::uas::ScriptedUas`]), one instance per request that opens a call. Sans-IO over the engine's transaction layer: requests
 //! other than ACK get a client transaction (RFC 3261 retransmissions over UDP, non-2xx finals
 //! ACKed by the transaction), ACKs are sent statelessly and sent again for each retransmitted
 //! 2xx, responses go out on the server transaction of the last request received.
@@ -20,7 +21,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard_engine::dialog::{new_branch, new_tag, Dialog};
@@ -117,9 +118,24 @@ impl Fail {
     }
 }
 
+/// A 2xx to an INVITE the script sent, retransmitted (T1, doubling up to T2) until its ACK
+/// arrives or 64·T1 have passed (RFC 3261 §13.3.1.4).
+#[derive(Debug)]
+struct Pending2xx {
+    resp: Response,
+    dest: Peer,
+    cseq: u32,
+    next: Instant,
+    interval: Duration,
+    since: Instant,
+}
+
 #[derive(Debug)]
 struct Call {
     started: Instant,
+    /// Where this call's requests go: the target (uac) or where the call's first request came
+    /// from (uas); `[remote_ip]` and `[remote_port]`.
+    peer: SocketAddr,
     /// The step being run.
     pc: usize,
     /// The step a deadline belongs to (an expect's timeout, a pause's end) and the deadline.
@@ -137,6 +153,17 @@ struct Call {
     last: Option<Message>,
     /// The server transaction of the last request taken, for a `send` of a response.
     server_tx: Option<(TxKey, Peer)>,
+    /// Every server transaction taken (CSeq number, method), so that a response goes to the
+    /// request its CSeq names (a 487 to the INVITE after the 200 to a CANCEL).
+    server_txs: Vec<(u32, Method, TxKey, Peer)>,
+    /// The INVITE that opened the call (uas), for its dialog.
+    far_invite: Option<Request>,
+    /// A 2xx to an INVITE waiting for its ACK.
+    pending_2xx: Option<Pending2xx>,
+    /// CSeq numbers of INVITEs whose 2xx was ACKed (later ACKs are retransmissions).
+    acked_2xx: Vec<u32>,
+    /// A BYE from the far side was taken.
+    bye_received: bool,
     /// The last INVITE sent.
     invite: Option<Request>,
     dialog: Option<Dialog>,
@@ -161,7 +188,19 @@ struct Call {
     call_ids: Vec<String>,
 }
 
-/// The scripted UAC for one worker.
+/// The answering role: calls open on requests, not on a pacer.
+#[derive(Debug)]
+struct Answering {
+    /// Calls still to take, shared by every worker; `None` = until drained.
+    calls_left: Option<Arc<AtomicU64>>,
+    /// The method of the first step's `expect`: a request with a new Call-ID and this method
+    /// opens a call.
+    opens_with: Method,
+    /// The script takes an INVITE: only a 2xx to an INVITE counts the call as answered.
+    takes_invite: bool,
+}
+
+/// The scripted UAC (or, with [`ScriptedUac::answering`], UAS) for one worker.
 #[derive(Debug)]
 pub struct ScriptedUac {
     script: Arc<Script>,
@@ -178,6 +217,10 @@ pub struct ScriptedUac {
     draining: bool,
     /// The latest instant an input carried (for `abandon`, which gets none).
     last_now: Instant,
+    /// SIP timer T1 (2xx retransmissions).
+    t1: Duration,
+    /// Set in the answering role.
+    answering: Option<Answering>,
 }
 
 /// The variables of one call while a template renders.
@@ -211,10 +254,10 @@ impl Env for CallEnv<'_> {
             Var::Service => write!(out, "{}", self.cfg.service),
             Var::Caller => write!(out, "{}", self.cfg.caller),
             Var::RemoteIp => {
-                push_uri_ip(out, self.cfg.target.ip());
+                push_uri_ip(out, c.peer.ip());
                 Ok(())
             }
-            Var::RemotePort => write!(out, "{}", self.cfg.target.port()),
+            Var::RemotePort => write!(out, "{}", c.peer.port()),
             Var::LocalIp => {
                 push_uri_ip(out, self.local.ip());
                 Ok(())
@@ -312,7 +355,38 @@ impl ScriptedUac {
             next_call: 0,
             draining: false,
             last_now: start,
+            t1: Duration::from_millis(t1_ms.max(1)),
+            answering: None,
         }
+    }
+
+    /// The same agent in the answering role (a scripted UAS): no calls are placed; a request
+    /// with a new Call-ID whose method is the one the script's first step expects opens a
+    /// call (while `calls_left` lasts and the run is not draining; others get 503), and the
+    /// script runs from there. Requests go back to where that first request came from. Of
+    /// `cfg`, `service`, `caller`, `media`, `with_media` and `worker` are used.
+    ///
+    /// Errors when the first step is not an `expect` of a request.
+    pub fn answering(
+        script: Arc<Script>,
+        cfg: ScriptConfig,
+        calls_left: Option<Arc<AtomicU64>>,
+        local: SocketAddr,
+        t1_ms: u64,
+        counters: Arc<Counters>,
+    ) -> Result<ScriptedUac, String> {
+        let opens_with = answering_method(&script)?;
+        let takes_invite = script.scenario().steps.iter().any(|s| {
+            matches!(s, Step::Expect(e) if e.matcher.code.is_none()
+                && e.matcher.method == Some(Method::Invite))
+        });
+        let mut agent = ScriptedUac::new(script, cfg, local, Instant::now(), t1_ms, counters);
+        agent.answering = Some(Answering {
+            calls_left,
+            opens_with,
+            takes_invite,
+        });
+        Ok(agent)
     }
 
     fn counters(&self) -> &Counters {
@@ -320,7 +394,29 @@ impl ScriptedUac {
     }
 
     fn may_start(&self) -> bool {
-        !self.draining && self.cfg.calls.is_none_or(|max| self.next_call < max)
+        self.answering.is_none()
+            && !self.draining
+            && self.cfg.calls.is_none_or(|max| self.next_call < max)
+    }
+
+    /// The uas still takes new calls.
+    fn accepting(&self) -> bool {
+        !self.draining
+            && self.answering.as_ref().is_some_and(|a| {
+                a.calls_left
+                    .as_ref()
+                    .is_none_or(|left| left.load(Relaxed) > 0)
+            })
+    }
+
+    /// Takes one call from the shared quota; false when it is used up.
+    fn take_quota(&self) -> bool {
+        match self.answering.as_ref().and_then(|a| a.calls_left.as_ref()) {
+            None => true,
+            Some(left) => left
+                .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
+                .is_ok(),
+        }
     }
 
     fn start_calls(&mut self, now: Instant) {
@@ -348,14 +444,65 @@ impl ScriptedUac {
             std::process::id(),
             self.sip.local.ip()
         );
-        let call = Call {
+        let call = self.new_call(now, call_id.clone(), self.cfg.target);
+        self.by_call_id.insert(call_id, id);
+        self.calls.insert(id, call);
+        self.counters().started.fetch_add(1, Relaxed);
+        self.advance(now, id);
+    }
+
+    /// A request with a new Call-ID reached the uas: opens a call when it is what the script
+    /// starts with, else answers it.
+    fn open_call(&mut self, now: Instant, tx: TxKey, req: Request, source: Peer) {
+        let Some(a) = &self.answering else {
+            let _ = self.sip.layer.send_response(now, &tx, response(&req, 481));
+            return;
+        };
+        if req.method != a.opens_with {
+            let status = if req.method == Method::Options {
+                200
+            } else {
+                481
+            };
+            let _ = self
+                .sip
+                .layer
+                .send_response(now, &tx, response(&req, status));
+            return;
+        }
+        let Some(call_id) = req.call_id().map(str::to_string) else {
+            return;
+        };
+        if !self.accepting() || !self.take_quota() {
+            let _ = self.sip.layer.send_response(now, &tx, response(&req, 503));
+            return;
+        }
+        let id = self.next_call;
+        self.next_call += 1;
+        let call = self.new_call(now, call_id.clone(), source.addr);
+        self.by_call_id.insert(call_id, id);
+        self.calls.insert(id, call);
+        self.counters().started.fetch_add(1, Relaxed);
+        self.enqueue(
+            now,
+            id,
+            Incoming {
+                msg: Message::Request(req),
+                client_tx: None,
+                server: Some((tx, source)),
+            },
+        );
+    }
+
+    fn new_call(&self, now: Instant, call_id: String, peer: SocketAddr) -> Call {
+        Call {
             started: now,
+            peer,
             pc: 0,
             wait: None,
             row: self.script.injection().map(|i| i.pick()),
             vars: HashMap::new(),
             loops: vec![0; self.script.scenario().gotos],
-            call_id: call_id.clone(),
             tag: new_tag(),
             cseq: 0,
             branch: String::new(),
@@ -377,11 +524,13 @@ impl ScriptedUac {
             answered: false,
             bye_sent: false,
             call_ids: vec![call_id.clone()],
-        };
-        self.by_call_id.insert(call_id, id);
-        self.calls.insert(id, call);
-        self.counters().started.fetch_add(1, Relaxed);
-        self.advance(now, id);
+            call_id,
+            server_txs: Vec::new(),
+            far_invite: None,
+            pending_2xx: None,
+            acked_2xx: Vec::new(),
+            bye_received: false,
+        }
     }
 
     /// Runs the call's steps until one waits, the script ends or the call fails.
@@ -603,10 +752,10 @@ impl ScriptedUac {
         digits: &str,
         duration_ms: u32,
     ) -> Result<bool, Fail> {
-        let target = Peer::new(TransportKind::Udp, self.cfg.target);
         let Some(call) = self.calls.get_mut(&id) else {
             return Ok(false);
         };
+        let target = Peer::new(TransportKind::Udp, call.peer);
         let state = call.dtmf.get_or_insert(DtmfState { next: 0, tx: None });
         if state.tx.is_some() {
             return Ok(false);
@@ -660,10 +809,12 @@ impl ScriptedUac {
         };
         let label = |what: String| Fail::other(format!("step {}: {what}", step + 1));
         let local = self.sip.local;
-        let dest = Peer::new(TransportKind::Udp, self.cfg.target);
+        let t1 = self.t1;
+        let uas_takes_invite = self.answering.as_ref().map(|a| a.takes_invite);
         let Some(call) = self.calls.get_mut(&id) else {
             return Ok(());
         };
+        let dest = Peer::new(TransportKind::Udp, call.peer);
         let method = match &send.message.start {
             StartLine::Request(m) => Some(m.clone()),
             StartLine::Response(_) => None,
@@ -697,11 +848,49 @@ impl ScriptedUac {
             .map_err(|e| label(format!("the message does not parse: {}", e.reason)))?;
         let mut req = match msg {
             Message::Response(resp) => {
-                let Some((tx, source)) = call.server_tx else {
+                // The request the response's CSeq names, else the last one taken.
+                let cseq = resp.cseq();
+                let named = cseq.as_ref().and_then(|(n, m)| {
+                    call.server_txs
+                        .iter()
+                        .rev()
+                        .find(|(tn, tm, _, _)| tn == n && tm == m)
+                        .map(|(_, _, tx, peer)| (*tx, *peer))
+                });
+                let Some((tx, source)) = named.or(call.server_tx) else {
                     return Err(label(
                         "a response to send, but no request was received".into(),
                     ));
                 };
+                let ok_to_invite = (200..=299).contains(&resp.status)
+                    && cseq.as_ref().is_some_and(|(_, m)| *m == Method::Invite);
+                if ok_to_invite {
+                    if call.dialog.is_none() {
+                        if let (Some(inv), Some(tag)) = (&call.far_invite, resp.to_tag()) {
+                            call.dialog = Dialog::uas(inv, &tag, source, local);
+                        }
+                    }
+                    call.pending_2xx = Some(Pending2xx {
+                        resp: resp.clone(),
+                        dest: source,
+                        cseq: cseq.as_ref().map_or(0, |c| c.0),
+                        next: now + t1,
+                        interval: t1,
+                        since: now,
+                    });
+                    self.timers.push(Reverse((now + t1, id)));
+                }
+                // The uas counts its call answered on its first 2xx (to an INVITE when the
+                // script takes one).
+                if let Some(takes_invite) = uas_takes_invite {
+                    if (200..=299).contains(&resp.status)
+                        && !call.answered
+                        && (ok_to_invite || !takes_invite)
+                    {
+                        call.answered = true;
+                        self.sip.counters.answered.fetch_add(1, Relaxed);
+                    }
+                }
                 if self
                     .sip
                     .layer
@@ -816,7 +1005,7 @@ impl ScriptedUac {
             match found {
                 Some((j, e)) => {
                     self.take(now, id, j, e, inc)?;
-                    self.set_pc(id, j + 1);
+                    self.set_pc(id, e.next.unwrap_or(j + 1));
                     return Ok(true);
                 }
                 None if inc.is_provisional() => {}
@@ -889,10 +1078,10 @@ impl ScriptedUac {
     ) -> Result<(), Fail> {
         let sends_invite = self.script.scenario().sends_invite;
         let local = self.sip.local;
-        let dest = Peer::new(TransportKind::Udp, self.cfg.target);
         let Some(call) = self.calls.get_mut(&id) else {
             return Ok(());
         };
+        let dest = Peer::new(TransportKind::Udp, call.peer);
         for cap in &e.captures {
             let found = capture(cap, &inc.msg);
             match found {
@@ -941,7 +1130,22 @@ impl ScriptedUac {
                     }
                 }
             }
-            Message::Request(_) => call.server_tx = inc.server,
+            Message::Request(req) => {
+                call.server_tx = inc.server;
+                if let (Some((tx, peer)), Some((n, m))) = (inc.server, req.cseq()) {
+                    if call.server_txs.len() >= QUEUE_MAX {
+                        call.server_txs.remove(0);
+                    }
+                    call.server_txs.push((n, m, tx, peer));
+                }
+                match req.method {
+                    Method::Invite if call.far_invite.is_none() && call.invite.is_none() => {
+                        call.far_invite = Some(req.clone());
+                    }
+                    Method::Bye => call.bye_received = true,
+                    _ => {}
+                }
+            }
         }
         call.last = Some(inc.msg);
         Ok(())
@@ -981,11 +1185,11 @@ impl ScriptedUac {
                 }
                 self.script.note_failure(&f.label);
                 // Do not leave a confirmed dialog up at the far side.
-                if call.acked && !call.bye_sent {
+                if call.acked && !call.bye_sent && !call.bye_received {
                     if let Some(d) = call.dialog.as_mut() {
                         d.local_cseq = call.cseq;
                         let bye = d.request(Method::Bye);
-                        let dest = Peer::new(TransportKind::Udp, self.cfg.target);
+                        let dest = Peer::new(TransportKind::Udp, call.peer);
                         self.sip.count_request();
                         let _ = self.sip.layer.send_request(now, bye, dest);
                     }
@@ -1080,9 +1284,7 @@ impl ScriptedUac {
                     server: Some((tx, source)),
                 },
             ),
-            None => {
-                let _ = self.sip.layer.send_response(now, &tx, response(&req, 481));
-            }
+            None => self.open_call(now, tx, req, source),
         }
     }
 
@@ -1120,6 +1322,9 @@ impl ScriptedUac {
                 TuEvent::AckFor2xx { req, source: _ } => {
                     let id = req.call_id().and_then(|c| self.by_call_id.get(c)).copied();
                     if let Some(id) = id {
+                        if !self.on_ack(id, &req) {
+                            continue;
+                        }
                         self.enqueue(
                             now,
                             id,
@@ -1141,8 +1346,56 @@ impl ScriptedUac {
         }
     }
 
+    /// An ACK for a 2xx arrived for call `id`: it ends the 2xx's retransmissions. False when
+    /// it is a retransmission the script must not see.
+    fn on_ack(&mut self, id: u64, ack: &Request) -> bool {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return false;
+        };
+        let Some(n) = ack.cseq().map(|c| c.0) else {
+            return true;
+        };
+        if call.pending_2xx.as_ref().is_some_and(|p| p.cseq == n) {
+            call.pending_2xx = None;
+            call.acked = true;
+            call.acked_2xx.push(n);
+            return true;
+        }
+        !call.acked_2xx.contains(&n)
+    }
+
+    /// Retransmits the call's pending 2xx when due; fails the call after 64·T1 without ACK.
+    fn retransmit_2xx(&mut self, now: Instant, id: u64) {
+        let t2 = self.sip.layer.config().timers.t2;
+        let give_up = self.t1 * 64;
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(p) = call.pending_2xx.as_mut() else {
+            return;
+        };
+        if p.next > now {
+            return;
+        }
+        if now.duration_since(p.since) >= give_up {
+            let f = Fail {
+                kind: Some(Failure::NoAck),
+                label: format!("no ACK for the {} to INVITE", p.resp.status),
+            };
+            self.finish(now, id, Err(f));
+            return;
+        }
+        p.interval = (p.interval * 2).min(t2);
+        p.next = now + p.interval;
+        let (resp, dest, next) = (p.resp.clone(), p.dest, p.next);
+        self.timers.push(Reverse((next, id)));
+        self.sip.counters.retransmissions.fetch_add(1, Relaxed);
+        self.sip.layer.send_stateless(Message::Response(resp), dest);
+    }
+
     /// A call's timer fired: stop its media if due, then run it.
     fn tick(&mut self, now: Instant, id: u64) {
+        self.retransmit_2xx(now, id);
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -1238,7 +1491,7 @@ impl Agent for ScriptedUac {
     }
 
     fn finished(&self) -> bool {
-        !self.may_start() && self.calls.is_empty()
+        !self.may_start() && !self.accepting() && self.calls.is_empty()
     }
 
     fn abandon(&mut self) {
@@ -1251,6 +1504,23 @@ impl Agent for ScriptedUac {
             };
             self.finish(now, id, Err(f));
         }
+    }
+}
+
+/// The method whose request opens a call in the answering role: the first step must be an
+/// `expect` of a request.
+pub fn answering_method(script: &Script) -> Result<Method, String> {
+    match script.scenario().steps.first() {
+        Some(Step::Expect(e)) if e.matcher.code.is_none() && !e.optional => e
+            .matcher
+            .method
+            .clone()
+            .ok_or_else(|| "the first step expects nothing".to_string()),
+        _ => Err(
+            "a uas scenario starts with the request that opens a call: make step 1 \
+             `expect = \"INVITE\"` (or another method), not optional"
+                .into(),
+        ),
     }
 }
 
