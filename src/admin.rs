@@ -303,6 +303,68 @@ fn utc(ms: i64) -> String {
     )
 }
 
+/// `switchboard dialplan reload`: `POST /api/v1/dialplans/reload` on the running server (plain
+/// HTTP/1.1 over loopback, no client library needed). Exit 0 when the new plan is in force, 2
+/// when it was refused (its diagnostics are printed), 1 when the server cannot be reached.
+pub fn dialplan_reload(
+    config: Option<&std::path::Path>,
+    http: Option<std::net::SocketAddr>,
+) -> ExitCode {
+    use std::io::Read;
+    let addr = match http {
+        Some(a) => a,
+        None => match Config::load(config) {
+            Ok(c) => c.http.listen,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(1);
+            }
+        },
+    };
+    let exchange = || -> std::io::Result<String> {
+        let mut s = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5))?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+        write!(
+            s,
+            "POST /api/v1/dialplans/reload HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    };
+    let reply = match exchange() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot reach the server at {addr}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse::<u16>().ok())
+        .unwrap_or(0);
+    let report: serde_json::Value = serde_json::from_str(body.trim()).unwrap_or_default();
+    match status {
+        200 => {
+            println!("dialplan reloaded (version {})", report["version"]);
+            ExitCode::SUCCESS
+        }
+        422 => {
+            eprintln!("dialplan refused; the previous plan stays in force:");
+            for e in report["errors"].as_array().into_iter().flatten() {
+                eprintln!("{}", e.as_str().unwrap_or_default());
+            }
+            ExitCode::from(2)
+        }
+        _ => {
+            eprintln!("unexpected answer from {addr}: HTTP {status} {body}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::utc;

@@ -64,6 +64,16 @@ enum DialplanCommand {
         /// The plan to check.
         file: PathBuf,
     },
+    /// Asks the running server to reload its dialplan (a bad file is refused, the old plan
+    /// stays in force); prints the outcome.
+    Reload {
+        /// The server's configuration (its `http.listen` is used); embedded defaults when absent.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The server's HTTP address, overriding the configuration's.
+        #[arg(long)]
+        http: Option<std::net::SocketAddr>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -96,6 +106,9 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Dialplan {
+            command: DialplanCommand::Reload { config, http },
+        } => admin::dialplan_reload(config.as_deref(), http),
         Command::CheckConfig { file } => match Config::load(Some(&file)) {
             Ok(_) => {
                 println!("{}: ok", file.display());

@@ -70,6 +70,13 @@ impl CdrSink {
             bytes_b_to_a: r.bytes_b_to_a as i64,
             lost_a_to_b: r.lost_a_to_b as i64,
             lost_b_to_a: r.lost_b_to_a as i64,
+            mos_a: r.mos[0],
+            mos_b: r.mos[1],
+            jitter_a_ms: r.jitter_ms[0],
+            jitter_b_ms: r.jitter_ms[1],
+            codec_a: r.codecs[0].clone(),
+            codec_b: r.codecs[1].clone(),
+            recording: r.recording.clone(),
         };
         if self.tx.send(cdr).is_err() {
             tracing::error!(call_id = %r.call_id, "CDR writer gone; CDR only logged");

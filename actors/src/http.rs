@@ -1,4 +1,7 @@
-//! The HTTP server: `/health` and `/metrics` (Prometheus text format).
+//! The HTTP server: `/health`, `/metrics` (Prometheus text format) and, when the contact
+//! centre runs, its REST API and agent-desktop WebSockets under `/api/v1`
+//! ([`crate::contact::api`]; no authentication yet), and the dialplan's status and reload
+//! (`/api/v1/dialplans`, [`crate::dialplan::configure`]).
 //!
 //! It runs on its own actix-web system thread so that HTTP load never competes with the SIP
 //! shards' runtime.
@@ -8,6 +11,8 @@ use std::net::{SocketAddr, TcpListener};
 use std::time::Instant;
 use switchboard_engine::metrics::Metrics;
 
+use crate::contact::ContactCentre;
+
 /// What the handlers read.
 struct State {
     metrics: Metrics,
@@ -16,7 +21,12 @@ struct State {
 
 /// Binds `listen` now (so a bind error is reported before start-up continues) and serves on a
 /// dedicated thread.
-pub fn spawn(listen: SocketAddr, metrics: Metrics) -> std::io::Result<SocketAddr> {
+pub fn spawn(
+    listen: SocketAddr,
+    metrics: Metrics,
+    contact: Option<ContactCentre>,
+    dialplans: std::sync::Arc<crate::dialplan::Dialplans>,
+) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(listen)
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot bind HTTP {listen}: {e}")))?;
     let bound = listener.local_addr()?;
@@ -29,10 +39,19 @@ pub fn spawn(listen: SocketAddr, metrics: Metrics) -> std::io::Result<SocketAddr
         .spawn(move || {
             let sys = actix_web::rt::System::new();
             let server = HttpServer::new(move || {
+                let contact = contact.clone();
+                let dialplans = dialplans.clone();
                 App::new()
                     .app_data(state.clone())
                     .route("/health", web::get().to(health))
                     .route("/metrics", web::get().to(metrics_text))
+                    .configure(move |cfg| crate::dialplan::configure(cfg, dialplans))
+                    .configure(move |cfg| {
+                        if let Some(cc) = contact {
+                            cfg.app_data(web::Data::new(cc));
+                            crate::contact::api::configure(cfg);
+                        }
+                    })
             })
             .workers(1)
             .disable_signals()

@@ -3,8 +3,11 @@
 
 pub mod call;
 pub mod cdr;
+pub mod contact;
+pub mod dialplan;
 pub mod http;
 pub mod registrar;
 pub mod router;
 pub mod routing;
 pub mod serve;
+pub mod webhook;

@@ -94,6 +94,10 @@ pub struct Services {
     pub auth: Arc<switchboard_engine::auth::Authenticator>,
     /// The media runtime and RTP ports.
     pub media: Media,
+    /// The dialplan and the IVR's media resources (prompts, TTS, ASR, recordings).
+    pub ivr: Arc<crate::call::IvrTools>,
+    /// The contact-centre router (queues and agents), when running.
+    pub contact: Option<crate::contact::ContactCentre>,
 }
 
 /// Where RTP relays run: a dedicated multi-thread tokio runtime (not an actor mailbox) and the

@@ -87,7 +87,45 @@ pub fn run(config: Config) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
+        let ivr = match ivr_tools(&config) {
+            Ok(t) => Arc::new(t),
+            Err(errors) => {
+                for e in errors {
+                    eprintln!("{e}");
+                }
+                return ExitCode::from(2);
+            }
+        };
+        ivr.dialplans
+            .watch(Duration::from_secs(config.dialplan.watch_secs));
+        let contact = if config.contact_centre.enabled {
+            let settings = crate::contact::Settings {
+                service_level_secs: config.contact_centre.service_level_secs,
+                position_update_ms: config
+                    .contact_centre
+                    .position_update_secs
+                    .saturating_mul(1000),
+                ..crate::contact::Settings::default()
+            };
+            match crate::contact::ContactCentre::start(
+                storage.clone(),
+                settings,
+                crate::contact::Clock::System,
+            )
+            .await
+            {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    eprintln!("contact centre: {e}");
+                    return ExitCode::from(1);
+                }
+            }
+        } else {
+            None
+        };
         let services = Services {
+            ivr: ivr.clone(),
+            contact: contact.clone(),
             registrar,
             trusted: Arc::new(
                 config
@@ -119,7 +157,7 @@ pub fn run(config: Config) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
-        match crate::http::spawn(http_listen, metrics) {
+        match crate::http::spawn(http_listen, metrics, contact, ivr.dialplans.clone()) {
             Ok(addr) => tracing::info!(%addr, "HTTP listening"),
             Err(e) => {
                 eprintln!("{e}");
@@ -199,4 +237,37 @@ async fn wait_for_shutdown() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// The dialplan (refusing to start on a bad plan, like a bad config) and the IVR's media
+/// resources: prompt cache, flite TTS with its cache under `<data>/tts`, pocketsphinx when its
+/// model is installed, recordings under `<data>/recordings`.
+fn ivr_tools(config: &Config) -> Result<crate::call::IvrTools, Vec<String>> {
+    use switchboard_media::asr::{AsrEngine, PocketSphinx};
+    use switchboard_media::tts::FliteTts;
+    let dialplans = crate::dialplan::Dialplans::load(&config.dialplan)?;
+    let mut tts = FliteTts::new(config.data.dir.join("tts"));
+    if let Some(v) = &config.dialplan.tts_voice {
+        tts = tts.with_default_voice(v);
+    }
+    if !tts.available() {
+        tracing::warn!("flite not found: `say` prompts will be skipped");
+    }
+    let asr: Option<Arc<dyn AsrEngine>> = match PocketSphinx::new() {
+        Ok(p) => Some(Arc::new(p)),
+        Err(e) => {
+            tracing::warn!(error = %e, "speech recognition unavailable");
+            None
+        }
+    };
+    Ok(crate::call::IvrTools {
+        dialplans: Arc::new(dialplans),
+        prompts: Arc::new(switchboard_media::prompt::PromptCache::new(64 << 20)),
+        tts: Arc::new(tts),
+        tts_voice: config.dialplan.tts_voice.clone(),
+        asr,
+        recordings_dir: config.data.dir.join("recordings"),
+        music_on_hold: config.dialplan.music_on_hold.clone(),
+        webhook_timeout: Duration::from_millis(config.dialplan.webhook_timeout_ms.max(100)),
+    })
 }

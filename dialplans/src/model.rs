@@ -29,6 +29,11 @@ impl Plan {
         &self.file
     }
 
+    /// The plan's `prompt_dir` as written (relative to the plan file), if it has one.
+    pub fn prompt_dir(&self) -> Option<&str> {
+        self.prompt_dir.as_ref().map(|(d, _)| d.as_str())
+    }
+
     /// The plan's default time zone (rule `time` conditions use it).
     pub fn timezone(&self) -> Tz {
         self.timezone

@@ -28,6 +28,67 @@ pub struct Config {
     pub registrar: RegistrarConfig,
     /// Call handling (B2BUA).
     pub calls: CallsConfig,
+    /// The dialplan and the IVR media it uses.
+    pub dialplan: DialplanConfig,
+    /// The contact centre (queues, agents, routing).
+    pub contact_centre: ContactCentreConfig,
+}
+
+/// The contact centre: queues, agents and workflows are configured through the REST API and
+/// stored in the database; these are the engine-wide settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContactCentreConfig {
+    /// Run the routing actor and serve `/api/v1` (queues, agents, metrics, agent desktops).
+    pub enabled: bool,
+    /// The X of "service level X" when a metrics request names none, in seconds.
+    pub service_level_secs: u64,
+    /// Least time between two position announcements to one queued caller, in seconds.
+    pub position_update_secs: u64,
+}
+
+impl Default for ContactCentreConfig {
+    fn default() -> Self {
+        ContactCentreConfig {
+            enabled: true,
+            service_level_secs: 20,
+            position_update_secs: 10,
+        }
+    }
+}
+
+/// Which dialplan routes calls, and the media resources it uses.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DialplanConfig {
+    /// The plan file (YAML, `dialplans/FORMAT.md`); `builtin:demo` is the demo plan compiled into
+    /// the binary (`dialplans/examples/default.yaml`); empty means no dialplan: every call goes
+    /// to the registered user named by its Request-URI.
+    pub file: String,
+    /// Where prompt files are found (default: the plan's `prompt_dir`, else the plan's folder).
+    pub prompt_dir: Option<PathBuf>,
+    /// How often the plan file is checked for changes, in seconds (0: only on
+    /// `switchboard dialplan reload`).
+    pub watch_secs: u64,
+    /// How long a webhook may take to answer, in milliseconds.
+    pub webhook_timeout_ms: u64,
+    /// TTS voice (flite), the engine default when unset.
+    pub tts_voice: Option<String>,
+    /// Music on hold for queued callers (an audio file); a ringback-like tone when unset.
+    pub music_on_hold: Option<PathBuf>,
+}
+
+impl Default for DialplanConfig {
+    fn default() -> Self {
+        DialplanConfig {
+            file: "builtin:demo".into(),
+            prompt_dir: None,
+            watch_secs: 2,
+            webhook_timeout_ms: 5000,
+            tts_voice: None,
+            music_on_hold: None,
+        }
+    }
 }
 
 /// The database connection.

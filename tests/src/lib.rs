@@ -4,6 +4,8 @@
 //! loopback ports with a generated config, waiting until it is healthy, and small SIP/HTTP
 //! clients. Nothing here mocks the engine.
 
+pub mod phone;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::PathBuf;
@@ -60,8 +62,14 @@ impl Engine {
         let dir = tempfile::tempdir().expect("temp dir");
         let sip_port = free_port();
         let http_port = free_port();
+        // Calls go straight to registered users unless a test brings its own dialplan.
+        let plan = if extra.contains("[dialplan]") {
+            ""
+        } else {
+            "[dialplan]\nfile = \"\"\n"
+        };
         let config = format!(
-            "[sip]\nudp_listen = [\"127.0.0.1:{sip_port}\"]\ntcp_listen = [\"127.0.0.1:{sip_port}\"]\n\
+            "{plan}[sip]\nudp_listen = [\"127.0.0.1:{sip_port}\"]\ntcp_listen = [\"127.0.0.1:{sip_port}\"]\n\
              [http]\nlisten = \"127.0.0.1:{http_port}\"\n[data]\ndir = \"{}\"\n{extra}\n",
             dir.path().join("data").display()
         );
@@ -442,6 +450,19 @@ impl SippUas {
     /// Waits for SIPp to exit (after its `-m` calls).
     pub fn wait(mut self) {
         let _ = self.child.wait();
+    }
+
+    /// Waits up to `secs` for SIPp to finish its `-m` calls; true when it exited 0 (every call
+    /// followed the scenario). Stops it otherwise.
+    pub fn finished_ok(mut self, secs: u64) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
     }
 }
 

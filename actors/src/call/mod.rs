@@ -8,6 +8,11 @@
 //! pending caller INVITE, BYE on answered legs, CANCEL on ringing ones, and a CDR with cause
 //! `internal_error`.
 
+mod ivr;
+mod queue;
+
+pub use ivr::IvrTools;
+
 use crate::registrar::{aor_key, now_ms, Binding, Lookup};
 use crate::router::{Command, Services, ShardHandle};
 use actix::prelude::*;
@@ -20,7 +25,7 @@ use switchboard_engine::server::new_call_id;
 use switchboard_engine::sip::build::{response, response_with_reason};
 use switchboard_engine::sip::{HeaderName, Message, Method, Request, Response, SipHeaders};
 use switchboard_engine::transaction::{Peer, TxKey};
-use switchboard_media::{Leg, RelayConfig, RelaySession};
+use switchboard_media::{Leg, LegFormat, RelayConfig, RelaySession};
 
 /// Which side of a call a message belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,6 +150,14 @@ pub struct CallRecord {
     pub lost_a_to_b: u64,
     /// RTP packets lost callee → caller.
     pub lost_b_to_a: u64,
+    /// MOS of the audio received from the caller / from the callee.
+    pub mos: [Option<f64>; 2],
+    /// RFC 3550 jitter (ms) of the audio received from the caller / from the callee.
+    pub jitter_ms: [Option<f64>; 2],
+    /// Codec of the caller's / callee's leg.
+    pub codecs: [Option<String>; 2],
+    /// The last recording made during the call.
+    pub recording: Option<String>,
 }
 
 /// What the guard needs to tear a call down after a panic.
@@ -231,11 +244,25 @@ pub struct CallActor {
     best_failure: Option<Response>,
     guard: TeardownGuard,
     ended: bool,
-    relay: Option<RelaySession>,
+    relay: Option<std::sync::Arc<RelaySession>>,
     offer_to_b: Option<Sdp>,
     b_body: Bytes,
     origins: [LegOrigin; 2],
     write_cdr: bool,
+    /// The dialplan state, when a plan routes this call.
+    ivr: Option<Box<ivr::Ivr>>,
+    /// The user the caller authenticated as.
+    authenticated_user: Option<String>,
+    /// The REFER of a blind transfer in progress.
+    transfer_tx: Option<u64>,
+    /// Negotiated formats of legs A and B (for DTMF interworking and the CDR).
+    leg_formats: [Option<LegFormat>; 2],
+    /// What the callee's answer agreed (codec, DTMF).
+    negotiated_b: Option<switchboard_engine::sdp::Negotiated>,
+    /// Counts dial attempts, so a ring timer of an old attempt does nothing.
+    dial_gen: u64,
+    /// The queue this call waits in, if any.
+    queued: Option<queue::Queued>,
 }
 
 impl CallActor {
@@ -284,6 +311,13 @@ impl CallActor {
             relay: None,
             offer_to_b: None,
             write_cdr: true,
+            ivr: None,
+            authenticated_user: None,
+            transfer_tx: None,
+            leg_formats: [None, None],
+            negotiated_b: None,
+            dial_gen: 0,
+            queued: None,
         }
     }
 
@@ -339,9 +373,25 @@ impl CallActor {
         for i in 0..self.legs.len() {
             self.hang_up_leg(i as u32);
         }
+        self.queue_call_ended();
+        let recording = self
+            .ivr
+            .as_ref()
+            .is_some_and(|i| matches!(&i.running, ivr::Running::Record(_)));
         let relay = self.relay.take();
+        let formats = self.leg_formats;
         let t = &mut self.guard.state;
+        for (i, f) in formats.iter().enumerate() {
+            t.record.codecs[i] = f.map(|f| f.codec.sdp_name().to_string());
+        }
         if let Some(relay) = relay {
+            for leg in [Leg::A, Leg::B] {
+                let q = relay.quality(leg);
+                if q.packets > 0 {
+                    t.record.mos[leg as usize] = Some(q.mos);
+                    t.record.jitter_ms[leg as usize] = Some(q.jitter_ms);
+                }
+            }
             let s = relay.stats();
             t.record.packets_a_to_b = s.a_to_b.packets;
             t.record.packets_b_to_a = s.b_to_a.packets;
@@ -349,7 +399,19 @@ impl CallActor {
             t.record.bytes_b_to_a = s.b_to_a.bytes;
             t.record.lost_a_to_b = s.a_to_b.lost;
             t.record.lost_b_to_a = s.b_to_a.lost;
-            actix_rt::spawn(relay.stop());
+            let storage = self.setup.services.storage.clone();
+            let call_id = t.record.call_id.clone();
+            actix_rt::spawn(async move {
+                if recording {
+                    // A voicemail the caller hung up on is still a voicemail.
+                    if let Some(info) = relay.stop_recording().await {
+                        index_recording(&storage, &call_id, &info, "caller").await;
+                    }
+                }
+                if let Ok(relay) = std::sync::Arc::try_unwrap(relay) {
+                    relay.stop().await
+                }
+            });
         }
         t.record.end_ms = now_ms();
         t.record.cause = cause.to_string();
@@ -401,6 +463,12 @@ impl CallActor {
             let r = self.a_response(404, Some("Not Found (not registered)"));
             return self.fail_a(ctx, r, "not_found");
         }
+        let ring = Duration::from_secs(self.setup.shard.shared.config.calls.no_answer_timeout_secs);
+        self.start_b_legs(ctx, bindings, ring);
+    }
+
+    /// Forks an INVITE to every binding (the B legs), with `ring` as the no-answer timeout.
+    fn start_b_legs(&mut self, ctx: &mut Context<Self>, bindings: Vec<Binding>, ring: Duration) {
         let inv = &self.setup.invite;
         let from = inv
             .headers
@@ -422,7 +490,9 @@ impl CallActor {
             .saturating_sub(1);
         let local = self.local();
         let host = local.ip().to_string();
-        for (i, b) in bindings.iter().enumerate() {
+        let first = self.legs.len();
+        for (n, b) in bindings.iter().enumerate() {
+            let i = first + n;
             let call_id = new_call_id(self.setup.shard.shard, &host);
             let mut req = new_request(
                 Method::Invite,
@@ -465,10 +535,18 @@ impl CallActor {
                 dialog: None,
             });
         }
-        let timeout =
-            Duration::from_secs(self.setup.shard.shared.config.calls.no_answer_timeout_secs);
-        ctx.run_later(timeout, |act, ctx| {
-            if act.winner.is_none() && !act.a_final {
+        self.dial_gen += 1;
+        let gen = self.dial_gen;
+        ctx.run_later(ring, move |act, ctx| {
+            if act.winner.is_some() || act.dial_gen != gen || act.ended {
+                return;
+            }
+            if act.ivr.is_some() {
+                for j in first..act.legs.len() {
+                    act.hang_up_leg(j as u32);
+                }
+                act.dial_failed(ctx, 480, "Temporarily Unavailable (no answer)");
+            } else if !act.a_final {
                 let r = act.a_response(480, Some("Temporarily Unavailable (no answer)"));
                 act.fail_a(ctx, r, "no_answer");
             }
@@ -477,6 +555,12 @@ impl CallActor {
 
     fn on_leg_response(&mut self, ctx: &mut Context<Self>, i: u32, resp: Response) {
         let shard = self.setup.shard.clone();
+        let (winner_none, has_ivr, dialing, a_final) = (
+            self.winner.is_none(),
+            self.ivr.is_some(),
+            self.dialing(),
+            self.a_final,
+        );
         let Some(leg) = self.legs.get_mut(i as usize) else {
             return;
         };
@@ -529,7 +613,8 @@ impl CallActor {
                     msg: Message::Request(ack),
                     dest: leg.dest,
                 });
-                if self.winner.is_some() || self.a_final {
+                let wanted = winner_none && if has_ivr { dialing } else { !a_final };
+                if !wanted {
                     let bye = d.request(Method::Bye);
                     shard.post(Command::Stateless {
                         msg: Message::Request(bye),
@@ -548,7 +633,22 @@ impl CallActor {
                         self.hang_up_leg(j);
                     }
                 }
-                self.answer_a(ctx, &resp);
+                if self.a_final {
+                    // The engine answered the caller itself (IVR, queue): bridge to this leg.
+                    if let Err(e) = self.accept_b_answer(&resp) {
+                        tracing::warn!(error = %e, "callee answer unusable");
+                        self.hang_up_leg(i);
+                        self.winner = None;
+                        return self.dial_failed(ctx, 488, "Not Acceptable Here");
+                    }
+                    self.bridge_media();
+                    self.dial_answered(ctx);
+                } else {
+                    self.answer_a(ctx, &resp);
+                    if self.ivr.is_some() && !self.ended {
+                        self.dial_answered(ctx);
+                    }
+                }
                 let shared = &self.setup.shard.shared;
                 if shared.config.calls.debug_panic_injection
                     && self
@@ -573,6 +673,18 @@ impl CallActor {
                 };
                 if better {
                     self.best_failure = Some(resp);
+                }
+                if self.legs.iter().all(|l| l.state == LegState::Done)
+                    && self.winner.is_none()
+                    && self.ivr.is_some()
+                {
+                    let (status, reason) = self
+                        .best_failure
+                        .take()
+                        .map_or((480, "Temporarily Unavailable".to_string()), |b| {
+                            (b.status, b.reason)
+                        });
+                    return self.dial_failed(ctx, status, &reason);
                 }
                 if self.legs.iter().all(|l| l.state == LegState::Done) && self.winner.is_none() {
                     let (status, reason) = self
@@ -608,6 +720,24 @@ impl CallActor {
                     return self.fail_a(ctx, r, "rejected");
                 }
             }
+        }
+        if let (Some(relay), Some(n)) = (&self.relay, &self.negotiated_b) {
+            // Pass-through: both legs use the format the callee chose.
+            let f = ivr::leg_format(&n.codec, n.telephone_event);
+            relay.set_format(Leg::A, f);
+            relay.set_format(Leg::B, f);
+            self.leg_formats = [f, f];
+        }
+        self.send_ok_to_a(ctx, ok.body.clone());
+    }
+
+    /// Answers the caller 200 with `body` (SDP, or empty): dialog, CDR answer time, 2xx
+    /// retransmission, RTP and maximum-duration watchdogs.
+    fn send_ok_to_a(&mut self, ctx: &mut Context<Self>, body: Bytes) {
+        let mut ok = self.a_response(200, None);
+        if !body.is_empty() {
+            ok.headers.push(HeaderName::ContentType, "application/sdp");
+            ok.body = body;
         }
         if let Some(relay) = &self.relay {
             let timeout =
@@ -689,7 +819,9 @@ impl CallActor {
         let stream = sdp.audio_stream().ok_or("no audio stream")?;
         if from == Leg::B {
             if let Some(offer) = &self.offer_to_b {
-                switchboard_engine::sdp::negotiate(offer, &sdp).map_err(|e| format!("{e:?}"))?;
+                let n = switchboard_engine::sdp::negotiate(offer, &sdp)
+                    .map_err(|e| format!("{e:?}"))?;
+                self.negotiated_b = Some(n);
             }
         }
         if stream.rtp.is_some() {
@@ -709,6 +841,34 @@ impl CallActor {
             self.offer_to_b = Some(sdp.clone());
         }
         Ok(Bytes::from(sdp.to_string()))
+    }
+
+    /// The callee answered a call the engine had answered itself: point leg B at the callee's
+    /// media and set its format (the caller already has the engine's own answer).
+    fn accept_b_answer(&mut self, resp: &Response) -> Result<(), String> {
+        let Some(relay) = &self.relay else {
+            return Ok(());
+        };
+        let sdp = Sdp::parse_bytes(&resp.body).map_err(|e| e.to_string())?;
+        let offer = self.offer_to_b.as_ref().ok_or("no offer was sent")?;
+        let n = switchboard_engine::sdp::negotiate(offer, &sdp).map_err(|e| e.to_string())?;
+        relay.set_remote(Leg::B, n.remote_rtp);
+        let f = ivr::leg_format(&n.codec, n.telephone_event);
+        relay.set_format(Leg::B, f);
+        self.leg_formats[1] = f;
+        self.negotiated_b = Some(n);
+        Ok(())
+    }
+
+    /// Whether a B-leg answer is wanted now: a dial or a queue offer is ringing.
+    fn dialing(&self) -> bool {
+        if self.queued.as_ref().is_some_and(|q| q.offer.is_some()) {
+            return true;
+        }
+        matches!(
+            self.ivr.as_ref().map(|i| &i.running),
+            Some(ivr::Running::Dial { bridged: false, .. })
+        )
     }
 
     /// Checks the caller's Proxy-Authorization; routes the call when it is right.
@@ -743,6 +903,7 @@ impl CallActor {
                         Verdict::Ok => {
                             act.guard.state.record.caller =
                                 format!("sip:{}@{}", u.username, u.realm);
+                            act.authenticated_user = Some(u.username.clone());
                             act.route(ctx)
                         }
                         Verdict::Stale => act.challenge(ctx, true),
@@ -796,7 +957,7 @@ impl CallActor {
             }
             let media = &self.setup.services.media;
             match RelaySession::start(&media.handle, &media.ports, RelayConfig::default()) {
-                Ok(relay) => self.relay = Some(relay),
+                Ok(relay) => self.relay = Some(std::sync::Arc::new(relay)),
                 Err(e) => {
                     tracing::warn!(error = %e, "no media ports");
                     let r = self.a_response(503, Some("Service Unavailable (no media ports)"));
@@ -811,6 +972,9 @@ impl CallActor {
                     return self.fail_a(ctx, r, "rejected");
                 }
             }
+        }
+        if self.start_dialplan(ctx) {
+            return;
         }
         let Some(key) = aor_key(&self.setup.invite.uri) else {
             let r = self.a_response(404, Some("Not Found (no user in the Request-URI)"));
@@ -833,6 +997,31 @@ impl CallActor {
         source: Peer,
         side: Side,
     ) {
+        if req.method == Method::Info && self.info_as_dtmf(ctx, side, &req) {
+            return self.post(Command::Respond {
+                tx,
+                resp: response(&req, 200),
+            });
+        }
+        let in_ivr = self.ivr.is_some() && self.winner.is_none() && self.a_dialog.is_some();
+        if in_ivr && side == Side::A && matches!(req.method, Method::Invite | Method::Update) {
+            return self.reoffer_here(tx, &req);
+        }
+        if let (Method::Bye, Side::B(i)) = (&req.method, side) {
+            if self.ivr.is_some() && self.winner == Some(i) {
+                self.post(Command::Respond {
+                    tx,
+                    resp: response(&req, 200),
+                });
+                if let Some(l) = self.legs.get_mut(i as usize) {
+                    l.state = LegState::Done;
+                }
+                if self.bridge_ended(ctx) {
+                    return;
+                }
+                return self.hang_up(ctx, "callee_hangup");
+            }
+        }
         match (req.method.clone(), side) {
             (Method::Cancel, Side::A) => {
                 self.post(Command::Respond {
@@ -957,9 +1146,73 @@ impl CallActor {
         }
     }
 
-    fn on_forwarded_response(&mut self, id: u64, resp: Response) {
+    /// A SIP INFO carrying a digit (`application/dtmf-relay`): a gather input while the engine
+    /// holds the caller, or RFC 4733 into the other leg when that leg has telephone-event.
+    /// False when the INFO should be forwarded as it is.
+    fn info_as_dtmf(&mut self, ctx: &mut Context<Self>, side: Side, req: &Request) -> bool {
+        let Some(c) = ivr::info_digit(&req.body) else {
+            return false;
+        };
+        if self.winner.is_none() {
+            if side == Side::A && self.ivr.is_some() {
+                self.on_caller_digit(ctx, c);
+                return true;
+            }
+            return false;
+        }
+        let to = if side == Side::A { Leg::B } else { Leg::A };
+        let has_events =
+            self.leg_formats[to as usize].is_some_and(|f| f.dtmf_payload_type.is_some());
+        match (&self.relay, ivr::to_digit(c)) {
+            (Some(relay), Some(d)) if has_events => {
+                relay.send_dtmf(to, d, 160);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A re-INVITE or UPDATE from a caller the engine holds itself: answer with the engine's SDP.
+    fn reoffer_here(&mut self, tx: TxKey, req: &Request) {
+        let mut ok = response(req, 200);
+        ok = with_to_tag(ok, &self.a_tag);
+        if !req.body.is_empty() {
+            let answer = Sdp::parse_bytes(&req.body)
+                .ok()
+                .map(|o| filter_offer(&o))
+                .zip(self.relay.as_ref())
+                .and_then(|(o, r)| {
+                    switchboard_engine::sdp::answer_offer(&o, r.local_addr(Leg::A)).ok()
+                });
+            let Some((mut sdp, n)) = answer else {
+                return self.post(Command::Respond {
+                    tx,
+                    resp: response(req, 488),
+                });
+            };
+            if let Some(relay) = &self.relay {
+                relay.set_remote(Leg::A, n.remote_rtp);
+                let f = ivr::leg_format(&n.codec, n.telephone_event);
+                relay.set_format(Leg::A, f);
+                self.leg_formats[0] = f;
+            }
+            self.origins[Leg::A as usize].stamp(&mut sdp);
+            ok.headers.push(HeaderName::ContentType, "application/sdp");
+            ok.body = Bytes::from(sdp.to_string());
+        }
+        ok.headers.push(
+            HeaderName::Contact,
+            switchboard_engine::dialog::contact_value(self.local(), self.setup.source.transport),
+        );
+        self.post(Command::Respond { tx, resp: ok });
+    }
+
+    fn on_forwarded_response(&mut self, ctx: &mut Context<Self>, id: u64, resp: Response) {
         if resp.status < 200 {
             return;
+        }
+        if self.transfer_tx == Some(id) {
+            return self.on_refer_response(ctx, resp.status);
         }
         let Some(pos) = self.pending.iter().position(|p| p.id == id) else {
             return;
@@ -1073,7 +1326,7 @@ impl Handler<CallMsg> for CallActor {
             CallMsg::Response {
                 tag: TxTag::Forwarded(id),
                 resp,
-            } => self.on_forwarded_response(id, resp),
+            } => self.on_forwarded_response(ctx, id, resp),
             CallMsg::Response {
                 tag: TxTag::Fire, ..
             }
@@ -1098,8 +1351,49 @@ impl Handler<CallMsg> for CallActor {
                     headers: Default::default(),
                     body: Bytes::new(),
                 };
-                self.on_forwarded_response(id, r);
+                self.on_forwarded_response(ctx, id, r);
             }
         }
+    }
+}
+
+impl Handler<ivr::MediaMsg> for CallActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ivr::MediaMsg, ctx: &mut Context<Self>) {
+        self.on_media_event(ctx, msg.0);
+    }
+}
+
+impl Handler<ivr::SpeechMsg> for CallActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ivr::SpeechMsg, ctx: &mut Context<Self>) {
+        self.on_speech(ctx, msg.0);
+    }
+}
+
+/// Writes a recording's index row (best effort: a failure is logged, the file stays).
+async fn index_recording(
+    storage: &switchboard_storage::Storage,
+    call_id: &str,
+    info: &switchboard_media::RecordingInfo,
+    legs: &str,
+) {
+    let rec = switchboard_storage::Recording {
+        id: 0,
+        call_id: call_id.to_string(),
+        path: info.path.display().to_string(),
+        started_ms: now_ms() - info.duration_ms as i64,
+        duration_ms: info.duration_ms as i64,
+        bytes: info.bytes as i64,
+        rate: i64::from(info.rate),
+        channels: i64::from(info.legs),
+        legs: legs.to_string(),
+        format: "wav".into(),
+        created_ms: now_ms(),
+    };
+    if let Err(e) = storage.insert_recording(&rec).await {
+        tracing::warn!(error = %e, "recording not indexed");
     }
 }

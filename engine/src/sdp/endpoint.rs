@@ -177,7 +177,10 @@ m=video 4002 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n";
         let (answer, n) = answer_offer(&offer, local).expect("answerable");
         assert_eq!(n.codec.payload_type, 8);
         assert_eq!(n.telephone_event, Some(101));
-        assert_eq!(n.remote_rtp, Some("10.0.0.1:4000".parse().expect("address")));
+        assert_eq!(
+            n.remote_rtp,
+            Some("10.0.0.1:4000".parse().expect("address"))
+        );
         assert_eq!(answer.media.len(), 2);
         assert_eq!(answer.media[1].port, 0, "video rejected");
         // The answer is a valid answer to the offer.

@@ -28,8 +28,8 @@ mod tests;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
-pub use endpoint::{answer_offer, endpoint_offer, OFFER_CODECS, OFFER_TELEPHONE_EVENT};
 pub use anchor::{AnchorError, LegOrigin, DROPPED_MEDIA_ATTRIBUTES, DROPPED_SESSION_ATTRIBUTES};
+pub use endpoint::{answer_offer, endpoint_offer, OFFER_CODECS, OFFER_TELEPHONE_EVENT};
 pub use negotiate::{
     filter_offer, has_voice_codec, negotiate, AudioStream, Codec, Format, Negotiated,
     NegotiationError,

@@ -1,0 +1,415 @@
+//! A minimal SIP phone for end-to-end tests that must hear and speak real audio: one call over
+//! UDP (INVITE, ACK, BYE both ways, 200 to in-dialog requests), RTP in PCMU or G.722 encoded and
+//! decoded with the media crate, RFC 4733 digits. SIPp cannot check what it hears; this can.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use switchboard_engine::sdp::Sdp;
+use switchboard_engine::sip::{parse_datagram, HeaderName, Message};
+use switchboard_media::codec::CodecKind;
+use switchboard_media::dtmf::generator::EventGenerator;
+use switchboard_media::dtmf::Digit;
+
+/// The codec a [`Phone`] offers (and then uses).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PhoneCodec {
+    /// G.711 µ-law, 8 kHz.
+    Pcmu,
+    /// G.722, 16 kHz audio.
+    G722,
+}
+
+impl PhoneCodec {
+    fn kind(self) -> CodecKind {
+        match self {
+            PhoneCodec::Pcmu => CodecKind::from_static_payload_type(0).expect("PCMU is static 0"),
+            PhoneCodec::G722 => CodecKind::from_static_payload_type(9).expect("G.722 is static 9"),
+        }
+    }
+
+    fn pt(self) -> u8 {
+        match self {
+            PhoneCodec::Pcmu => 0,
+            PhoneCodec::G722 => 9,
+        }
+    }
+
+    /// Audio sample rate.
+    pub fn rate(self) -> u32 {
+        self.kind().sample_rate()
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    status: Option<u16>,
+    to_tag: Option<String>,
+    answer: Option<String>,
+    bye: bool,
+    infos: Vec<String>,
+}
+
+/// One call from the test to the engine.
+pub struct Phone {
+    sip: Arc<UdpSocket>,
+    rtp: UdpSocket,
+    engine: SocketAddr,
+    user: String,
+    call_id: String,
+    from_tag: String,
+    codec: PhoneCodec,
+    shared: Arc<Mutex<Shared>>,
+    stop: Arc<AtomicBool>,
+    reader: Option<JoinHandle<()>>,
+    seq: u16,
+    ts: u32,
+    cseq: u32,
+}
+
+fn header(m: &Message, name: HeaderName) -> Option<&str> {
+    match m {
+        Message::Request(r) => r.headers.get(&name),
+        Message::Response(r) => r.headers.get(&name),
+    }
+}
+
+fn tag_of(to: &str) -> Option<String> {
+    let i = to.find(";tag=")?;
+    let rest = &to[i + 5..];
+    Some(
+        rest.split([';', ' ', '>'])
+            .next()
+            .unwrap_or(rest)
+            .to_string(),
+    )
+}
+
+impl Phone {
+    /// Calls `user` on the engine at `engine` and waits (up to 15 s) for the final answer;
+    /// ACKs a 2xx. Check [`Phone::status`].
+    pub fn call(engine: SocketAddr, user: &str, codec: PhoneCodec) -> Phone {
+        let sip = Arc::new(UdpSocket::bind("127.0.0.1:0").expect("bind SIP"));
+        sip.set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("timeout");
+        let rtp = UdpSocket::bind("127.0.0.1:0").expect("bind RTP");
+        rtp.set_read_timeout(Some(Duration::from_millis(20)))
+            .expect("timeout");
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let n: u64 = (u64::from(std::process::id()) << 32)
+            ^ nanos
+            ^ u64::from(rtp.local_addr().expect("addr").port());
+        let mut p = Phone {
+            call_id: format!("phone-{n:x}@127.0.0.1"),
+            from_tag: format!("pt{n:x}"),
+            sip,
+            rtp,
+            engine,
+            user: user.to_string(),
+            codec,
+            shared: Arc::default(),
+            stop: Arc::new(AtomicBool::new(false)),
+            reader: None,
+            seq: 1,
+            ts: 0,
+            cseq: 1,
+        };
+        p.start_reader();
+        let invite = p.invite();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut resend = Instant::now();
+        let mut interval = Duration::from_millis(500);
+        while Instant::now() < deadline {
+            if p.status().is_some_and(|s| s >= 200) {
+                break;
+            }
+            if Instant::now() >= resend && p.status().is_none() {
+                p.sip
+                    .send_to(invite.as_bytes(), engine)
+                    .expect("send INVITE");
+                resend = Instant::now() + interval;
+                interval = (interval * 2).min(Duration::from_secs(4));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        p
+    }
+
+    fn local_sip(&self) -> SocketAddr {
+        self.sip.local_addr().expect("local address")
+    }
+
+    fn invite(&self) -> String {
+        let rtp_port = self.rtp.local_addr().expect("rtp addr").port();
+        let (pt, name) = match self.codec {
+            PhoneCodec::Pcmu => (0, "PCMU/8000"),
+            PhoneCodec::G722 => (9, "G722/8000"),
+        };
+        let sdp = format!(
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+m=audio {rtp_port} RTP/AVP {pt} 101\r\na=rtpmap:{pt} {name}\r\n\
+a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\n"
+        );
+        let local = self.local_sip();
+        format!(
+            "INVITE sip:{user}@{engine} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{ft}i\r\n\
+From: <sip:phone@{local}>;tag={ft}\r\nTo: <sip:{user}@{engine}>\r\nCall-ID: {cid}\r\n\
+CSeq: 1 INVITE\r\nContact: <sip:phone@{local}>\r\nMax-Forwards: 70\r\n\
+Content-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{sdp}",
+            user = self.user,
+            engine = self.engine,
+            ft = self.from_tag,
+            cid = self.call_id,
+            len = sdp.len(),
+        )
+    }
+
+    fn in_dialog(&self, method: &str, cseq: u32, branch: &str) -> String {
+        let local = self.local_sip();
+        let to_tag = self
+            .shared
+            .lock()
+            .expect("lock")
+            .to_tag
+            .clone()
+            .unwrap_or_default();
+        format!(
+            "{method} sip:{user}@{engine} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{branch}\r\n\
+From: <sip:phone@{local}>;tag={ft}\r\nTo: <sip:{user}@{engine}>;tag={to_tag}\r\nCall-ID: {cid}\r\n\
+CSeq: {cseq} {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            user = self.user,
+            engine = self.engine,
+            ft = self.from_tag,
+            cid = self.call_id,
+        )
+    }
+
+    fn start_reader(&mut self) {
+        let sip = self.sip.clone();
+        let shared = self.shared.clone();
+        let stop = self.stop.clone();
+        let ack_template = (
+            self.user.clone(),
+            self.engine,
+            self.from_tag.clone(),
+            self.call_id.clone(),
+        );
+        self.reader = Some(std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            while !stop.load(Ordering::Relaxed) {
+                let Ok((n, from)) = sip.recv_from(&mut buf) else {
+                    continue;
+                };
+                let Ok(msg) = parse_datagram(&buf[..n]) else {
+                    continue;
+                };
+                match &msg {
+                    Message::Response(r) => {
+                        let is_invite =
+                            header(&msg, HeaderName::CSeq).is_some_and(|c| c.ends_with("INVITE"));
+                        if !is_invite {
+                            continue;
+                        }
+                        let mut s = shared.lock().expect("lock");
+                        if s.status.is_none_or(|st| st < 200) {
+                            s.status = Some(r.status);
+                        }
+                        if r.status >= 200 {
+                            let tag = header(&msg, HeaderName::To).and_then(tag_of);
+                            if s.to_tag.is_none() {
+                                s.to_tag = tag.clone();
+                            }
+                            if !r.body.is_empty() {
+                                s.answer = Some(String::from_utf8_lossy(&r.body).into_owned());
+                            }
+                            drop(s);
+                            let (user, engine, ft, cid) = &ack_template;
+                            let local = sip.local_addr().expect("local");
+                            // ACK (2xx: new transaction; others: same branch as the INVITE).
+                            let branch = if r.status < 300 {
+                                format!("{ft}a")
+                            } else {
+                                format!("{ft}i")
+                            };
+                            let ack = format!(
+                                "ACK sip:{user}@{engine} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{branch}\r\n\
+From: <sip:phone@{local}>;tag={ft}\r\nTo: <sip:{user}@{engine}>;tag={tag}\r\nCall-ID: {cid}\r\n\
+CSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+                                tag = tag.unwrap_or_default()
+                            );
+                            let _ = sip.send_to(ack.as_bytes(), from);
+                        }
+                    }
+                    Message::Request(req) => {
+                        let method = req.method.as_str().to_string();
+                        if method == "ACK" {
+                            continue;
+                        }
+                        // 200 to everything in the dialog (BYE, INFO, re-INVITE without SDP).
+                        let mut ok = String::from("SIP/2.0 200 OK\r\n");
+                        for name in [
+                            HeaderName::Via,
+                            HeaderName::From,
+                            HeaderName::To,
+                            HeaderName::CallId,
+                            HeaderName::CSeq,
+                        ] {
+                            for v in req.headers.get_all(&name) {
+                                ok.push_str(&format!("{}: {v}\r\n", name.as_str()));
+                            }
+                        }
+                        ok.push_str("Content-Length: 0\r\n\r\n");
+                        let _ = sip.send_to(ok.as_bytes(), from);
+                        let mut s = shared.lock().expect("lock");
+                        match method.as_str() {
+                            "BYE" => s.bye = true,
+                            "INFO" => s
+                                .infos
+                                .push(String::from_utf8_lossy(&req.body).into_owned()),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }));
+    }
+
+    /// The final status of the INVITE, once known.
+    pub fn status(&self) -> Option<u16> {
+        self.shared.lock().expect("lock").status
+    }
+
+    /// Bodies of the INFO requests received.
+    pub fn infos(&self) -> Vec<String> {
+        self.shared.lock().expect("lock").infos.clone()
+    }
+
+    /// Where the engine wants our RTP (from its answer).
+    pub fn remote_rtp(&self) -> Option<SocketAddr> {
+        let answer = self.shared.lock().expect("lock").answer.clone()?;
+        Sdp::parse(&answer).ok()?.audio_stream()?.rtp
+    }
+
+    /// Whether the engine hung up (sent BYE).
+    pub fn got_bye(&self) -> bool {
+        self.shared.lock().expect("lock").bye
+    }
+
+    /// Receives RTP for `dur` (or until the engine hangs up) and returns the decoded audio.
+    pub fn listen(&self, dur: Duration) -> Vec<i16> {
+        let mut dec = self.codec.kind().codec();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 2048];
+        let end = Instant::now() + dur;
+        while Instant::now() < end && !self.got_bye() {
+            let Ok((n, _)) = self.rtp.recv_from(&mut buf) else {
+                continue;
+            };
+            if n < 12 || buf[1] & 0x7f != self.codec.pt() {
+                continue;
+            }
+            let _ = dec.decode(&buf[12..n], &mut out);
+        }
+        out
+    }
+
+    fn send_rtp(&mut self, pt: u8, marker: bool, ts: u32, payload: &[u8]) {
+        let Some(to) = self.remote_rtp() else { return };
+        let mut p = Vec::with_capacity(12 + payload.len());
+        p.push(0x80);
+        p.push(if marker { 0x80 | pt } else { pt });
+        p.extend_from_slice(&self.seq.to_be_bytes());
+        p.extend_from_slice(&ts.to_be_bytes());
+        p.extend_from_slice(&0x5eed_1234u32.to_be_bytes());
+        p.extend_from_slice(payload);
+        self.seq = self.seq.wrapping_add(1);
+        let _ = self.rtp.send_to(&p, to);
+    }
+
+    /// Sends audio (at the codec's rate) as 20 ms packets in real time; drains what arrives
+    /// meanwhile.
+    pub fn speak(&mut self, pcm: &[i16]) {
+        let mut enc = self.codec.kind().codec();
+        let frame = self.codec.rate() as usize / 50;
+        let ts_step = self.codec.kind().timestamp_per_frame();
+        let start = Instant::now();
+        let mut buf = [0u8; 2048];
+        for (i, chunk) in pcm.chunks(frame).enumerate() {
+            let mut f = chunk.to_vec();
+            f.resize(frame, 0);
+            let mut payload = Vec::new();
+            enc.encode(&f, &mut payload);
+            let ts = self.ts;
+            self.send_rtp(self.codec.pt(), i == 0, ts, &payload);
+            self.ts = self.ts.wrapping_add(ts_step);
+            let due = start + Duration::from_millis(20 * (i as u64 + 1));
+            while Instant::now() < due {
+                let _ = self.rtp.recv_from(&mut buf);
+            }
+        }
+    }
+
+    /// Sends `d` as RFC 4733 events (payload type 101), 160 ms long.
+    pub fn press(&mut self, d: char) {
+        let digit = Digit::from_char(d).expect("a DTMF digit");
+        let gen = EventGenerator::default();
+        let start = self.ts;
+        let t0 = Instant::now();
+        for pk in gen.press(digit, start, 160) {
+            let due = t0 + Duration::from_micros(u64::from(pk.send_offset) * 1_000_000 / 8000);
+            while Instant::now() < due {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            self.send_rtp(101, pk.marker, pk.timestamp, &pk.payload_bytes());
+        }
+        self.ts = self.ts.wrapping_add(8000 * 200 / 1000);
+    }
+
+    /// Hangs up (BYE) and waits briefly for the answer.
+    pub fn hang_up(&mut self) {
+        self.cseq += 1;
+        let bye = self.in_dialog(
+            "BYE",
+            self.cseq,
+            &format!("{}b{}", self.from_tag, self.cseq),
+        );
+        let _ = self.sip.send_to(bye.as_bytes(), self.engine);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    /// Waits up to `timeout` for the engine's BYE.
+    pub fn wait_bye(&self, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if self.got_bye() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+impl Drop for Phone {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+    }
+}
+
+/// RMS level of a signal in dBFS (−inf for silence).
+pub fn level_dbfs(pcm: &[i16]) -> f64 {
+    if pcm.is_empty() {
+        return f64::NEG_INFINITY;
+    }
+    let sum: f64 = pcm.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
+    let rms = (sum / pcm.len() as f64).sqrt();
+    20.0 * (rms / 32768.0).log10()
+}
