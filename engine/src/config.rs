@@ -32,6 +32,20 @@ pub struct Config {
     pub dialplan: DialplanConfig,
     /// The contact centre (queues, agents, routing).
     pub contact_centre: ContactCentreConfig,
+    /// Outbound SIP trunks by name (`[trunks.carrier] address = "192.0.2.10:5060"`): the
+    /// targets of a dialplan `dial: { trunk, number }`.
+    pub trunks: std::collections::BTreeMap<String, TrunkConfig>,
+}
+
+/// An outbound trunk: where calls to numbers through it are sent.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrunkConfig {
+    /// The carrier's SIP address (IP and port; calls go over UDP).
+    pub address: SocketAddr,
+    /// Prepended to the dialled number (`00`, `+`, a tech prefix).
+    #[serde(default)]
+    pub prefix: String,
 }
 
 /// The contact centre: queues, agents and workflows are configured through the REST API and

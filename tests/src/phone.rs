@@ -1,6 +1,8 @@
 //! A minimal SIP phone for end-to-end tests that must hear and speak real audio: one call over
 //! UDP (INVITE, ACK, BYE both ways, 200 to in-dialog requests), RTP in PCMU or G.722 encoded and
-//! decoded with the media crate, RFC 4733 digits. SIPp cannot check what it hears; this can.
+//! decoded with the media crate, RFC 4733 digits sent and received. SIPp cannot check what it
+//! hears; this can. A phone either calls the engine ([`Phone::call`], [`Phone::call_with`]) or
+//! waits to be called by it ([`Phone::callee`]), with or without `telephone-event` in its SDP.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,6 +14,7 @@ use switchboard_engine::sdp::Sdp;
 use switchboard_engine::sip::{parse_datagram, HeaderName, Message};
 use switchboard_media::codec::CodecKind;
 use switchboard_media::dtmf::generator::EventGenerator;
+use switchboard_media::dtmf::receiver::EventReceiver;
 use switchboard_media::dtmf::Digit;
 
 /// The codec a [`Phone`] offers (and then uses).
@@ -51,6 +54,12 @@ struct Shared {
     answer: Option<String>,
     bye: bool,
     infos: Vec<String>,
+    /// Callee mode: an INVITE was answered.
+    answered: bool,
+    /// RFC 4733 digits received (in [`Phone::listen`]), in order.
+    digits: Vec<char>,
+    /// Methods of the requests received, with their Refer-To when present.
+    requests: Vec<(String, Option<String>)>,
 }
 
 /// One call from the test to the engine.
@@ -68,6 +77,32 @@ pub struct Phone {
     seq: u16,
     ts: u32,
     cseq: u32,
+    /// Offer (or answer with) `telephone-event/8000` on payload type 101.
+    telephone_event: bool,
+    /// RFC 4733 receiver for the events heard in [`Phone::listen`].
+    events: Mutex<EventReceiver>,
+}
+
+/// The telephone-event payload type a [`Phone`] offers and answers with.
+const EVENT_PT: u8 = 101;
+
+fn sdp_body(rtp_port: u16, codec: PhoneCodec, telephone_event: bool) -> String {
+    let (pt, name) = match codec {
+        PhoneCodec::Pcmu => (0, "PCMU/8000"),
+        PhoneCodec::G722 => (9, "G722/8000"),
+    };
+    let (fmt, events) = if telephone_event {
+        (
+            format!(" {EVENT_PT}"),
+            format!("a=rtpmap:{EVENT_PT} telephone-event/8000\r\na=fmtp:{EVENT_PT} 0-15\r\n"),
+        )
+    } else {
+        (String::new(), String::new())
+    };
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+m=audio {rtp_port} RTP/AVP {pt}{fmt}\r\na=rtpmap:{pt} {name}\r\n{events}a=ptime:20\r\n"
+    )
 }
 
 fn header(m: &Message, name: HeaderName) -> Option<&str> {
@@ -92,33 +127,18 @@ impl Phone {
     /// Calls `user` on the engine at `engine` and waits (up to 15 s) for the final answer;
     /// ACKs a 2xx. Check [`Phone::status`].
     pub fn call(engine: SocketAddr, user: &str, codec: PhoneCodec) -> Phone {
-        let sip = Arc::new(UdpSocket::bind("127.0.0.1:0").expect("bind SIP"));
-        sip.set_read_timeout(Some(Duration::from_millis(50)))
-            .expect("timeout");
-        let rtp = UdpSocket::bind("127.0.0.1:0").expect("bind RTP");
-        rtp.set_read_timeout(Some(Duration::from_millis(20)))
-            .expect("timeout");
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        let n: u64 = (u64::from(std::process::id()) << 32)
-            ^ nanos
-            ^ u64::from(rtp.local_addr().expect("addr").port());
-        let mut p = Phone {
-            call_id: format!("phone-{n:x}@127.0.0.1"),
-            from_tag: format!("pt{n:x}"),
-            sip,
-            rtp,
-            engine,
-            user: user.to_string(),
-            codec,
-            shared: Arc::default(),
-            stop: Arc::new(AtomicBool::new(false)),
-            reader: None,
-            seq: 1,
-            ts: 0,
-            cseq: 1,
-        };
+        Phone::call_with(engine, user, codec, true)
+    }
+
+    /// [`Phone::call`], offering `telephone-event` only when `telephone_event` (without it the
+    /// engine has to hear digits in-band, and convert them for this leg).
+    pub fn call_with(
+        engine: SocketAddr,
+        user: &str,
+        codec: PhoneCodec,
+        telephone_event: bool,
+    ) -> Phone {
+        let mut p = Phone::new(engine, user, codec, telephone_event, "127.0.0.1:0");
         p.start_reader();
         let invite = p.invite();
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -140,21 +160,85 @@ impl Phone {
         p
     }
 
+    /// A phone waiting to be called on a free loopback port ([`Phone::sip_addr`]): it answers
+    /// the first INVITE at once with 200 and its SDP (`codec`, plus `telephone-event` when
+    /// asked), and 200 to every later request. [`Phone::wait_answered`] tells when a call came;
+    /// then [`Phone::speak`], [`Phone::listen`] and [`Phone::press`] work as for a caller.
+    /// The engine hangs it up ([`Phone::hang_up`] is for callers only).
+    pub fn callee(codec: PhoneCodec, telephone_event: bool) -> Phone {
+        let mut p = Phone::new(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            "callee",
+            codec,
+            telephone_event,
+            "127.0.0.1:0",
+        );
+        p.start_reader();
+        p
+    }
+
+    /// Where this phone receives SIP.
+    pub fn sip_addr(&self) -> SocketAddr {
+        self.local_sip()
+    }
+
+    /// Callee mode: waits up to `timeout` for a call to be answered.
+    pub fn wait_answered(&self, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if self.shared.lock().expect("lock").answered {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    fn new(
+        engine: SocketAddr,
+        user: &str,
+        codec: PhoneCodec,
+        telephone_event: bool,
+        bind: &str,
+    ) -> Phone {
+        let sip = Arc::new(UdpSocket::bind(bind).expect("bind SIP"));
+        sip.set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("timeout");
+        let rtp = UdpSocket::bind("127.0.0.1:0").expect("bind RTP");
+        rtp.set_read_timeout(Some(Duration::from_millis(20)))
+            .expect("timeout");
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let n: u64 = (u64::from(std::process::id()) << 32)
+            ^ nanos
+            ^ u64::from(rtp.local_addr().expect("addr").port());
+        Phone {
+            call_id: format!("phone-{n:x}@127.0.0.1"),
+            from_tag: format!("pt{n:x}"),
+            sip,
+            rtp,
+            engine,
+            user: user.to_string(),
+            codec,
+            shared: Arc::default(),
+            stop: Arc::new(AtomicBool::new(false)),
+            reader: None,
+            seq: 1,
+            ts: 0,
+            cseq: 1,
+            telephone_event,
+            events: Mutex::new(EventReceiver::default()),
+        }
+    }
+
     fn local_sip(&self) -> SocketAddr {
         self.sip.local_addr().expect("local address")
     }
 
     fn invite(&self) -> String {
         let rtp_port = self.rtp.local_addr().expect("rtp addr").port();
-        let (pt, name) = match self.codec {
-            PhoneCodec::Pcmu => (0, "PCMU/8000"),
-            PhoneCodec::G722 => (9, "G722/8000"),
-        };
-        let sdp = format!(
-            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-m=audio {rtp_port} RTP/AVP {pt} 101\r\na=rtpmap:{pt} {name}\r\n\
-a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\n"
-        );
+        let sdp = sdp_body(rtp_port, self.codec, self.telephone_event);
         let local = self.local_sip();
         format!(
             "INVITE sip:{user}@{engine} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{ft}i\r\n\
@@ -190,6 +274,8 @@ CSeq: {cseq} {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
     }
 
     fn start_reader(&mut self) {
+        let rtp_port = self.rtp.local_addr().expect("rtp addr").port();
+        let (codec, telephone_event) = (self.codec, self.telephone_event);
         let sip = self.sip.clone();
         let shared = self.shared.clone();
         let stop = self.stop.clone();
@@ -250,7 +336,13 @@ CSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
                         if method == "ACK" {
                             continue;
                         }
-                        // 200 to everything in the dialog (BYE, INFO, re-INVITE without SDP).
+                        // 200 to everything in the dialog (BYE, INFO, re-INVITE without SDP);
+                        // an initial INVITE (callee mode) gets a To tag and our SDP.
+                        let initial = method == "INVITE"
+                            && req
+                                .headers
+                                .get(&HeaderName::To)
+                                .is_some_and(|t| tag_of(t).is_none());
                         let mut ok = String::from("SIP/2.0 200 OK\r\n");
                         for name in [
                             HeaderName::Via,
@@ -260,12 +352,33 @@ CSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
                             HeaderName::CSeq,
                         ] {
                             for v in req.headers.get_all(&name) {
-                                ok.push_str(&format!("{}: {v}\r\n", name.as_str()));
+                                let tag = if initial && name == HeaderName::To {
+                                    ";tag=callee"
+                                } else {
+                                    ""
+                                };
+                                ok.push_str(&format!("{}: {v}{tag}\r\n", name.as_str()));
                             }
                         }
-                        ok.push_str("Content-Length: 0\r\n\r\n");
+                        if initial {
+                            let local = sip.local_addr().expect("local");
+                            let body = sdp_body(rtp_port, codec, telephone_event);
+                            ok.push_str(&format!(
+                                "Contact: <sip:callee@{local}>\r\nContent-Type: application/sdp\r\n\
+Content-Length: {}\r\n\r\n{body}",
+                                body.len()
+                            ));
+                        } else {
+                            ok.push_str("Content-Length: 0\r\n\r\n");
+                        }
                         let _ = sip.send_to(ok.as_bytes(), from);
                         let mut s = shared.lock().expect("lock");
+                        if initial {
+                            s.answer = Some(String::from_utf8_lossy(&req.body).into_owned());
+                            s.answered = true;
+                        }
+                        let refer_to = req.headers.get(&HeaderName::ReferTo).map(str::to_string);
+                        s.requests.push((method.clone(), refer_to));
                         match method.as_str() {
                             "BYE" => s.bye = true,
                             "INFO" => s
@@ -289,6 +402,16 @@ CSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
         self.shared.lock().expect("lock").infos.clone()
     }
 
+    /// The requests the engine sent in the dialog: method and Refer-To (for REFER).
+    pub fn requests(&self) -> Vec<(String, Option<String>)> {
+        self.shared.lock().expect("lock").requests.clone()
+    }
+
+    /// The far end's SDP: the engine's answer (caller), or its offer (callee).
+    pub fn remote_sdp(&self) -> Option<String> {
+        self.shared.lock().expect("lock").answer.clone()
+    }
+
     /// Where the engine wants our RTP (from its answer).
     pub fn remote_rtp(&self) -> Option<SocketAddr> {
         let answer = self.shared.lock().expect("lock").answer.clone()?;
@@ -300,22 +423,41 @@ CSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
         self.shared.lock().expect("lock").bye
     }
 
-    /// Receives RTP for `dur` (or until the engine hangs up) and returns the decoded audio.
+    /// Receives RTP for `dur` (or until the engine hangs up) and returns the decoded audio;
+    /// RFC 4733 events (payload type 101) heard meanwhile are kept for [`Phone::digits`].
     pub fn listen(&self, dur: Duration) -> Vec<i16> {
         let mut dec = self.codec.kind().codec();
         let mut out = Vec::new();
         let mut buf = [0u8; 2048];
-        let end = Instant::now() + dur;
+        let t0 = Instant::now();
+        let end = t0 + dur;
+        let mut events = self.events.lock().expect("lock");
         while Instant::now() < end && !self.got_bye() {
-            let Ok((n, _)) = self.rtp.recv_from(&mut buf) else {
-                continue;
-            };
-            if n < 12 || buf[1] & 0x7f != self.codec.pt() {
-                continue;
+            let now_ms = t0.elapsed().as_millis() as u64;
+            events.handle_timeout(now_ms);
+            if let Ok((n, _)) = self.rtp.recv_from(&mut buf) {
+                let pt = buf[1] & 0x7f;
+                if n >= 12 && pt == self.codec.pt() {
+                    let _ = dec.decode(&buf[12..n], &mut out);
+                } else if n >= 16 && pt == EVENT_PT {
+                    let ts = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
+                    let _ = events.push(ts, buf[1] & 0x80 != 0, &buf[12..16], now_ms);
+                }
             }
-            let _ = dec.decode(&buf[12..n], &mut out);
+            while let Some(ev) = events.poll_event() {
+                self.shared
+                    .lock()
+                    .expect("lock")
+                    .digits
+                    .push(ev.digit.as_char());
+            }
         }
         out
+    }
+
+    /// The RFC 4733 digits heard so far (by [`Phone::listen`]), in order.
+    pub fn digits(&self) -> Vec<char> {
+        self.shared.lock().expect("lock").digits.clone()
     }
 
     fn send_rtp(&mut self, pt: u8, marker: bool, ts: u32, payload: &[u8]) {

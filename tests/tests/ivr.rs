@@ -440,3 +440,144 @@ fn record_action_writes_the_callers_audio() {
         "the caller's tone is in the left channel"
     );
 }
+
+/// Transfers: blind (REFER to the caller, then the engine hangs up) and attended (the engine
+/// calls the target with the caller on hold and bridges when it answers; a target that cannot
+/// be reached sends the caller back to the plan).
+#[test]
+fn blind_and_attended_transfers() {
+    let agent = SippUas::start(1);
+    let plan = format!(
+        r#"contexts:
+  default:
+    rules:
+      - name: blind
+        called: 310
+        actions:
+          - answer
+          - transfer: sip:sales@127.0.0.1:5999
+          - say: The transfer failed.
+          - hangup
+      - name: attended
+        called: 320
+        actions:
+          - answer
+          - transfer: {{ attended: "sip:agent@127.0.0.1:{}" }}
+          - hangup
+      - name: attended-nobody
+        called: 330
+        actions:
+          - answer
+          - transfer: {{ attended: nobody }}
+          - say: Nobody is available.
+          - hangup
+"#,
+        agent.addr().port()
+    );
+    let (engine, _) = engine_with_plan(&plan, "");
+
+    // Blind: the caller gets a REFER naming the target; once accepted the engine hangs up.
+    let phone = Phone::call(engine.sip_addr(), "310", PhoneCodec::Pcmu);
+    assert_eq!(phone.status(), Some(200));
+    assert!(
+        phone.wait_bye(Duration::from_secs(5)),
+        "hung up after the REFER"
+    );
+    let reqs = phone.requests();
+    let refer = reqs.iter().find(|(m, _)| m == "REFER").expect("a REFER");
+    assert_eq!(
+        refer.1.as_deref(),
+        Some("<sip:sales@127.0.0.1:5999>"),
+        "{reqs:?}"
+    );
+
+    // Attended: hold music while the agent rings, then the bridge.
+    let mut phone = Phone::call(engine.sip_addr(), "320", PhoneCodec::Pcmu);
+    assert_eq!(phone.status(), Some(200));
+    let _ = phone.listen(Duration::from_secs(2));
+    phone.hang_up();
+    assert!(
+        agent.finished_ok(20),
+        "the agent got the transferred call; log:\n{}",
+        engine.log()
+    );
+
+    // Attended to an unregistered user: back in the plan, which says so and hangs up.
+    let phone = Phone::call(engine.sip_addr(), "330", PhoneCodec::Pcmu);
+    assert_eq!(phone.status(), Some(200));
+    let heard = phone.listen(Duration::from_secs(6));
+    assert!(phone.wait_bye(Duration::from_secs(5)), "the plan hung up");
+    assert!(
+        level_dbfs(&heard) > -45.0,
+        "the fallback message was played"
+    );
+}
+
+/// The plan file is watched: editing it reloads the plan without any command.
+#[test]
+fn plan_file_change_is_picked_up() {
+    let plan = "contexts:\n  default:\n    rules:\n      - actions: [ hangup ]\n";
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("plan.yaml");
+    std::fs::write(&file, plan).expect("write");
+    let cfg = format!(
+        "{TRUSTED}[dialplan]\nfile = \"{}\"\nwatch_secs = 1\n",
+        file.display()
+    );
+    let engine = Engine::start(&cfg);
+    let version = || {
+        let (_, body) =
+            switchboard_tests::http_get(engine.http_addr(), "/api/v1/dialplans").expect("status");
+        serde_json::from_str::<serde_json::Value>(&body).expect("JSON")["version"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    assert_eq!(version(), 1);
+    // A different size and content: a new modification time whatever the file system's clock
+    // granularity.
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(&file, plan.replace("hangup", "answer, hangup")).expect("rewrite");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while version() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(version(), 2, "log:\n{}", engine.log());
+    // A broken edit is refused; the plan in force stays at version 2.
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(&file, "contexts: [").expect("break");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(version(), 2);
+    assert!(
+        engine.log().contains("dialplan refused"),
+        "{}",
+        engine.log()
+    );
+}
+
+/// `dial: { trunk, number }` sends the call to the trunk's address with its prefix.
+#[test]
+fn dial_through_a_trunk() {
+    let carrier = SippUas::start(1);
+    let plan = r#"contexts:
+  default:
+    rules:
+      - name: out
+        called: "_0."
+        actions:
+          - dial: { trunk: carrier, number: "${called}" }
+"#;
+    let extra = format!(
+        "[trunks.carrier]\naddress = \"127.0.0.1:{}\"\nprefix = \"+33\"\n",
+        carrier.addr().port()
+    );
+    let (engine, _) = engine_with_plan(plan, &extra);
+    let mut caller = switchboard_tests::sipp_uac(&engine, "0612345678", 1, 1, 1, 500);
+    assert!(
+        caller.wait().expect("sipp").success(),
+        "log:\n{}",
+        engine.log()
+    );
+    assert!(carrier.finished_ok(20), "the carrier got the call");
+    let cdrs = wait_cdrs(&engine, 1);
+    assert_eq!(cdrs[0]["sip_code"], 200);
+}

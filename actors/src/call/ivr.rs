@@ -795,6 +795,16 @@ impl CallActor {
                         codecs.push(*c);
                     }
                 }
+                if self.queued.is_none() {
+                    // The caller hears ringback while the target rings.
+                    let rate = self.a_rate();
+                    relay.play(
+                        Leg::A,
+                        tone(ToneKind::Ringback, rate, Duration::from_secs(4)),
+                        0,
+                        0,
+                    );
+                }
                 let mut offer = endpoint_offer(relay.local_addr(Leg::B), &codecs);
                 self.origins[Leg::B as usize].stamp(&mut offer);
                 self.b_body = Bytes::from(offer.to_string());
@@ -811,7 +821,20 @@ impl CallActor {
                     None => tracing::warn!(uri = %u, "dial: SIP URI without an IP host; skipped"),
                 },
                 DialTarget::Trunk { trunk, number } => {
-                    tracing::warn!(%trunk, %number, "dial: trunks are not configured yet; skipped")
+                    let trunks = &self.setup.shard.shared.config.trunks;
+                    match trunks.get(&trunk) {
+                        Some(t) => {
+                            let digits: String = number
+                                .chars()
+                                .filter(|c| {
+                                    c.is_ascii_alphanumeric() || matches!(c, '+' | '*' | '#')
+                                })
+                                .collect();
+                            let uri = format!("sip:{}{digits}@{}", t.prefix, t.address);
+                            direct.extend(direct_binding(&uri));
+                        }
+                        None => tracing::warn!(%trunk, %number, "dial: no such trunk; skipped"),
+                    }
                 }
             }
         }
@@ -853,6 +876,10 @@ impl CallActor {
         }
         if let Some(q) = self.queue_offer_failed(ctx, code) {
             return q;
+        }
+        if let Some(r) = &self.relay {
+            // Ringback or hold music played while the target rang.
+            r.stop_play(Leg::A);
         }
         self.step(ctx, Event::DialFailed { code });
     }
@@ -912,7 +939,11 @@ impl CallActor {
         }
     }
 
-    /// A blind transfer: REFER the caller to `to`, then hang up once it is accepted.
+    /// `transfer`. Blind: REFER the caller to `to`, then hang up once it is accepted (any
+    /// failure: the plan goes on). Attended: the engine consults the target first: the caller
+    /// hears hold music while the engine calls `to` (a user or a SIP URI), and is bridged only
+    /// when the target answers (`DialAnswered`, `ActionCompleted` when that bridge ends); when
+    /// the target does not answer the caller is back in the plan (`DialFailed`).
     fn start_transfer(
         &mut self,
         ctx: &mut Context<Self>,
@@ -920,7 +951,23 @@ impl CallActor {
         attended: bool,
     ) -> Option<Event> {
         if attended {
-            tracing::warn!("attended transfer is not supported; doing a blind transfer");
+            if let Err(e) = self.answer_here(ctx) {
+                return self.media_failure(ctx, &e);
+            }
+            let target = if to.contains(':') {
+                DialTarget::Uri(to)
+            } else {
+                DialTarget::User(to)
+            };
+            let ring = Duration::from_secs(30);
+            self.set_running(Running::Dial {
+                rest: VecDeque::new(),
+                timeout: ring,
+                bridged: false,
+            });
+            self.dial(ctx, vec![target], ring);
+            self.play_hold_music(ctx);
+            return None;
         }
         if let Err(e) = self.answer_here(ctx) {
             return self.media_failure(ctx, &e);
@@ -938,11 +985,10 @@ impl CallActor {
         let mut refer = d.request(Method::Refer);
         refer
             .headers
-            .push(HeaderName::Other("Refer-To".into()), format!("<{target}>"));
-        refer.headers.push(
-            HeaderName::Other("Referred-By".into()),
-            format!("<sip:switchboard@{local}>"),
-        );
+            .push(HeaderName::ReferTo, format!("<{target}>"));
+        refer
+            .headers
+            .push(HeaderName::ReferredBy, format!("<sip:switchboard@{local}>"));
         let dest = d.peer;
         self.next_id += 1;
         let id = self.next_id;

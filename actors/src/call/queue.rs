@@ -76,7 +76,8 @@ impl CallActor {
         None
     }
 
-    fn play_hold_music(&mut self, ctx: &mut Context<Self>) {
+    /// Music on hold (the configured file, else a ringback tone) looping into the caller.
+    pub(super) fn play_hold_music(&mut self, ctx: &mut Context<Self>) {
         let rate = self
             .ivr
             .as_ref()
