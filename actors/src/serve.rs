@@ -81,7 +81,7 @@ pub fn run(config: Config) -> ExitCode {
             .enable_all()
             .build()
         {
-            Ok(rt) => rt,
+            Ok(rt) => MediaRuntime(Some(rt)),
             Err(e) => {
                 eprintln!("media runtime: {e}");
                 return ExitCode::from(1);
@@ -105,6 +105,7 @@ pub fn run(config: Config) -> ExitCode {
                     .contact_centre
                     .position_update_secs
                     .saturating_mul(1000),
+                config_file: config.contact_centre.config_file.clone(),
                 ..crate::contact::Settings::default()
             };
             match crate::contact::ContactCentre::start(
@@ -143,7 +144,7 @@ pub fn run(config: Config) -> ExitCode {
                 &config.registrar.digest_algorithms,
             )),
             media: Media {
-                handle: media_rt.handle().clone(),
+                handle: media_rt.handle(),
                 ports,
                 sdp_ip: config.sip.advertised_address.unwrap_or(config.media.rtp_ip),
             },
@@ -167,7 +168,7 @@ pub fn run(config: Config) -> ExitCode {
         tracing::info!(udp = ?server.udp_addrs, tcp = ?server.tcp_addrs, "switchboard serving");
         wait_for_shutdown().await;
         tracing::info!("shutting down");
-        media_rt.shutdown_background();
+        drop(media_rt);
         ExitCode::SUCCESS
     })
 }
@@ -270,4 +271,26 @@ fn ivr_tools(config: &Config) -> Result<crate::call::IvrTools, Vec<String>> {
         music_on_hold: config.dialplan.music_on_hold.clone(),
         webhook_timeout: Duration::from_millis(config.dialplan.webhook_timeout_ms.max(100)),
     })
+}
+
+/// The media runtime, shut down in the background when dropped: dropping a multi-thread runtime
+/// inside the actix system's `block_on` (an early error return) would panic.
+struct MediaRuntime(Option<tokio::runtime::Runtime>);
+
+impl MediaRuntime {
+    fn handle(&self) -> tokio::runtime::Handle {
+        match &self.0 {
+            Some(rt) => rt.handle().clone(),
+            // Only `drop` takes the runtime out.
+            None => unreachable!("the media runtime is present until dropped"),
+        }
+    }
+}
+
+impl Drop for MediaRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }

@@ -59,6 +59,10 @@ pub struct ContactCentreConfig {
     pub service_level_secs: u64,
     /// Least time between two position announcements to one queued caller, in seconds.
     pub position_update_secs: u64,
+    /// Queues, agents and the workflow to create or update at start (TOML, the REST API's
+    /// documents: `[[queues]]`, `[[agents]]`, `[workflow]`); `builtin:demo` is the demo file
+    /// compiled into the binary (`dialplans/examples/contact-centre.toml`); empty: none.
+    pub config_file: String,
 }
 
 impl Default for ContactCentreConfig {
@@ -67,7 +71,28 @@ impl Default for ContactCentreConfig {
             enabled: true,
             service_level_secs: 20,
             position_update_secs: 10,
+            config_file: "builtin:demo".into(),
         }
+    }
+}
+
+impl ContactCentreConfig {
+    /// Parses the text of a contact-centre file (TOML) into `T`; errors name the file, the key
+    /// (`agents[1].skills.billing`) and the reason.
+    pub fn parse_file<T: serde::de::DeserializeOwned>(
+        text: &str,
+        file: &str,
+    ) -> Result<T, ConfigError> {
+        let de = toml::Deserializer::parse(text).map_err(|e| ConfigError {
+            file: file.to_string(),
+            key: "-".into(),
+            reason: e.message().to_string(),
+        })?;
+        serde_path_to_error::deserialize(de).map_err(|e| ConfigError {
+            file: file.to_string(),
+            key: e.path().to_string(),
+            reason: e.inner().message().to_string(),
+        })
     }
 }
 

@@ -1022,8 +1022,17 @@ impl CallActor {
                 leg,
                 digit,
                 duration_ms,
+                source,
                 ..
             } => {
+                tracing::info!(
+                    call_id = %self.guard.state.record.call_id,
+                    ?leg,
+                    digit = %digit_char(digit),
+                    ?source,
+                    duration_ms,
+                    "DTMF digit"
+                );
                 let bridged = self.winner.is_some();
                 if bridged {
                     self.relay_digit_as_info(leg, digit, duration_ms);

@@ -19,6 +19,7 @@
 //!   adds tokens).
 
 pub mod api;
+pub mod config_file;
 mod desktop;
 pub mod directory;
 mod journal;
@@ -100,6 +101,9 @@ pub struct Settings {
     pub position_update_ms: u64,
     /// The router's settings.
     pub router: crate::routing::RouterConfig,
+    /// The contact-centre file applied at start (`config_file.rs`): a path, `builtin:demo`, or
+    /// empty for none.
+    pub config_file: String,
 }
 
 impl Default for Settings {
@@ -112,6 +116,7 @@ impl Default for Settings {
                 explain_skipped: 0,
                 ..crate::routing::RouterConfig::default()
             },
+            config_file: String::new(),
         }
     }
 }
@@ -209,6 +214,32 @@ impl fmt::Display for EnqueueError {
 
 impl std::error::Error for EnqueueError {}
 
+/// Why the contact centre did not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// Reading the stored configuration failed.
+    Storage(StorageError),
+    /// The contact-centre file is wrong (file, key, reason).
+    Config(switchboard_engine::config::ConfigError),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Storage(e) => write!(f, "{e}"),
+            StartError::Config(e) => write!(f, "config error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl From<StorageError> for StartError {
+    fn from(e: StorageError) -> Self {
+        StartError::Storage(e)
+    }
+}
+
 /// The voice-call signals [`ContactCentre`] posts to the routing actor.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
@@ -227,24 +258,32 @@ pub(crate) struct EnqueueVoice(pub VoiceEnqueue);
 impl ContactCentre {
     /// Loads configuration and rebuilds the waiting queues from `storage`, then starts the
     /// routing actor on an arbiter (thread) of its own and its journal writer on the current
-    /// arbiter.
+    /// arbiter, then applies the contact-centre file of the settings, if any (parsed before
+    /// anything starts; an error in it is [`StartError::Config`]).
     pub async fn start(
         storage: Storage,
         settings: Settings,
         clock: Clock,
-    ) -> Result<ContactCentre, StorageError> {
+    ) -> Result<ContactCentre, StartError> {
+        let file = config_file::read(&settings.config_file).map_err(StartError::Config)?;
         let journal = Journal::start(storage.clone());
         let settings = Arc::new(settings);
         let actor = restore::load(&storage, journal.clone(), settings.clone(), clock).await?;
         // Its own thread: routing decisions never wait behind transport readers or HTTP.
         let arbiter = actix_rt::Arbiter::new();
         let addr = RoutingActor::start_in_arbiter(&arbiter.handle(), move |_| actor);
-        Ok(ContactCentre {
+        let cc = ContactCentre {
             addr,
             journal,
             storage,
             settings,
-        })
+        };
+        if let Some((name, doc)) = file {
+            config_file::apply(&cc, &name, doc)
+                .await
+                .map_err(StartError::Config)?;
+        }
+        Ok(cc)
     }
 
     /// Puts a voice call in a queue. `call` receives offers and queue updates for it.
