@@ -3,7 +3,7 @@
 //!
 //! `cargo bench -p switchboard-media --bench relay` with knobs in the environment:
 //! `RELAY_CALLS` (1000), `RELAY_SECONDS` (5), `RELAY_THREADS` (relay runtime workers, 1),
-//! `RELAY_MODE` (`all`, or one of `plain`, `record`, `player`).
+//! `RELAY_MODE` (`all`, or one of `plain`, `record`, `player`, `conference`, `conference8`).
 //!
 //! Modes, each on a fresh runtime and fresh sessions:
 //!
@@ -13,6 +13,12 @@
 //!   decoders and writes 32 KB/s per call to files in the temp directory);
 //! * `player`: no generator; every session plays a looping 1 kHz PCMU clip into leg A, and the
 //!   cost is per 20 ms packet the players sent (delivered to the sink).
+//! * `conference` / `conference8`: both legs PCMU, the sessions in pairs in [`Room`]s of four
+//!   participants (legs A and B of two sessions) mixing at 16 / 8 kHz; every leg's audio goes
+//!   through the tap (jitter buffer, decode, resample to the room), the mix, and a live stream
+//!   (resample, encode, pace). The cost is per participant per 20 ms tick, everything included
+//!   (pumps, taps, rooms, streams); the room task's own share is printed apart. Not in `all`:
+//!   use `RELAY_CALLS` ≈ 50–200 (the default 1000 calls would be 2000 participants).
 //!
 //! The generator is deliberately cheap so that the relay's cost can be read: all caller legs are
 //! served by one socket and all callee legs by another (every session latches to those), a sender
@@ -27,6 +33,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use switchboard_media::codec::CodecKind;
+use switchboard_media::conference::Room;
+use switchboard_media::mix::MixMode;
 use switchboard_media::signal::sine;
 use switchboard_media::{Leg, LegFormat, Pcm, PortAllocator, RelayConfig, RelaySession};
 
@@ -47,6 +55,8 @@ enum Mode {
     Plain,
     Record,
     Player,
+    /// Rooms mixing at this rate.
+    Conference(u32),
 }
 
 const PCMU: LegFormat = LegFormat {
@@ -64,6 +74,8 @@ fn main() {
         Ok("plain") => vec![Mode::Plain],
         Ok("record") => vec![Mode::Record],
         Ok("player") => vec![Mode::Player],
+        Ok("conference") => vec![Mode::Conference(16000)],
+        Ok("conference8") => vec![Mode::Conference(8000)],
         _ => vec![Mode::Plain, Mode::Record, Mode::Player],
     };
     for mode in modes {
@@ -85,8 +97,12 @@ fn run(mode: Mode, calls: usize, seconds: u64, threads: usize) {
     let ports = PortAllocator::new(local, 22000, 29999).expect("port range");
 
     let rss_before = rss_kib();
-    let sessions: Vec<RelaySession> = (0..calls)
-        .map(|_| RelaySession::start(rt.handle(), &ports, RelayConfig::default()).expect("session"))
+    let sessions: Vec<Arc<RelaySession>> = (0..calls)
+        .map(|_| {
+            Arc::new(
+                RelaySession::start(rt.handle(), &ports, RelayConfig::default()).expect("session"),
+            )
+        })
         .collect();
     let rss_after = rss_kib();
 
@@ -100,8 +116,21 @@ fn run(mode: Mode, calls: usize, seconds: u64, threads: usize) {
     let to_a: Vec<SocketAddr> = sessions.iter().map(|s| s.local_addr(Leg::A)).collect();
     let to_b: Vec<SocketAddr> = sessions.iter().map(|s| s.local_addr(Leg::B)).collect();
     let rec_dir = std::env::temp_dir().join(format!("relay-bench-{}", std::process::id()));
+    let mut rooms = Vec::new();
     match mode {
         Mode::Plain => {}
+        Mode::Conference(rate) => {
+            for pair in sessions.chunks(2) {
+                let room = Room::start_with_rate(rt.handle(), rate).expect("room rate");
+                for s in pair {
+                    for leg in [Leg::A, Leg::B] {
+                        s.set_format(leg, Some(PCMU));
+                        room.join(s.clone(), leg, MixMode::Normal).expect("join");
+                    }
+                }
+                rooms.push(room);
+            }
+        }
         Mode::Record => {
             for (i, s) in sessions.iter().enumerate() {
                 s.set_format(Leg::A, Some(PCMU));
@@ -216,7 +245,27 @@ fn run(mode: Mode, calls: usize, seconds: u64, threads: usize) {
     println!(
         "  relay counters     : rtp seq loss {lost}, dropped {dropped}, foreign {foreign} (ticks/s {ticks_hz})"
     );
-    if mode == Mode::Player {
+    if let Mode::Conference(rate) = mode {
+        let participants = 2.0 * calls as f64;
+        let ticks = wall * 50.0;
+        let room: (f64, f64) = rooms.iter().map(|r| r.stats()).fold((0.0, 0.0), |acc, s| {
+            (
+                acc.0 + s.busy.as_secs_f64(),
+                acc.1 + s.participant_ticks as f64,
+            )
+        });
+        println!(
+            "  conference         : {} rooms of 4 at {rate} Hz, {participants} participants",
+            rooms.len()
+        );
+        println!(
+            "  conference CPU     : {:.1} % of a core = {:.2} µs per participant per 20 ms tick \
+             (pumps + taps + rooms + streams); room tasks alone {:.2} µs",
+            100.0 * relay_cpu / wall,
+            1e6 * relay_cpu / (participants * ticks),
+            1e6 * room.0 / room.1.max(1.0)
+        );
+    } else if mode == Mode::Player {
         println!(
             "  relay CPU          : {:.1} % of a core = {:.4} % per call (players only)",
             100.0 * relay_cpu / wall,
@@ -259,11 +308,12 @@ fn run(mode: Mode, calls: usize, seconds: u64, threads: usize) {
         println!("  recordings         : {infos} finished");
         let _ = std::fs::remove_dir_all(&rec_dir);
     }
+    drop(rooms);
     drop(sessions);
     rt.shutdown_timeout(Duration::from_secs(2));
 }
 
-fn forwarded(sessions: &[RelaySession]) -> u64 {
+fn forwarded(sessions: &[Arc<RelaySession>]) -> u64 {
     sessions
         .iter()
         .map(|s| {

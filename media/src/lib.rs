@@ -19,6 +19,7 @@
 
 pub mod asr;
 pub mod codec;
+pub mod conference;
 pub mod dtmf;
 pub mod jitter;
 pub mod mix;
@@ -39,7 +40,7 @@ pub mod tts;
 pub use pcm::Pcm;
 pub use ports::{BoundPair, PortAllocator, PortError, PortLease};
 pub use relay::{
-    DirectionStats, DtmfSource, Leg, LegFormat, MediaEvent, RecordError, RecordingInfo,
+    DirectionStats, DtmfSource, Leg, LegFormat, LiveAudio, MediaEvent, RecordError, RecordingInfo,
     RelayConfig, RelayError, RelayMonitor, RelaySession, RelayStats, Route, StreamQuality,
     MAX_PACKET,
 };

@@ -68,6 +68,8 @@
 //!   and timestamps continue across plays; after a pause of more than 200 ms the timestamp moves
 //!   on by the wall time). While one runs on a leg, bridged or echoed media toward the leg is not
 //!   sent; a player holds its frames while a digit is sent into its leg.
+//! * **Live streams** ([`RelaySession::stream`]): a [`LiveAudio`] handle feeds PCM frames that
+//!   the leg's player encodes and paces like a clip (a conference room's output, a bot's voice).
 //! * **Recording and forks** ([`RelaySession::start_recording`], [`RelaySession::subscribe`]): the
 //!   pumps copy the packets of tapped legs (bounded queue, never blocking) to one tap task per
 //!   session that runs each leg through a [`crate::jitter::JitterBuffer`] and its decoder every
@@ -86,9 +88,12 @@
 //! call [`RelaySession::stop_recording`] first. Dropping the session aborts the tasks too; the
 //! ports come back as soon as the runtime has dropped them (immediately on a live runtime).
 
+mod live;
 mod plane;
 mod player;
 mod tap;
+
+pub use live::{LiveAudio, LIVE_QUEUE};
 
 use std::io;
 use std::net::SocketAddr;
@@ -628,11 +633,50 @@ impl RelaySession {
         self.track(task);
     }
 
-    /// Stops the leg's player, if any (no `PlayDone`); bridged media toward the leg resumes.
+    /// Stops the leg's player or live stream, if any (no `PlayDone`); bridged media toward the
+    /// leg resumes.
     pub fn stop_play(&self, leg: Leg) {
         if let Some(h) = lock(&self.players)[leg.idx()].take() {
             h.abort();
         }
+    }
+
+    /// A live PCM source into a leg: the returned [`LiveAudio`] takes 20 ms frames of mono PCM
+    /// at `rate` Hz, which the leg's player resamples, encodes in the leg's format (read again
+    /// when it changes) and sends on the engine's outgoing stream of the leg, one every 20 ms,
+    /// paced on the media runtime. The queue is bounded ([`LIVE_QUEUE`] frames; a full queue
+    /// drops the oldest). A tick that finds the queue empty sends a frame of silence (comfort
+    /// silence: the far end's stream stays continuous). While the leg has no format, or a digit
+    /// is being sent into it, frames are taken and dropped (nothing is sent), so the stream
+    /// never falls behind.
+    ///
+    /// The stream is the leg's player: while it runs, bridged or echoed media toward the leg is
+    /// not sent; it replaces what the leg's player was playing, and a later [`RelaySession::play`],
+    /// [`RelaySession::stop_play`] or `stream` on the leg ends it (the handle's pushes then
+    /// return false). Dropping the handle ends it too (within 20 ms). A `rate` the resampler
+    /// does not support (8 to 48 kHz, whole samples per 20 ms) gives a handle that is ended at
+    /// once.
+    pub fn stream(&self, leg: Leg, rate: u32) -> LiveAudio {
+        let (audio, end) = LiveAudio::new(rate);
+        if !crate::resample::supported_rate(rate) {
+            tracing::warn!(?leg, rate, "live stream at an unsupported rate");
+            return audio; // `end` dropped: ended at once
+        }
+        let mut players = lock(&self.players);
+        if let Some(h) = players[leg.idx()].take() {
+            h.abort();
+        }
+        let task = self.handle.spawn(live::run(
+            self.shared.clone(),
+            self.sockets.clone(),
+            leg,
+            rate,
+            end,
+        ));
+        players[leg.idx()] = Some(task.abort_handle());
+        drop(players);
+        self.track(task);
+        audio
     }
 
     /// Sends a digit into a leg: RFC 4733 with the leg's dtmf PT (updates every 50 ms, 3 end

@@ -22,7 +22,7 @@ fn frame_interval() -> tokio::time::Interval {
 }
 
 /// Sends one encoded 20 ms frame into `leg` on the engine's stream.
-fn send_frame(
+pub(super) fn send_frame(
     shared: &Shared,
     sockets: &Sockets,
     leg: Leg,
