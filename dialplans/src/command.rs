@@ -83,6 +83,28 @@ pub enum Method {
     Post,
 }
 
+/// What a `record_session` action does to the whole-call recording.
+///
+/// The recording is one stereo file for the whole call (caller left, callee right, the
+/// Asterisk MixMonitor / FreeSWITCH `record_session` model): it goes on through later bridges
+/// until the call ends or a `Stop`. Every operation completes at once: the evaluator expects
+/// `ActionCompleted` right after it, as after `Answer`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecordSessionOp {
+    /// Start recording. Ignored by the actor when a session recording already runs.
+    Start {
+        /// Path to write, relative to the recordings directory; never absolute, never with a
+        /// `..` component (the evaluator guarantees it, whatever the variables held).
+        to: String,
+    },
+    /// Stop and close the file (the call's end does it too).
+    Stop,
+    /// Pause: the paused span is recorded as silence, so the file keeps the call's timeline.
+    Pause,
+    /// Resume after `Pause`.
+    Resume,
+}
+
 /// One action for the call actor to carry out, values interpolated.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
@@ -127,6 +149,9 @@ pub enum Command {
         /// Digit that stops recording.
         terminator: Option<char>,
     },
+    /// Start, stop, pause or resume the whole-call recording. Completes at once: answer with
+    /// `ActionCompleted`.
+    RecordSession(RecordSessionOp),
     /// Call targets and bridge the first that answers; answer with `DialAnswered` then
     /// `ActionCompleted` when the bridge ends, or `DialFailed`.
     Dial {

@@ -25,9 +25,13 @@ mod time;
 mod validate;
 mod webhook;
 
-pub use command::{Command, DialTarget, Gather, Media, Method, Prompt, Speech, Strategy};
+pub use command::{
+    Command, DialTarget, Gather, Media, Method, Prompt, RecordSessionOp, Speech, Strategy,
+};
 pub use diag::{DiagKind, Diagnostic, Pos};
-pub use eval::{Decision, EndReason, Event, Session, DEFAULT_STEP_LIMIT, MAX_VALUE};
+pub use eval::{
+    Decision, EndReason, Event, Session, DEFAULT_RECORD_SESSION_PATH, DEFAULT_STEP_LIMIT, MAX_VALUE,
+};
 pub use model::Plan;
 pub use pattern::{Captures, Pattern};
 pub use route::{CallFacts, Source};

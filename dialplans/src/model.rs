@@ -153,6 +153,15 @@ pub(crate) enum TargetT {
     Uri(Template),
 }
 
+/// A `record_session` operation as written.
+#[derive(Clone, Debug)]
+pub(crate) enum RecordSessionT {
+    Start(Template),
+    Stop,
+    Pause,
+    Resume,
+}
+
 /// One action as written, before interpolation.
 #[derive(Debug)]
 pub(crate) enum Action {
@@ -191,6 +200,8 @@ pub(crate) enum Action {
         timeout: u32,
         caller_id: Option<Template>,
         on_failure: Option<BlockId>,
+        /// `record:` starts the whole-call recording to this path before dialing.
+        record: Option<Template>,
     },
     Queue {
         name: Template,
@@ -201,6 +212,7 @@ pub(crate) enum Action {
         to: Template,
         attended: bool,
     },
+    RecordSession(RecordSessionT),
     Set(Vec<(String, Template)>),
     Branch {
         on: Template,

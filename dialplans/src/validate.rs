@@ -167,7 +167,9 @@ fn successors(plan: &Plan, loc: Loc) -> Option<Vec<Loc>> {
         });
     };
     match &step.action {
-        Action::Set(_) | Action::Label | Action::Answer => Some(vec![next]),
+        Action::Set(_) | Action::Label | Action::Answer | Action::RecordSession(_) => {
+            Some(vec![next])
+        }
         Action::Branch {
             cases,
             no_input,

@@ -252,16 +252,23 @@ fn echo_test_and_not_found() {
         Decision::End(EndReason::CallerHungUp)
     );
 
+    // Any other number is a user: dialled; a user that is not registered fails the dial
+    // (404) and the plan ends there.
     let mut call = Call::to("5555", monday_open());
     assert_eq!(
         call.start(),
-        Decision::Execute(Command::Hangup {
-            code: Some(404),
-            cause: None,
-            reason: Some("Not Found".into()),
+        Decision::Execute(Command::Dial {
+            targets: vec![DialTarget::User("5555".into())],
+            strategy: Strategy::Parallel,
+            timeout_secs: 30,
+            caller_id: None,
         })
     );
-    assert_eq!(call.session.var("rule"), Some("not-found"));
+    assert_eq!(call.session.var("rule"), Some("users"));
+    assert_eq!(
+        call.send(Event::DialFailed { code: 404 }),
+        Decision::End(EndReason::Completed)
+    );
 }
 
 #[test]

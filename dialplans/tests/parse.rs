@@ -20,7 +20,7 @@ fn default_plan_is_valid() {
     assert_eq!(route("600").as_deref(), Some("echo-test"));
     assert_eq!(route("700").as_deref(), Some("ivr"));
     assert_eq!(route("800").as_deref(), Some("app"));
-    assert_eq!(route("1003").as_deref(), Some("not-found"));
+    assert_eq!(route("1003").as_deref(), Some("users"));
 }
 
 #[test]

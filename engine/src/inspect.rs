@@ -154,6 +154,11 @@ fn check_content(req: &Request) -> Option<Response> {
     if req.body.is_empty() {
         return None;
     }
+    // INFO bodies (DTMF relay, application events) belong to the call: the B2BUA reads the
+    // DTMF ones and forwards the others to the other leg, whose endpoint decides.
+    if req.method == Method::Info {
+        return None;
+    }
     let ctype = req.headers.get(&HeaderName::ContentType).unwrap_or("");
     let media = ctype.split(';').next().unwrap_or("").trim();
     if !media.eq_ignore_ascii_case("application/sdp") {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use switchboard_dialplans::{
     CallFacts, Command as PlanCommand, Decision, DialTarget, EndReason, Event, Gather, Media,
-    Prompt, Session, Source, Strategy,
+    Prompt, RecordSessionOp, Session, Source, Strategy,
 };
 use switchboard_engine::sdp::{answer_offer, endpoint_offer, Codec, Format, Sdp, OFFER_CODECS};
 use switchboard_engine::sip::{HeaderName, Method, SipHeaders};
@@ -366,6 +366,10 @@ impl CallActor {
                 self.dial(ctx, now, timeout);
                 None
             }
+            PlanCommand::RecordSession(op) => {
+                self.record_session(ctx, op);
+                Some(Event::ActionCompleted)
+            }
             PlanCommand::Queue {
                 name,
                 priority,
@@ -430,6 +434,7 @@ impl CallActor {
         if let Some(i) = self.ivr.as_mut() {
             i.a_format = Some(format);
         }
+        self.leg_formats[0] = Some(format);
         self.send_ok_to_a(ctx, Bytes::from(answer.to_string()));
         Ok(())
     }
@@ -516,6 +521,7 @@ impl CallActor {
                 r.beep = None;
                 self.begin_recording(ctx);
             }
+            Running::Queue => self.queue_announcement_done(ctx, id),
             _ => {}
         }
     }
@@ -772,6 +778,52 @@ impl CallActor {
             act.step(ctx, ev);
         })
         .wait(ctx);
+    }
+
+    /// `record_session`: the whole call in one stereo file (caller left, callee right) that
+    /// goes on through later bridges until the call ends or `stop`. Completes at once.
+    fn record_session(&mut self, ctx: &mut Context<Self>, op: RecordSessionOp) {
+        let Some(relay) = self.relay.clone() else {
+            tracing::warn!("record_session on a call without media");
+            return;
+        };
+        match op {
+            RecordSessionOp::Start { to } => {
+                if self.session_recording.is_some() {
+                    return;
+                }
+                let Some(rel) = safe_relative(&to) else {
+                    tracing::warn!(path = %to, "recording path refused (absolute or with ..)");
+                    return;
+                };
+                let path = self.setup.services.ivr.recordings_dir.join(rel);
+                match relay.start_recording(&path) {
+                    Ok(()) => {
+                        self.guard.state.record.recording = Some(path.display().to_string());
+                        self.session_recording = Some(path);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "record_session did not start"),
+                }
+            }
+            RecordSessionOp::Pause => relay.pause_recording(),
+            RecordSessionOp::Resume => relay.resume_recording(),
+            RecordSessionOp::Stop => {
+                if self.session_recording.take().is_none() {
+                    return;
+                }
+                let storage = self.setup.services.storage.clone();
+                let call_id = self.guard.state.record.call_id.clone();
+                ctx.spawn(
+                    async move {
+                        if let Some(info) = relay.stop_recording().await {
+                            super::index_recording(&storage, &call_id, &info, "caller,callee")
+                                .await;
+                        }
+                    }
+                    .into_actor(self),
+                );
+            }
+        }
     }
 
     /// Calls targets (all in parallel); the outcome comes back through the B-leg code as

@@ -263,6 +263,8 @@ pub struct CallActor {
     dial_gen: u64,
     /// The queue this call waits in, if any.
     queued: Option<queue::Queued>,
+    /// The whole-call recording (`record_session`), while it runs.
+    session_recording: Option<std::path::PathBuf>,
 }
 
 impl CallActor {
@@ -318,6 +320,7 @@ impl CallActor {
             negotiated_b: None,
             dial_gen: 0,
             queued: None,
+            session_recording: None,
         }
     }
 
@@ -374,10 +377,16 @@ impl CallActor {
             self.hang_up_leg(i as u32);
         }
         self.queue_call_ended();
-        let recording = self
-            .ivr
-            .as_ref()
-            .is_some_and(|i| matches!(&i.running, ivr::Running::Record(_)));
+        let legs = if self.session_recording.is_some() {
+            "caller,callee"
+        } else {
+            "caller"
+        };
+        let recording = self.session_recording.is_some()
+            || self
+                .ivr
+                .as_ref()
+                .is_some_and(|i| matches!(&i.running, ivr::Running::Record(_)));
         let relay = self.relay.take();
         let formats = self.leg_formats;
         let t = &mut self.guard.state;
@@ -405,7 +414,7 @@ impl CallActor {
                 if recording {
                     // A voicemail the caller hung up on is still a voicemail.
                     if let Some(info) = relay.stop_recording().await {
-                        index_recording(&storage, &call_id, &info, "caller").await;
+                        index_recording(&storage, &call_id, &info, legs).await;
                     }
                 }
                 if let Ok(relay) = std::sync::Arc::try_unwrap(relay) {

@@ -19,6 +19,8 @@ pub(super) struct Queued {
     /// The reservation of the agent on the line, once answered.
     answered: Option<ReservationId>,
     bridged: bool,
+    /// The position announcement playing (its prompt id), hold music resumes after it.
+    announcing: Option<u64>,
 }
 
 impl CallActor {
@@ -44,6 +46,7 @@ impl CallActor {
             offer: None,
             answered: None,
             bridged: false,
+            announcing: None,
         });
         if let Some(i) = self.ivr.as_mut() {
             i.running = Running::Queue;
@@ -113,6 +116,66 @@ impl CallActor {
                     );
                 }
             }
+        }
+    }
+
+    /// Speaks the caller's place in line (and the estimated wait) over the hold music, which
+    /// resumes when the announcement ends. Not while an agent rings or talks.
+    fn announce_position(&mut self, ctx: &mut Context<Self>, position: u32, wait: Option<u32>) {
+        let Some(q) = self.queued.as_ref() else {
+            return;
+        };
+        if q.offer.is_some() || q.bridged || q.announcing.is_some() || position == 0 {
+            return;
+        }
+        let mut text = format!("You are number {position} in line.");
+        if let Some(w) = wait.filter(|w| *w >= 60) {
+            let minutes = w.div_ceil(60);
+            let unit = if minutes == 1 { "minute" } else { "minutes" };
+            text.push_str(&format!(" Your estimated wait is about {minutes} {unit}."));
+        }
+        let rate = self
+            .ivr
+            .as_ref()
+            .and_then(|i| i.a_format)
+            .map_or(8000, |f| f.codec.sample_rate());
+        let tts = self.setup.services.ivr.tts.clone();
+        let voice = self.setup.services.ivr.tts_voice.clone();
+        let id = u64::MAX - u64::from(position);
+        if let Some(q) = self.queued.as_mut() {
+            q.announcing = Some(id);
+        }
+        async move {
+            tokio::task::spawn_blocking(move || tts.render(&text, voice.as_deref(), rate))
+                .await
+                .ok()
+                .and_then(Result::ok)
+        }
+        .into_actor(self)
+        .map(move |clip, act, ctx| {
+            let ringing = act
+                .queued
+                .as_ref()
+                .is_none_or(|q| q.offer.is_some() || q.bridged || q.announcing != Some(id));
+            match (clip, &act.relay) {
+                (Some(clip), Some(r)) if !ringing => r.play(Leg::A, clip, 1, id),
+                _ => act.queue_announcement_done(ctx, id),
+            }
+        })
+        .spawn(ctx);
+    }
+
+    /// An announcement ended (or could not play): back to the hold music.
+    pub(super) fn queue_announcement_done(&mut self, ctx: &mut Context<Self>, id: u64) {
+        let Some(q) = self.queued.as_mut() else {
+            return;
+        };
+        if q.announcing != Some(id) {
+            return;
+        }
+        q.announcing = None;
+        if q.offer.is_none() && !q.bridged {
+            self.play_hold_music(ctx);
         }
     }
 
@@ -243,6 +306,7 @@ impl Handler<VoiceUpdate> for CallActor {
                         i.session.set_var("queue_wait_secs", w.to_string());
                     }
                 }
+                self.announce_position(ctx, position, estimated_wait_secs);
             }
             VoiceUpdate::Left { reason } => {
                 if self.queued.as_ref().is_some_and(|q| !q.bridged) {

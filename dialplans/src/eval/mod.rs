@@ -7,7 +7,7 @@
 
 mod render;
 
-use crate::command::Command;
+use crate::command::{Command, RecordSessionOp};
 use crate::model::{Action, Block, BlockId, Loc, Named, Plan};
 use crate::route::{CallFacts, Source};
 use crate::template::Template;
@@ -18,6 +18,10 @@ use std::sync::Arc;
 
 /// Instant steps (set, branch, goto…) allowed while handling one event.
 pub const DEFAULT_STEP_LIMIT: u32 = 1000;
+
+/// Where `record_session: start` and `dial: { record: true }` write when no path is given
+/// (relative to the recordings folder).
+pub const DEFAULT_RECORD_SESSION_PATH: &str = "calls/${call_id:-call}.wav";
 
 /// Longest value a variable or an interpolated string can take, in bytes.
 pub const MAX_VALUE: usize = 8192;
@@ -115,6 +119,10 @@ pub struct Session {
     goto_counts: HashMap<Loc, u32>,
     step_limit: u32,
     state: State,
+    /// A session recording was started and not stopped since.
+    recording_session: bool,
+    /// The `dial` (with `record:`) whose recording start was sent: the dial itself is next.
+    pre_dial: Option<Loc>,
 }
 
 fn start(id: BlockId) -> Loc {
@@ -145,6 +153,8 @@ impl Session {
             goto_counts: HashMap::new(),
             step_limit: DEFAULT_STEP_LIMIT,
             state: State::Fresh,
+            recording_session: false,
+            pre_dial: None,
         }
     }
 
@@ -318,6 +328,10 @@ impl Session {
 
     /// Updates variables from `event`; returns where to go on, or `None` to keep waiting.
     fn resume(&mut self, loc: Loc, event: Event) -> Option<Loc> {
+        if self.pre_dial == Some(loc) {
+            // The recording of a `dial: { record: … }` started: now the dial itself.
+            return Some(loc);
+        }
         let plan = Arc::clone(&self.plan);
         let answer = self.answer.clone();
         let action = Self::block(&plan, answer.as_deref(), loc.block)
@@ -524,8 +538,22 @@ impl Session {
                         Err(e) => return self.end(EndReason::Error(e)),
                     }
                 }
+                Action::Dial {
+                    record: Some(to), ..
+                } if self.pre_dial != Some(loc) && !self.recording_session => {
+                    let command = Command::RecordSession(RecordSessionOp::Start {
+                        to: self.recording_path(to),
+                    });
+                    self.note_record_session(&command);
+                    self.pre_dial = Some(loc);
+                    self.awaiting = Some(loc);
+                    self.pc = None;
+                    return Decision::Execute(command);
+                }
                 action => {
+                    self.pre_dial = None;
                     let command = self.command(action);
+                    self.note_record_session(&command);
                     if matches!(command, Command::Hangup { .. }) {
                         self.state = State::Ended(EndReason::HungUp);
                         self.pc = None;
@@ -537,5 +565,53 @@ impl Session {
                 }
             }
         }
+    }
+}
+
+impl Session {
+    /// Renders a recording path and keeps it under the recordings folder whatever the
+    /// variables held: no leading `/`, `.` and empty components dropped, `..` replaced by `_`.
+    fn recording_path(&self, t: &Template) -> String {
+        let rendered = self.render(t);
+        let parts: Vec<String> = rendered
+            .split(['/', '\\'])
+            .filter(|c| !c.is_empty() && *c != ".")
+            .map(|c| {
+                if c == ".." {
+                    "_".to_owned()
+                } else {
+                    c.replace('\0', "_")
+                }
+            })
+            .collect();
+        if parts.is_empty() {
+            "recording.wav".to_owned()
+        } else {
+            parts.join("/")
+        }
+    }
+
+    /// Keeps the `session_recording` variables and the running flag in step with a
+    /// `record_session` command about to be carried out.
+    fn note_record_session(&mut self, command: &Command) {
+        let Command::RecordSession(op) = command else {
+            return;
+        };
+        let status = match op {
+            RecordSessionOp::Start { to } => {
+                self.recording_session = true;
+                self.vars.insert("session_recording".into(), to.clone());
+                "recording"
+            }
+            RecordSessionOp::Stop => {
+                self.recording_session = false;
+                "stopped"
+            }
+            RecordSessionOp::Pause if self.recording_session => "paused",
+            RecordSessionOp::Resume if self.recording_session => "recording",
+            RecordSessionOp::Pause | RecordSessionOp::Resume => return,
+        };
+        self.vars
+            .insert("session_recording_status".into(), status.to_owned());
     }
 }

@@ -1,8 +1,8 @@
 //! Turning an action into the [`Command`] the call actor carries out, values interpolated.
 
 use super::Session;
-use crate::command::{Command, DialTarget, Gather, Media, Prompt, Speech};
-use crate::model::{Action, MediaT, PromptT, TargetT};
+use crate::command::{Command, DialTarget, Gather, Media, Prompt, RecordSessionOp, Speech};
+use crate::model::{Action, MediaT, PromptT, RecordSessionT, TargetT};
 use crate::route::Source;
 
 impl Session {
@@ -108,6 +108,14 @@ impl Session {
                 to: self.render(to),
                 attended: *attended,
             },
+            Action::RecordSession(op) => Command::RecordSession(match op {
+                RecordSessionT::Start(to) => RecordSessionOp::Start {
+                    to: self.recording_path(to),
+                },
+                RecordSessionT::Stop => RecordSessionOp::Stop,
+                RecordSessionT::Pause => RecordSessionOp::Pause,
+                RecordSessionT::Resume => RecordSessionOp::Resume,
+            }),
             Action::Webhook { url, method, .. } => Command::Webhook {
                 url: self.render(url),
                 method: *method,

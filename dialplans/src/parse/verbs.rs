@@ -3,8 +3,9 @@
 use super::action::{media_of, push, sip_code, transpose, Builder};
 use super::reader::{boolean, dtmf, int, items, name, strings, template, text, uint, MapRead};
 use crate::command::Strategy;
-use crate::diag::{DiagKind, Pos};
-use crate::model::{Action, Loc, MediaT, PromptT, TargetT};
+use crate::diag::{DiagKind, Pos, Sink};
+use crate::eval::DEFAULT_RECORD_SESSION_PATH;
+use crate::model::{Action, Loc, MediaT, PromptT, RecordSessionT, TargetT};
 use crate::node::{Node, NodeKind};
 use crate::template::{is_var_name, Template};
 
@@ -266,6 +267,7 @@ impl Builder<'_> {
                 timeout: 30,
                 caller_id: None,
                 on_failure: None,
+                record: None,
             });
         }
         let mut m = MapRead::new(args, "dial", self.sink)?;
@@ -337,6 +339,7 @@ impl Builder<'_> {
         let caller_id = m
             .get("caller_id")
             .map(|n| template(n, "dial caller_id", self.sink));
+        let record = m.get("record").map(|n| self.dial_record(n));
         let on_failure = m.get("on_failure");
         m.finish("dial", self.sink);
         let on_failure = self.opt_list(on_failure, here);
@@ -353,7 +356,86 @@ impl Builder<'_> {
             timeout: transpose(timeout)?.unwrap_or(30),
             caller_id: transpose(caller_id)?,
             on_failure,
+            record: transpose(record)?.flatten(),
         })
+    }
+
+    /// `dial`'s `record:`: `true` (the default path), `false`, or a path.
+    fn dial_record(&mut self, node: &Node) -> Option<Option<Template>> {
+        match node.text() {
+            Some("true") => Some(Some(default_session_path())),
+            Some("false") => Some(None),
+            _ => recording_path(node, "dial record", self.sink).map(Some),
+        }
+    }
+
+    /// `record_session`: `{ to: path }`, `start`, `stop`, `pause`, `resume`, or
+    /// `{ action: stop }` (the Jambonz form's natural spelling).
+    pub(super) fn record_session(
+        &mut self,
+        args: Option<&Node>,
+        pos: Option<Pos>,
+    ) -> Option<Action> {
+        const FORMS: &str =
+            "`record_session` is `{ to: path }`, `start`, `stop`, `pause` or `resume`";
+        let Some(args) = args else {
+            return self.missing(
+                pos,
+                "record_session",
+                "`{ to: path }` or `stop`/`pause`/`resume`",
+            );
+        };
+        if let NodeKind::Scalar { .. } = args.kind {
+            let op = text(args, "record_session", self.sink)?;
+            return match session_op(&op, None) {
+                Some(op) => Some(Action::RecordSession(op)),
+                None => {
+                    self.sink.error(
+                        args.pos,
+                        DiagKind::BadValue,
+                        format!("{FORMS}, found `{op}`"),
+                    );
+                    None
+                }
+            };
+        }
+        let mut m = MapRead::new(args, "record_session", self.sink)?;
+        let to = m
+            .get("to")
+            .map(|n| recording_path(n, "record_session to", self.sink));
+        let action = m.get("action");
+        let map_pos = m.pos;
+        m.finish("record_session", self.sink);
+        let to = transpose(to)?;
+        let Some(action) = action else {
+            return Some(Action::RecordSession(RecordSessionT::Start(
+                to.unwrap_or_else(default_session_path),
+            )));
+        };
+        let op = text(action, "record_session action", self.sink)?;
+        let has_to = to.is_some();
+        match session_op(&op, to) {
+            Some(RecordSessionT::Start(t)) => Some(Action::RecordSession(RecordSessionT::Start(t))),
+            Some(_) if has_to => {
+                self.sink.error(
+                    map_pos,
+                    DiagKind::BadValue,
+                    format!("record_session: `to` only goes with `start`, not with `{op}`"),
+                );
+                None
+            }
+            Some(other) => Some(Action::RecordSession(other)),
+            None => {
+                self.sink.error(
+                    action.pos,
+                    DiagKind::BadValue,
+                    format!(
+                        "record_session action must be `start`, `stop`, `pause` or `resume`, found `{op}`"
+                    ),
+                );
+                None
+            }
+        }
     }
 
     pub(super) fn queue(&mut self, args: Option<&Node>, pos: Option<Pos>) -> Option<Action> {
@@ -447,4 +529,75 @@ impl Builder<'_> {
             _ => self.missing(pos, "transfer", "exactly one of `blind` and `attended`"),
         }
     }
+}
+
+/// The default path of a whole-call recording.
+fn default_session_path() -> Template {
+    Template::parse(DEFAULT_RECORD_SESSION_PATH)
+        .unwrap_or_else(|_| Template::literal("calls/call.wav"))
+}
+
+/// A `record_session` operation by name; `to` is the path of a start.
+fn session_op(op: &str, to: Option<Template>) -> Option<RecordSessionT> {
+    match op {
+        "start" => Some(RecordSessionT::Start(
+            to.unwrap_or_else(default_session_path),
+        )),
+        "stop" => Some(RecordSessionT::Stop),
+        "pause" => Some(RecordSessionT::Pause),
+        "resume" => Some(RecordSessionT::Resume),
+        _ => None,
+    }
+}
+
+/// A recording path: a template whose text is relative (no leading `/`) and has no `..`
+/// component, so that it stays under the recordings folder. The error points at the fault.
+pub(super) fn recording_path(node: &Node, what: &str, sink: &mut Sink) -> Option<Template> {
+    let t = template(node, what, sink)?;
+    let src = node.text().unwrap_or_default();
+    let quoted = matches!(node.kind, NodeKind::Scalar { plain: false, .. });
+    let at = |offset: usize| {
+        node.pos.map(|p| {
+            let shift = u32::try_from(offset).unwrap_or(0) + u32::from(quoted);
+            Pos::new(p.line, p.col.saturating_add(shift))
+        })
+    };
+    if src.trim().is_empty() {
+        sink.error(
+            node.pos,
+            DiagKind::BadValue,
+            format!("{what}: the path is empty"),
+        );
+        return None;
+    }
+    if src.starts_with(['/', '\\']) {
+        sink.error(
+            node.pos,
+            DiagKind::BadValue,
+            format!("{what}: `{src}` must be relative to the recordings folder, not absolute"),
+        );
+        return None;
+    }
+    let mut offset = 0;
+    for part in src.split(['/', '\\']) {
+        if part == ".." {
+            let chars = src[..offset].chars().count();
+            sink.error(
+                at(chars),
+                DiagKind::BadValue,
+                format!("{what}: `{src}` must not contain `..` (recordings stay in their folder)"),
+            );
+            return None;
+        }
+        offset += part.len() + 1;
+    }
+    if src.contains('\0') {
+        sink.error(
+            node.pos,
+            DiagKind::BadValue,
+            format!("{what}: the path contains a NUL"),
+        );
+        return None;
+    }
+    Some(t)
 }
