@@ -220,6 +220,20 @@ pub struct SipConfig {
     pub udp_listen: Vec<SocketAddr>,
     /// TCP listen addresses.
     pub tcp_listen: Vec<SocketAddr>,
+    /// SIP over TLS listen addresses (RFC 3261 §26; usually port 5061). Needs `tls_cert` and
+    /// `tls_key`.
+    pub tls_listen: Vec<SocketAddr>,
+    /// SIP over WebSocket listen addresses (RFC 7118, plain `ws://`).
+    pub ws_listen: Vec<SocketAddr>,
+    /// SIP over secure WebSocket listen addresses (`wss://`, the TLS settings below).
+    pub wss_listen: Vec<SocketAddr>,
+    /// PEM file with the server certificate chain (leaf first) for TLS and WSS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file with the private key of `tls_cert` (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<PathBuf>,
+    /// PEM file with the CA certificates client certificates must chain to. When set, TLS and
+    /// WSS clients must present a valid certificate (mutual TLS).
+    pub tls_client_ca: Option<PathBuf>,
     /// The address put in Via and Contact when it differs from the listen address (NAT).
     pub advertised_address: Option<IpAddr>,
     /// RFC 3261 T1 in milliseconds (RTT estimate).
@@ -270,6 +284,11 @@ pub struct Limits {
     pub tcp_idle_timeout_secs: u64,
     /// A TCP message that has started but is not complete after this long closes the connection.
     pub tcp_message_timeout_secs: u64,
+    /// A TLS handshake or WebSocket upgrade not complete after this long closes the connection.
+    pub handshake_timeout_secs: u64,
+    /// Most concurrent TLS, WS and WSS connections (handshakes included) from one IP address
+    /// (0 = no limit). Plain TCP is bounded by `max_tcp_connections` only.
+    pub max_connections_per_source: usize,
     /// Capacity of each shard's inbound queue (transport → transaction layer).
     pub queue_capacity: usize,
     /// Queue depth above which new out-of-dialog requests get 503 (in-dialog traffic still flows).
@@ -296,6 +315,12 @@ impl Default for SipConfig {
         SipConfig {
             udp_listen: vec![addr],
             tcp_listen: vec![addr],
+            tls_listen: Vec::new(),
+            ws_listen: Vec::new(),
+            wss_listen: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
             advertised_address: None,
             t1_ms: 500,
             t2_ms: 4000,
@@ -337,6 +362,8 @@ impl Default for Limits {
             max_tcp_connections: 10_000,
             tcp_idle_timeout_secs: 300,
             tcp_message_timeout_secs: 10,
+            handshake_timeout_secs: 10,
+            max_connections_per_source: 100,
             queue_capacity: 32_768,
             overload_queue_depth: 2_048,
             max_invites_per_sec: 0,
@@ -403,11 +430,36 @@ impl Config {
                 reason: reason.to_string(),
             })
         };
-        if self.sip.udp_listen.is_empty() && self.sip.tcp_listen.is_empty() {
+        let sip = &self.sip;
+        if sip.udp_listen.is_empty()
+            && sip.tcp_listen.is_empty()
+            && sip.tls_listen.is_empty()
+            && sip.ws_listen.is_empty()
+            && sip.wss_listen.is_empty()
+        {
             return err(
                 "sip.udp_listen",
-                "at least one UDP or TCP listen address is needed",
+                "at least one UDP, TCP, TLS, WS or WSS listen address is needed",
             );
+        }
+        if !sip.tls_listen.is_empty() || !sip.wss_listen.is_empty() {
+            if sip.tls_cert.is_none() {
+                return err(
+                    "sip.tls_cert",
+                    "needed by sip.tls_listen and sip.wss_listen",
+                );
+            }
+            if sip.tls_key.is_none() {
+                return err("sip.tls_key", "needed by sip.tls_listen and sip.wss_listen");
+            }
+        }
+        if let (Some(cert), Some(key)) = (&sip.tls_cert, &sip.tls_key) {
+            // Read the files now, so a bad certificate stops the engine before anything is bound.
+            if let Err(e) =
+                crate::transport::tls::server_config(cert, key, sip.tls_client_ca.as_deref())
+            {
+                return err(e.key, &e.reason);
+            }
         }
         if self.sip.t1_ms == 0 || self.sip.t2_ms < self.sip.t1_ms {
             return err("sip.t2_ms", "T1 must be > 0 and T2 >= T1");
@@ -442,6 +494,9 @@ impl Config {
         }
         if l.tcp_idle_timeout_secs == 0 || l.tcp_message_timeout_secs == 0 {
             return err("limits.tcp_idle_timeout_secs", "timeouts must be > 0");
+        }
+        if l.handshake_timeout_secs == 0 {
+            return err("limits.handshake_timeout_secs", "must be > 0");
         }
         let r = &self.registrar;
         if r.min_expires_secs > r.max_expires_secs {
@@ -567,5 +622,15 @@ mod tests {
         assert!(e.reason.contains("bogus"), "{e}");
         let c = Config::parse("[media]\nrtp_port_min = 3001\n", "f.toml").unwrap();
         assert_eq!(c.validate("f.toml").unwrap_err().key, "media.rtp_port_min");
+        let c = Config::parse("[sip]\ntls_listen = [\"127.0.0.1:5061\"]\n", "f.toml").unwrap();
+        assert_eq!(c.validate("f.toml").unwrap_err().key, "sip.tls_cert");
+        let c = Config::parse(
+            "[sip]\ntls_listen = [\"127.0.0.1:5061\"]\ntls_cert = \"/nonexistent/c.pem\"\ntls_key = \"/nonexistent/k.pem\"\n",
+            "f.toml",
+        )
+        .unwrap();
+        let e = c.validate("f.toml").unwrap_err();
+        assert_eq!(e.key, "sip.tls_cert");
+        assert!(e.reason.contains("/nonexistent/c.pem"), "{e}");
     }
 }

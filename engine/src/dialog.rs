@@ -32,14 +32,15 @@ pub fn via_value(local: SocketAddr, transport: TransportKind) -> String {
     )
 }
 
-/// Our Contact value.
+/// Our Contact value. Over TLS a `sips:` URI (RFC 5630 §3.1.3: `transport=tls` is
+/// deprecated); over WebSocket `transport=ws`, with `sips:` for WSS (RFC 7118 §5.2).
 pub fn contact_value(local: SocketAddr, transport: TransportKind) -> String {
     match transport {
         TransportKind::Udp => format!("<sip:switchboard@{local}>"),
-        t => format!(
-            "<sip:switchboard@{local};transport={}>",
-            t.as_str().to_ascii_lowercase()
-        ),
+        TransportKind::Tcp => format!("<sip:switchboard@{local};transport=tcp>"),
+        TransportKind::Tls => format!("<sips:switchboard@{local}>"),
+        TransportKind::Ws => format!("<sip:switchboard@{local};transport=ws>"),
+        TransportKind::Wss => format!("<sips:switchboard@{local};transport=ws>"),
     }
 }
 
@@ -268,6 +269,25 @@ pub fn with_to_tag(mut resp: Response, tag: &str) -> Response {
 mod tests {
     use super::*;
     use crate::sip::{parse_datagram, Message};
+
+    #[test]
+    fn contact_and_via_per_transport() {
+        let local: SocketAddr = "127.0.0.1:5061".parse().unwrap();
+        assert_eq!(
+            contact_value(local, TransportKind::Tls),
+            "<sips:switchboard@127.0.0.1:5061>"
+        );
+        assert_eq!(
+            contact_value(local, TransportKind::Ws),
+            "<sip:switchboard@127.0.0.1:5061;transport=ws>"
+        );
+        assert_eq!(
+            contact_value(local, TransportKind::Wss),
+            "<sips:switchboard@127.0.0.1:5061;transport=ws>"
+        );
+        assert!(via_value(local, TransportKind::Wss).starts_with("SIP/2.0/WSS 127.0.0.1:5061;"));
+        assert!(via_value(local, TransportKind::Tls).starts_with("SIP/2.0/TLS 127.0.0.1:5061;"));
+    }
 
     #[test]
     fn uac_dialog_builds_ack_and_bye() {

@@ -13,7 +13,8 @@ use crate::metrics::Metrics;
 use crate::sip::build::response_with_reason;
 use crate::sip::{HeaderName, Message, Method, ParseError, Request, Response, SipHeaders};
 use crate::transaction::{Peer, TimerConfig, TransactionLayer, Transmit, TransportKind, TuEvent};
-use crate::transport::{route, tcp, udp};
+use crate::transport::limit::SourceLimiter;
+use crate::transport::{route, tcp, tls, udp, ws};
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -41,8 +42,13 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Bound UDP sockets; `Peer::conn` of a UDP peer indexes this.
     pub udp: Vec<Arc<UdpSocket>>,
-    /// Open TCP connections.
+    /// Open connections of every connection-oriented transport (TCP, TLS, WS, WSS); the
+    /// `conn` of such a peer is an id here.
     pub tcp: tcp::Registry,
+    /// Per-source admission of TLS, WS and WSS connections.
+    pub limiter: Arc<SourceLimiter>,
+    /// Every bound listener and its transport, for [`Shared::local_addr`].
+    listeners: Vec<(TransportKind, SocketAddr)>,
     /// Shard queues.
     shards: Vec<mpsc::Sender<Inbound>>,
     /// Who we are, for loop detection.
@@ -69,12 +75,13 @@ impl Shared {
 
     /// The address this engine puts in Via and Contact for `transport`.
     pub fn local_addr(&self, transport: TransportKind) -> SocketAddr {
-        let bound = match transport {
-            TransportKind::Udp => self.udp.first().and_then(|s| s.local_addr().ok()),
-            _ => None,
-        }
-        .or_else(|| self.udp.first().and_then(|s| s.local_addr().ok()))
-        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060)));
+        let bound = self
+            .listeners
+            .iter()
+            .find(|(t, _)| *t == transport)
+            .or_else(|| self.listeners.first())
+            .map(|(_, a)| *a)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060)));
         match self.config.sip.advertised_address {
             Some(ip) => SocketAddr::new(ip, bound.port()),
             None => bound,
@@ -191,7 +198,7 @@ impl Shared {
     }
 
     /// Sends a response to the peer a request came from (RFC 3261 §18.2.2 over UDP, the same
-    /// connection over TCP).
+    /// connection over TCP, TLS, WS and WSS).
     pub async fn send_response(&self, resp: &Response, source: Peer) {
         self.metrics
             .responses_sent
@@ -308,6 +315,12 @@ pub struct Server {
     pub udp_addrs: Vec<SocketAddr>,
     /// The TCP addresses actually bound.
     pub tcp_addrs: Vec<SocketAddr>,
+    /// The TLS addresses actually bound.
+    pub tls_addrs: Vec<SocketAddr>,
+    /// The WebSocket addresses actually bound.
+    pub ws_addrs: Vec<SocketAddr>,
+    /// The secure WebSocket addresses actually bound.
+    pub wss_addrs: Vec<SocketAddr>,
 }
 
 /// The transaction user of a shard: what happens to requests once the transaction layer has
@@ -389,21 +402,49 @@ pub async fn start<T: TransactionUser>(
     for addr in &config.sip.tcp_listen {
         tcp_listeners.push(tcp::bind(*addr).map_err(|e| annotate(e, "TCP", addr))?);
     }
+    let bind_all = |addrs: &[SocketAddr], what: &str| {
+        addrs
+            .iter()
+            .map(|a| tcp::bind(*a).map_err(|e| annotate(e, what, a)))
+            .collect::<std::io::Result<Vec<_>>>()
+    };
+    let tls_listeners = bind_all(&config.sip.tls_listen, "TLS")?;
+    let ws_listeners = bind_all(&config.sip.ws_listen, "WS")?;
+    let wss_listeners = bind_all(&config.sip.wss_listen, "WSS")?;
+    let acceptor = match (&config.sip.tls_cert, &config.sip.tls_key) {
+        (Some(cert), Some(key)) if !tls_listeners.is_empty() || !wss_listeners.is_empty() => {
+            let tls_config = tls::server_config(cert, key, config.sip.tls_client_ca.as_deref())
+                .map_err(|e| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
+                })?;
+            Some(tokio_rustls::TlsAcceptor::from(tls_config))
+        }
+        _ => None,
+    };
+    let addrs_of = |ls: &[tokio::net::TcpListener]| -> Vec<SocketAddr> {
+        ls.iter().filter_map(|s| s.local_addr().ok()).collect()
+    };
     let udp_addrs: Vec<SocketAddr> = udp_socks
         .iter()
         .filter_map(|s| s.local_addr().ok())
         .collect();
-    let tcp_addrs: Vec<SocketAddr> = tcp_listeners
-        .iter()
-        .filter_map(|s| s.local_addr().ok())
-        .collect();
-    let mut sent_by: Vec<String> = udp_addrs
-        .iter()
-        .chain(&tcp_addrs)
-        .map(|a| a.to_string())
-        .collect();
+    let tcp_addrs = addrs_of(&tcp_listeners);
+    let tls_addrs = addrs_of(&tls_listeners);
+    let ws_addrs = addrs_of(&ws_listeners);
+    let wss_addrs = addrs_of(&wss_listeners);
+    let mut listeners: Vec<(TransportKind, SocketAddr)> = Vec::new();
+    for (kind, addrs) in [
+        (TransportKind::Udp, &udp_addrs),
+        (TransportKind::Tcp, &tcp_addrs),
+        (TransportKind::Tls, &tls_addrs),
+        (TransportKind::Ws, &ws_addrs),
+        (TransportKind::Wss, &wss_addrs),
+    ] {
+        listeners.extend(addrs.iter().map(|a| (kind, *a)));
+    }
+    let mut sent_by: Vec<String> = listeners.iter().map(|(_, a)| a.to_string()).collect();
     if let Some(adv) = config.sip.advertised_address {
-        for a in udp_addrs.iter().chain(&tcp_addrs) {
+        for (_, a) in &listeners {
             sent_by.push(SocketAddr::new(adv, a.port()).to_string());
         }
     }
@@ -417,6 +458,8 @@ pub async fn start<T: TransactionUser>(
     }
     let shared = Arc::new(Shared {
         tcp: tcp::Registry::new(metrics.tcp_connections.clone()),
+        limiter: SourceLimiter::new(config.limits.max_connections_per_source),
+        listeners,
         metrics,
         udp: udp_socks.clone(),
         shards: senders,
@@ -446,11 +489,33 @@ pub async fn start<T: TransactionUser>(
     for l in tcp_listeners {
         actix_rt::spawn(tcp::serve(l, shared.clone()));
     }
-    tracing::info!(udp = ?udp_addrs, tcp = ?tcp_addrs, shards = shard_count, "SIP listening");
+    if let Some(acceptor) = &acceptor {
+        for l in tls_listeners {
+            actix_rt::spawn(tls::serve(l, acceptor.clone(), shared.clone()));
+        }
+        for l in wss_listeners {
+            actix_rt::spawn(ws::serve(l, Some(acceptor.clone()), shared.clone()));
+        }
+    }
+    for l in ws_listeners {
+        actix_rt::spawn(ws::serve(l, None, shared.clone()));
+    }
+    tracing::info!(
+        udp = ?udp_addrs,
+        tcp = ?tcp_addrs,
+        tls = ?tls_addrs,
+        ws = ?ws_addrs,
+        wss = ?wss_addrs,
+        shards = shard_count,
+        "SIP listening"
+    );
     Ok(Server {
         shared,
         udp_addrs,
         tcp_addrs,
+        tls_addrs,
+        ws_addrs,
+        wss_addrs,
     })
 }
 

@@ -1,6 +1,7 @@
 //! The TCP transport: accepts connections, frames messages with [`StreamFramer`], answers
 //! CRLF keep-alives, enforces the connection, size and idle limits, and keeps a registry of
-//! open connections so responses and later requests reuse them.
+//! open connections so responses and later requests reuse them. The registry holds every
+//! connection-oriented flow (TCP, TLS, WS, WSS), and [`run_stream`] also serves TLS streams.
 
 use super::framing::{Frame, StreamFramer};
 use crate::server::Shared;
@@ -13,18 +14,19 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-/// Pending writes per connection before the writer applies back-pressure.
-const WRITE_QUEUE: usize = 1024;
+/// Pending writes per connection before the writer applies back-pressure (also used by the
+/// TLS and WebSocket transports).
+pub(crate) const WRITE_QUEUE: usize = 1024;
 
 /// After a framing error the connection stays open this long, so answers to the messages read
 /// before the error (still in a shard) are written before it closes.
 const LINGER: Duration = Duration::from_millis(500);
 
-/// Open connections, by id and by remote address.
+/// Open connections of every connection-oriented transport, by id and by remote address.
 pub struct Registry {
     conns: Mutex<HashMap<u64, (SocketAddr, mpsc::Sender<Bytes>)>>,
     next_id: AtomicU64,
@@ -41,7 +43,7 @@ impl Registry {
         }
     }
 
-    fn add(&self, remote: SocketAddr, tx: mpsc::Sender<Bytes>) -> u64 {
+    pub(crate) fn add(&self, remote: SocketAddr, tx: mpsc::Sender<Bytes>) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut m) = self.conns.lock() {
             m.insert(id, (remote, tx));
@@ -50,7 +52,7 @@ impl Registry {
         id
     }
 
-    fn remove(&self, id: u64) {
+    pub(crate) fn remove(&self, id: u64) {
         if let Ok(mut m) = self.conns.lock() {
             m.remove(&id);
             self.gauge.set(m.len() as i64);
@@ -127,12 +129,33 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 async fn connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Shared>) {
-    let (mut rd, mut wr) = stream.into_split();
+    let (rd, wr) = stream.into_split();
+    run_stream(rd, wr, remote, TransportKind::Tcp, shared).await;
+}
+
+/// Runs one framed SIP stream connection (TCP, or TLS once the handshake is done) until it
+/// closes: registers it, frames what `rd` delivers, answers CRLF pings, and writes what is
+/// queued for it to `wr`, with the idle, message-time and size limits of `[limits]`.
+pub(crate) async fn run_stream<R, W>(
+    mut rd: R,
+    mut wr: W,
+    remote: SocketAddr,
+    kind: TransportKind,
+    shared: Arc<Shared>,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let (tx, mut rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
     let id = shared.tcp.add(remote, tx.clone());
     let writer = tokio::spawn(async move {
         while let Some(b) = rx.recv().await {
             if wr.write_all(&b).await.is_err() {
+                break;
+            }
+            // TLS buffers records a blocked socket did not take: flush once the queue is empty
+            // (a no-op for plain TCP).
+            if rx.is_empty() && wr.flush().await.is_err() {
                 break;
             }
         }
@@ -144,7 +167,7 @@ async fn connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Shared>) 
     let mut framer = StreamFramer::new(limits.max_message_bytes);
     let mut partial_since: Option<Instant> = None;
     let source = Peer {
-        transport: TransportKind::Tcp,
+        transport: kind,
         addr: remote,
         conn: Some(id),
     };
@@ -221,7 +244,7 @@ async fn connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Shared>) 
 
 /// Reads and discards input for [`LINGER`]: closing a socket with unread input makes the kernel
 /// send RST, and the peer would lose the answers already written.
-async fn linger(rd: &mut tokio::net::tcp::OwnedReadHalf) {
+async fn linger<R: AsyncRead + Unpin>(rd: &mut R) {
     let until = tokio::time::Instant::now() + LINGER;
     let mut sink = [0u8; 4096];
     while let Ok(Ok(n)) = tokio::time::timeout_at(until, rd.read(&mut sink)).await {
