@@ -13,7 +13,11 @@ pub mod ws;
 pub use crate::transaction::{Peer, TransportKind};
 
 use crate::server::Shared;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
 
 /// Admits a new TLS, WS or WSS connection from `remote`: refused when the engine-wide
 /// `limits.max_tcp_connections` (open connections plus handshakes in progress) or the
@@ -38,4 +42,38 @@ pub(crate) fn admit_secure(shared: &Shared, remote: SocketAddr) -> Option<limit:
             .inc();
     }
     permit
+}
+
+/// The accept loop of the TLS, WS and WSS listeners: each accepted connection is admitted
+/// ([`admit_secure`]) and handed to `handle` on its own task, which keeps the admission permit
+/// until the connection ends. `what` names the transport in logs.
+pub(crate) async fn accept_secure<F, Fut>(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    what: &'static str,
+    handle: F,
+) where
+    F: Fn(TcpStream, SocketAddr) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    loop {
+        let (stream, remote) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "{what} accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let Some(permit) = admit_secure(&shared, remote) else {
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = handle(stream, remote);
+        tokio::spawn(async move {
+            conn.await;
+            drop(permit);
+        });
+    }
 }

@@ -91,27 +91,11 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 /// Accepts TLS connections forever: admission (engine-wide and per-source limits), then the
 /// handshake under `limits.handshake_timeout_secs`, then [`tcp::run_stream`].
 pub async fn serve(listener: TcpListener, acceptor: TlsAcceptor, shared: Arc<Shared>) {
-    loop {
-        let (stream, remote) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "TLS accept failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let Some(permit) = super::admit_secure(&shared, remote) else {
-            drop(stream);
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            connection(stream, remote, acceptor, shared).await;
-            drop(permit);
-        });
-    }
+    let conn_shared = shared.clone();
+    super::accept_secure(listener, shared, "TLS", move |stream, remote| {
+        connection(stream, remote, acceptor.clone(), conn_shared.clone())
+    })
+    .await
 }
 
 async fn connection(

@@ -36,27 +36,11 @@ pub const SUBPROTOCOL: &str = "sip";
 /// handshake comes first.
 pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Arc<Shared>) {
     let what = if tls.is_some() { "WSS" } else { "WS" };
-    loop {
-        let (stream, remote) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "{what} accept failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let Some(permit) = super::admit_secure(&shared, remote) else {
-            drop(stream);
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let tls = tls.clone();
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            connection(stream, remote, tls, shared).await;
-            drop(permit);
-        });
-    }
+    let conn_shared = shared.clone();
+    super::accept_secure(listener, shared, what, move |stream, remote| {
+        connection(stream, remote, tls.clone(), conn_shared.clone())
+    })
+    .await
 }
 
 async fn connection(
