@@ -49,6 +49,14 @@ pub trait Agent: Send {
     fn handle_timeout(&mut self, now: Instant);
     /// The next datagram to send.
     fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)>;
+    /// The next datagram to send, written into `buf` (whatever it held is replaced): its
+    /// destination. Agents that can encode in place override it so the shell reuses one
+    /// buffer instead of allocating one per datagram.
+    fn poll_transmit_into(&mut self, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        let (dest, bytes) = self.poll_transmit()?;
+        *buf = bytes;
+        Some(dest)
+    }
     /// The next media change.
     fn poll_media(&mut self) -> Option<MediaEvent>;
     /// When `handle_timeout` must run next.
@@ -137,6 +145,14 @@ impl Sip {
 
     /// The next datagram, counting request retransmissions.
     pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+        let mut buf = Vec::new();
+        let dest = self.poll_transmit_into(&mut buf)?;
+        Some((dest, buf))
+    }
+
+    /// The next datagram encoded into `buf` (cleared first), counting request
+    /// retransmissions; its destination.
+    pub fn poll_transmit_into(&mut self, buf: &mut Vec<u8>) -> Option<SocketAddr> {
         let Transmit { dest, message } = self.layer.poll_transmit()?;
         if let Message::Request(r) = &message {
             if r.method != switchboard_engine::sip::Method::Ack {
@@ -149,7 +165,34 @@ impl Sip {
                 }
             }
         }
-        Some((dest.addr, message.to_bytes()))
+        buf.clear();
+        message.encode(buf);
+        Some(dest.addr)
+    }
+}
+
+/// A map keyed by numbers this process hands out itself (call numbers, transaction ids):
+/// never network input, so a one-multiply hash is safe, and much cheaper than SipHash.
+pub type IdMap<V> = std::collections::HashMap<u64, V, std::hash::BuildHasherDefault<IdHasher>>;
+
+/// The hasher of [`IdMap`]: a Fibonacci multiply (the map takes its bucket from the low bits
+/// and its control byte from the high ones; both are well spread for consecutive ids).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 29)
     }
 }
 
@@ -160,15 +203,68 @@ pub fn earliest(times: impl IntoIterator<Item = Option<Instant>>) -> Option<Inst
 
 /// The SDP body offered (UAC) or answered (UAS): one PCMU/PCMA audio stream at `media`.
 pub fn sdp_body(session: u64, media: SocketAddr, payload_type: u8) -> Bytes {
-    let ip = media.ip();
-    let v = if ip.is_ipv4() { "IP4" } else { "IP6" };
-    let name = if payload_type == 8 { "PCMA" } else { "PCMU" };
-    Bytes::from(format!(
-        "v=0\r\no=switchboard-load {session} 1 IN {v} {ip}\r\ns=-\r\nc=IN {v} {ip}\r\nt=0 0\r\n\
-         m=audio {port} RTP/AVP {payload_type} 101\r\na=rtpmap:{payload_type} {name}/8000\r\n\
-         a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n",
-        port = media.port()
-    ))
+    SdpTemplate::new(media, payload_type).body(session)
+}
+
+/// The start of every [`sdp_body`], up to the session id.
+const SDP_HEAD: &str = "v=0\r\no=switchboard-load ";
+
+/// [`sdp_body`] for one media address and payload type, with everything after the session id
+/// written once: a body is then one allocation and two copies.
+#[derive(Clone, Debug)]
+pub struct SdpTemplate {
+    media: SocketAddr,
+    payload_type: u8,
+    tail: String,
+}
+
+impl SdpTemplate {
+    /// The template of `sdp_body(_, media, payload_type)`.
+    pub fn new(media: SocketAddr, payload_type: u8) -> SdpTemplate {
+        let ip = media.ip();
+        let v = if ip.is_ipv4() { "IP4" } else { "IP6" };
+        let name = if payload_type == 8 { "PCMA" } else { "PCMU" };
+        let tail = format!(
+            " 1 IN {v} {ip}\r\ns=-\r\nc=IN {v} {ip}\r\nt=0 0\r\n\
+             m=audio {port} RTP/AVP {payload_type} 101\r\na=rtpmap:{payload_type} {name}/8000\r\n\
+             a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n",
+            port = media.port()
+        );
+        SdpTemplate {
+            media,
+            payload_type,
+            tail,
+        }
+    }
+
+    /// True when this is the template of `(media, payload_type)`.
+    pub fn is_for(&self, media: SocketAddr, payload_type: u8) -> bool {
+        self.media == media && self.payload_type == payload_type
+    }
+
+    /// The body with this session id.
+    pub fn body(&self, session: u64) -> Bytes {
+        let mut b = Vec::with_capacity(SDP_HEAD.len() + 20 + self.tail.len());
+        b.extend_from_slice(SDP_HEAD.as_bytes());
+        push_decimal(&mut b, session);
+        b.extend_from_slice(self.tail.as_bytes());
+        Bytes::from(b)
+    }
+}
+
+/// Appends `n` in decimal, as `format!("{n}")` writes it.
+pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// Where the far side wants audio (the first audio m-line with a port) and the payload type
@@ -193,9 +289,135 @@ pub fn remote_audio(body: &[u8]) -> Option<(SocketAddr, u8)> {
     Some((SocketAddr::new(ip, m.port), pt))
 }
 
+/// [`remote_audio`] remembered for the last offer: the offers of one UAC differ only in the
+/// session id of their `o=` line, which `remote_audio`'s answer does not depend on (the SDP
+/// parser keeps it as an opaque token), so the next offer that matches the last one byte for
+/// byte outside that token (a run of digits) gets the same answer without being parsed.
+#[derive(Debug, Default)]
+pub struct RemoteAudioMemo {
+    last: Option<Remembered>,
+}
+
+/// One offer remembered by [`RemoteAudioMemo`].
+#[derive(Debug)]
+struct Remembered {
+    /// The offer up to its session id.
+    head: Vec<u8>,
+    /// The offer after its session id.
+    tail: Vec<u8>,
+    /// What `remote_audio` said.
+    answer: Option<(SocketAddr, u8)>,
+}
+
+impl RemoteAudioMemo {
+    /// What `remote_audio(body)` returns.
+    pub fn remote_audio(&mut self, body: &[u8]) -> Option<(SocketAddr, u8)> {
+        let Some((start, end)) = session_id_span(body) else {
+            return remote_audio(body);
+        };
+        let (head, tail) = (&body[..start], &body[end..]);
+        if let Some(r) = &self.last {
+            if r.head == head && r.tail == tail {
+                return r.answer;
+            }
+        }
+        let answer = remote_audio(body);
+        self.last = Some(Remembered {
+            head: head.to_vec(),
+            tail: tail.to_vec(),
+            answer,
+        });
+        answer
+    }
+}
+
+/// Where the session id of an SDP body is: the second field of the first line that starts
+/// with `o=` (lines split at LF, as the SDP parser splits them), when that field is a run of
+/// ASCII digits (so that any other run of digits in its place leaves every other field and
+/// line as it was).
+fn session_id_span(body: &[u8]) -> Option<(usize, usize)> {
+    let mut line_start = 0;
+    while line_start < body.len() {
+        let line_end = memchr_lf(&body[line_start..]).map_or(body.len(), |i| line_start + i);
+        let line = &body[line_start..line_end];
+        if line.starts_with(b"o=") {
+            let mut i = line_start + 2;
+            // The first field (user name), then the second (session id).
+            let mut field = 0;
+            loop {
+                while i < line_end && body[i].is_ascii_whitespace() {
+                    i += 1;
+                }
+                let start = i;
+                while i < line_end && !body[i].is_ascii_whitespace() {
+                    i += 1;
+                }
+                if start == i {
+                    return None;
+                }
+                if field == 1 {
+                    let digits = &body[start..i];
+                    return digits.iter().all(u8::is_ascii_digit).then_some((start, i));
+                }
+                field += 1;
+            }
+        }
+        line_start = line_end + 1;
+    }
+    None
+}
+
+fn memchr_lf(b: &[u8]) -> Option<usize> {
+    b.iter().position(|&c| c == b'\n')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn template_writes_what_format_writes() {
+        for (addr, pt) in [("127.0.0.1:40000", 0), ("[::1]:6000", 8)] {
+            let addr: SocketAddr = addr.parse().expect("addr");
+            for session in [0, 7, 1234567890123, u64::MAX] {
+                let ip = addr.ip();
+                let v = if ip.is_ipv4() { "IP4" } else { "IP6" };
+                let name = if pt == 8 { "PCMA" } else { "PCMU" };
+                let expected = format!(
+                    "v=0\r\no=switchboard-load {session} 1 IN {v} {ip}\r\ns=-\r\nc=IN {v} {ip}\r\nt=0 0\r\n\
+                     m=audio {port} RTP/AVP {pt} 101\r\na=rtpmap:{pt} {name}/8000\r\n\
+                     a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n",
+                    port = addr.port()
+                );
+                assert_eq!(sdp_body(session, addr, pt), expected.as_bytes());
+            }
+        }
+    }
+
+    #[test]
+    fn memo_answers_as_remote_audio() {
+        let a: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
+        let b: SocketAddr = "127.0.0.2:40002".parse().expect("addr");
+        let mut memo = RemoteAudioMemo::default();
+        let mut bodies: Vec<Vec<u8>> = Vec::new();
+        for (session, addr, pt) in [(1, a, 0), (22, a, 0), (333, a, 8), (4, b, 8), (5, b, 0)] {
+            bodies.push(sdp_body(session, addr, pt).to_vec());
+        }
+        let odd = [
+            &b"garbage"[..],
+            b"",
+            b"v=0\r\no=x 12 1 IN IP4 1.2.3.4\r\ns=-\r\nm=audio 4 RTP/AVP 0\r\n",
+            b"v=0\r\no=x 13 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nm=audio 4 RTP/AVP 0\r\n",
+            b"v=0\r\no=x 13 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nm=audio 4 RTP/AVP 8\r\n",
+            b"v=0\r\no=x 1a 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nm=audio 4 RTP/AVP 8\r\n",
+            b"v=0\r\no=x 14\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nm=audio 4 RTP/AVP 8\r\n",
+            b"o=x 15 1 IN IP4 1.2.3.4\r\n",
+        ];
+        bodies.extend(odd.iter().map(|b| b.to_vec()));
+        for body in bodies.iter().chain(bodies.iter().rev()) {
+            assert_eq!(memo.remote_audio(body), remote_audio(body), "{body:?}");
+        }
+    }
 
     #[test]
     fn offered_sdp_reads_back() {

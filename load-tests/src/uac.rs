@@ -2,7 +2,7 @@
 //! built-in scenario for each, and counts what happened. Sans-IO over the engine's transaction
 //! layer.
 
-use crate::agent::{earliest, remote_audio, sdp_body, Agent, MediaEvent, Sip};
+use crate::agent::{earliest, remote_audio, sdp_body, Agent, IdMap, MediaEvent, SdpTemplate, Sip};
 use crate::pace::Pacer;
 use crate::stats::{Counters, Failure};
 use bytes::Bytes;
@@ -13,9 +13,13 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard_engine::auth::Challenge;
-use switchboard_engine::dialog::{cancel_for, new_branch, new_request, Dialog};
+use switchboard_engine::dialog::{
+    cancel_for, contact_value, new_branch, new_request, new_tag, Dialog,
+};
 use switchboard_engine::sip::build::response;
-use switchboard_engine::sip::{HeaderName, Message, Method, Request, Response, SipHeaders};
+use switchboard_engine::sip::{
+    HeaderName, Headers, Message, Method, Request, Response, SipHeaders,
+};
 use switchboard_engine::transaction::{Peer, TransportKind, TuEvent, TxKey};
 
 /// What each "call" of a run does.
@@ -116,12 +120,50 @@ pub struct Uac {
     cfg: UacConfig,
     sip: Sip,
     pacer: Pacer,
-    calls: HashMap<u64, Call>,
+    calls: IdMap<Call>,
     by_call_id: HashMap<String, u64>,
-    by_tx: HashMap<u64, u64>,
+    by_tx: IdMap<u64>,
     timers: BinaryHeap<Reverse<(Instant, u64, Timer)>>,
     next_call: u64,
     draining: bool,
+    /// The SDP offer, written once.
+    sdp: SdpTemplate,
+    /// The fixed parts of every first request, written once.
+    parts: FirstRequestParts,
+}
+
+/// What [`Uac::first_request`] would format for every call but is the same for all of them.
+#[derive(Debug)]
+struct FirstRequestParts {
+    /// `{worker}-`: the start of each Call-ID.
+    call_id_head: String,
+    /// `-{pid}@{local ip}`: the end of each Call-ID.
+    call_id_tail: String,
+    /// `SIP/2.0/UDP {local};branch=`: our Via up to the branch.
+    via_head: String,
+    /// The Request-URI (INVITE and OPTIONS).
+    ruri: String,
+    /// To (INVITE and OPTIONS).
+    to: String,
+    /// From without its tag (INVITE and OPTIONS).
+    from: String,
+    /// Our Contact.
+    contact: String,
+}
+
+impl FirstRequestParts {
+    fn new(cfg: &UacConfig, local: SocketAddr) -> FirstRequestParts {
+        let target = cfg.target;
+        FirstRequestParts {
+            call_id_head: format!("{}-", cfg.worker),
+            call_id_tail: format!("-{}@{}", std::process::id(), local.ip()),
+            via_head: format!("SIP/2.0/{} {local};branch=", TransportKind::Udp.as_str()),
+            ruri: format!("sip:{}@{target}", cfg.service),
+            to: format!("<sip:{}@{target}>", cfg.service),
+            from: format!("<sip:{}@{local}>", cfg.caller),
+            contact: contact_value(local, TransportKind::Udp),
+        }
+    }
 }
 
 impl Uac {
@@ -134,12 +176,14 @@ impl Uac {
         counters: Arc<Counters>,
     ) -> Uac {
         Uac {
+            sdp: SdpTemplate::new(cfg.media, cfg.payload_type),
+            parts: FirstRequestParts::new(&cfg, local),
             pacer: Pacer::new(start, cfg.rate, cfg.ramp),
             sip: Sip::new(local, t1_ms, counters),
             cfg,
-            calls: HashMap::new(),
+            calls: IdMap::default(),
             by_call_id: HashMap::new(),
-            by_tx: HashMap::new(),
+            by_tx: IdMap::default(),
             timers: BinaryHeap::new(),
             next_call: 0,
             draining: false,
@@ -172,6 +216,54 @@ impl Uac {
 
     /// The first request of call `id`.
     fn first_request(&self, id: u64) -> Request {
+        let method = match self.cfg.scenario {
+            Scenario::Register { .. } => return self.first_register(id),
+            Scenario::Options => Method::Options,
+            _ => Method::Invite,
+        };
+        // What `new_request(method, ruri, from, to, call_id, 1, local, Udp)` builds, from the
+        // parts written once.
+        let p = &self.parts;
+        let mut call_id = String::with_capacity(p.call_id_head.len() + 20 + p.call_id_tail.len());
+        call_id.push_str(&p.call_id_head);
+        push_decimal(&mut call_id, id);
+        call_id.push_str(&p.call_id_tail);
+        let branch = new_branch();
+        let mut via = String::with_capacity(p.via_head.len() + branch.len() + 6);
+        via.push_str(&p.via_head);
+        via.push_str(&branch);
+        via.push_str(";rport");
+        let tag = new_tag();
+        let mut from = String::with_capacity(p.from.len() + 5 + tag.len());
+        from.push_str(&p.from);
+        from.push_str(";tag=");
+        from.push_str(&tag);
+        let mut cseq = String::with_capacity(12);
+        cseq.push_str("1 ");
+        cseq.push_str(method.as_str());
+        let mut h = Headers::with_capacity(9);
+        h.push(HeaderName::Via, via);
+        h.push(HeaderName::MaxForwards, "70");
+        h.push(HeaderName::From, from);
+        h.push(HeaderName::To, p.to.clone());
+        h.push(HeaderName::CallId, call_id);
+        h.push(HeaderName::CSeq, cseq);
+        h.push(HeaderName::Contact, p.contact.clone());
+        let mut r = Request {
+            method,
+            uri: p.ruri.clone(),
+            headers: h,
+            body: Bytes::new(),
+        };
+        if r.method == Method::Invite {
+            r.headers.push(HeaderName::ContentType, "application/sdp");
+            r.body = self.sdp.body(id);
+        }
+        r
+    }
+
+    /// The first REGISTER of "call" `id`.
+    fn first_register(&self, id: u64) -> Request {
         let local = self.sip.local;
         let target = self.cfg.target;
         let call_id = format!(
@@ -226,7 +318,7 @@ impl Uac {
             }
             (_, Method::Invite) => {
                 r.headers.push(HeaderName::ContentType, "application/sdp");
-                r.body = sdp_body(id, self.cfg.media, self.cfg.payload_type);
+                r.body = self.sdp.body(id);
             }
             _ => {}
         }
@@ -298,7 +390,7 @@ impl Uac {
         let Some(d) = call.dialog.as_mut() else {
             return;
         };
-        let mut req = d.request(method.clone());
+        let mut req = dialog_request(d, method.clone(), &self.parts.via_head, &self.parts.contact);
         if let Some(dir) = direction {
             req.headers.push(HeaderName::ContentType, "application/sdp");
             let body = String::from_utf8_lossy(&sdp_body(id, media, pt))
@@ -333,7 +425,7 @@ impl Uac {
         let Some(d) = Dialog::uac(&call.request, resp, peer, local) else {
             return;
         };
-        let ack = d.ack(1);
+        let ack = dialog_ack(&d, 1, &self.parts.via_head);
         self.sip
             .layer
             .send_stateless(Message::Request(ack.clone()), d.peer);
@@ -462,7 +554,7 @@ impl Uac {
             (Some(Method::Invite), 200..=299) if state == State::Reinviting => {
                 // The answer to our re-INVITE: ACK it.
                 if let Some(d) = call.dialog.as_ref() {
-                    let ack = d.ack(d.local_cseq);
+                    let ack = dialog_ack(d, d.local_cseq, &self.parts.via_head);
                     let dest = d.peer;
                     self.sip.layer.send_stateless(Message::Request(ack), dest);
                 }
@@ -641,6 +733,10 @@ impl Agent for Uac {
         self.sip.poll_transmit()
     }
 
+    fn poll_transmit_into(&mut self, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        self.sip.poll_transmit_into(buf)
+    }
+
     fn poll_media(&mut self) -> Option<MediaEvent> {
         self.sip.media.pop_front()
     }
@@ -680,6 +776,206 @@ impl Agent for Uac {
         let ids: Vec<u64> = self.calls.keys().copied().collect();
         for id in ids {
             self.end(id, Err(Failure::Unfinished));
+        }
+    }
+}
+
+/// What `d.request(method)` builds (over UDP), with our Via and Contact written once
+/// (`via_head` is `SIP/2.0/UDP {local};branch=`).
+fn dialog_request(d: &mut Dialog, method: Method, via_head: &str, contact: &str) -> Request {
+    d.local_cseq = d.local_cseq.wrapping_add(1);
+    let mut r = dialog_base(d, method, d.local_cseq, via_head);
+    if matches!(r.method, Method::Invite | Method::Update) {
+        r.headers.push(HeaderName::Contact, contact.to_string());
+    }
+    r
+}
+
+/// What `d.ack(invite_cseq)` builds (over UDP).
+fn dialog_ack(d: &Dialog, invite_cseq: u32, via_head: &str) -> Request {
+    dialog_base(d, Method::Ack, invite_cseq, via_head)
+}
+
+/// The in-dialog request of `Dialog::base`: a fresh Via, Max-Forwards, From and To with the
+/// dialog's tags, Call-ID, CSeq and the route set, to the remote target.
+fn dialog_base(d: &Dialog, method: Method, cseq: u32, via_head: &str) -> Request {
+    let branch = new_branch();
+    let mut via = String::with_capacity(via_head.len() + branch.len() + 6);
+    via.push_str(via_head);
+    via.push_str(&branch);
+    via.push_str(";rport");
+    let tagged = |uri: &str, tag: &str| {
+        let mut v = String::with_capacity(uri.len() + 5 + tag.len());
+        v.push_str(uri);
+        v.push_str(";tag=");
+        v.push_str(tag);
+        v
+    };
+    let mut cseq_value = String::with_capacity(24);
+    push_decimal(&mut cseq_value, u64::from(cseq));
+    cseq_value.push(' ');
+    cseq_value.push_str(method.as_str());
+    let mut h = Headers::with_capacity(8 + d.route_set.len());
+    h.push(HeaderName::Via, via);
+    h.push(HeaderName::MaxForwards, "70");
+    h.push(HeaderName::From, tagged(&d.local_uri, &d.local_tag));
+    h.push(HeaderName::To, tagged(&d.remote_uri, &d.remote_tag));
+    h.push(HeaderName::CallId, d.call_id.clone());
+    h.push(HeaderName::CSeq, cseq_value);
+    for r in &d.route_set {
+        h.push(HeaderName::Route, r.clone());
+    }
+    Request {
+        method,
+        uri: d.remote_target.clone(),
+        headers: h,
+        body: Bytes::new(),
+    }
+}
+
+/// Appends `n` in decimal, as `format!("{n}")` writes it.
+fn push_decimal(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[i..].iter().map(|&d| char::from(d)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_invite_is_what_new_request_builds() {
+        let local: SocketAddr = "127.0.0.1:5070".parse().expect("addr");
+        let cfg = UacConfig {
+            target: "127.0.0.1:5080".parse().expect("addr"),
+            service: "svc".into(),
+            caller: "me".into(),
+            scenario: Scenario::Call,
+            rate: 1.0,
+            ramp: Duration::ZERO,
+            calls: Some(1),
+            max_concurrent: 1,
+            duration: Duration::ZERO,
+            media: "127.0.0.1:40000".parse().expect("addr"),
+            payload_type: 0,
+            with_media: false,
+            worker: 3,
+        };
+        let uac = Uac::new(
+            cfg.clone(),
+            local,
+            Instant::now(),
+            500,
+            Arc::new(Counters::default()),
+        );
+        let ours = uac.first_request(42);
+        let call_id = format!("3-42-{}@127.0.0.1", std::process::id());
+        let mut theirs = new_request(
+            Method::Invite,
+            "sip:svc@127.0.0.1:5080",
+            "<sip:me@127.0.0.1:5070>",
+            "<sip:svc@127.0.0.1:5080>",
+            &call_id,
+            1,
+            local,
+            TransportKind::Udp,
+        );
+        theirs
+            .headers
+            .push(HeaderName::ContentType, "application/sdp");
+        theirs.body = sdp_body(42, cfg.media, 0);
+        assert_eq!(ours.uri, theirs.uri);
+        assert_eq!(ours.body, theirs.body);
+        let names = |r: &Request| r.headers.iter().map(|h| h.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&ours), names(&theirs));
+        same_but_random(&ours, &theirs);
+    }
+
+    #[test]
+    fn dialog_requests_are_what_dialog_builds() {
+        let local: SocketAddr = "127.0.0.1:5070".parse().expect("addr");
+        let invite = new_request(
+            Method::Invite,
+            "sip:svc@127.0.0.1:5080",
+            "<sip:me@127.0.0.1:5070>",
+            "<sip:svc@127.0.0.1:5080>",
+            "c1@h",
+            1,
+            local,
+            TransportKind::Udp,
+        );
+        let mut ok = response(&invite, 200);
+        ok.headers
+            .push(HeaderName::Contact, "<sip:x@127.0.0.9:7000>");
+        ok.headers
+            .push(HeaderName::RecordRoute, "<sip:p1;lr>, <sip:p2;lr>");
+        let peer = Peer::new(TransportKind::Udp, "127.0.0.1:5080".parse().expect("addr"));
+        let mut d = Dialog::uac(&invite, &ok, peer, local).expect("dialog");
+        let parts = FirstRequestParts::new(
+            &UacConfig {
+                target: "127.0.0.1:5080".parse().expect("addr"),
+                service: "svc".into(),
+                caller: "me".into(),
+                scenario: Scenario::Call,
+                rate: 1.0,
+                ramp: Duration::ZERO,
+                calls: Some(1),
+                max_concurrent: 1,
+                duration: Duration::ZERO,
+                media: "127.0.0.1:40000".parse().expect("addr"),
+                payload_type: 0,
+                with_media: false,
+                worker: 0,
+            },
+            local,
+        );
+        same_but_random(&dialog_ack(&d, 1, &parts.via_head), &d.ack(1));
+        for method in [Method::Bye, Method::Invite] {
+            let mut d2 = d.clone();
+            let ours = dialog_request(&mut d, method.clone(), &parts.via_head, &parts.contact);
+            let theirs = d2.request(method);
+            assert_eq!(d.local_cseq, d2.local_cseq);
+            same_but_random(&ours, &theirs);
+        }
+    }
+
+    /// Equal but for the random Via branch and From tag.
+    fn same_but_random(ours: &Request, theirs: &Request) {
+        assert_eq!(ours.method, theirs.method);
+        assert_eq!(ours.uri, theirs.uri);
+        assert_eq!(ours.body, theirs.body);
+        let names = |r: &Request| r.headers.iter().map(|h| h.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(ours), names(theirs));
+        for (x, y) in ours.headers.iter().zip(theirs.headers.iter()) {
+            match x.name {
+                HeaderName::Via => {
+                    let (a, b) = (
+                        x.value.split_once(";branch=z9hG4bK-sb"),
+                        y.value.split_once(";branch=z9hG4bK-sb"),
+                    );
+                    let (Some((a, ar)), Some((b, br))) = (a, b) else {
+                        panic!("{x:?} {y:?}")
+                    };
+                    assert_eq!(a, b);
+                    assert_eq!((ar.len(), ar.ends_with(";rport")), (br.len(), true));
+                }
+                HeaderName::From => {
+                    assert_eq!(
+                        x.value.split_once(";tag=").map(|p| p.0),
+                        y.value.split_once(";tag=").map(|p| p.0)
+                    );
+                }
+                _ => assert_eq!(x, y),
+            }
         }
     }
 }

@@ -2,7 +2,9 @@
 //! retransmits its 2xx until the ACK, answers BYE, CANCEL, OPTIONS and REGISTER. Sans-IO over
 //! the engine's transaction layer.
 
-use crate::agent::{earliest, remote_audio, sdp_body, Agent, MediaEvent, Sip};
+use crate::agent::{
+    earliest, sdp_body, Agent, IdMap, MediaEvent, RemoteAudioMemo, SdpTemplate, Sip,
+};
 use crate::stats::{Counters, Failure};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -11,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard_engine::dialog::{contact_value, new_tag, with_to_tag};
-use switchboard_engine::sip::build::response;
+use switchboard_engine::sip::build::{reason_phrase, response};
 use switchboard_engine::sip::{HeaderName, Message, Method, Request, Response, SipHeaders};
 use switchboard_engine::transaction::{Peer, TransportKind, TuEvent, TxKey};
 
@@ -37,7 +39,8 @@ pub struct UasConfig {
 struct Call {
     invite_tx: TxKey,
     invite: Request,
-    tag: String,
+    /// The 180 sent; the 200 is built from it (same header lines, plus Content-Type).
+    ringing: Response,
     ok: Option<Response>,
     source: Peer,
     /// Next 2xx retransmission and its interval.
@@ -63,23 +66,36 @@ pub struct Uas {
     sip: Sip,
     t1: Duration,
     t2: Duration,
-    calls: HashMap<u64, Call>,
+    calls: IdMap<Call>,
     by_call_id: HashMap<String, u64>,
     timers: BinaryHeap<Reverse<(Instant, u64, Timer)>>,
     next_call: u64,
     draining: bool,
+    /// Our Contact value (the same in every response).
+    contact: String,
+    /// The SDP answers, PCMU and PCMA, written once.
+    sdp: [SdpTemplate; 2],
+    /// What the last offer asked for.
+    offers: RemoteAudioMemo,
 }
 
 impl Uas {
     /// A UAS worker answering at `local`.
     pub fn new(cfg: UasConfig, local: SocketAddr, t1_ms: u64, counters: Arc<Counters>) -> Uas {
         let t1 = Duration::from_millis(t1_ms.max(1));
+        let sdp = [
+            SdpTemplate::new(cfg.media, 0),
+            SdpTemplate::new(cfg.media, 8),
+        ];
         Uas {
+            contact: contact_value(local, TransportKind::Udp),
+            sdp,
+            offers: RemoteAudioMemo::default(),
             cfg,
             sip: Sip::new(local, t1_ms, counters),
             t1,
             t2: Duration::from_secs(4),
-            calls: HashMap::new(),
+            calls: IdMap::default(),
             by_call_id: HashMap::new(),
             timers: BinaryHeap::new(),
             next_call: 0,
@@ -110,6 +126,14 @@ impl Uas {
         }
     }
 
+    /// The SDP answer of call (session) `id` to an offer whose payload type is `pt`.
+    fn sdp_answer(&self, id: u64, pt: u8) -> bytes::Bytes {
+        match self.sdp.iter().find(|t| t.is_for(self.cfg.media, pt)) {
+            Some(t) => t.body(id),
+            None => sdp_body(id, self.cfg.media, pt),
+        }
+    }
+
     fn respond(&mut self, now: Instant, tx: &TxKey, resp: Response) {
         let _ = self.sip.layer.send_response(now, tx, resp);
     }
@@ -120,14 +144,13 @@ impl Uas {
                 // A re-INVITE (hold, session refresh): answer with the same SDP.
                 let id = self.by_call_id.get(cid).copied();
                 let call = id.and_then(|id| self.calls.get(&id));
-                if let Some(c) = call {
-                    let mut r = with_to_tag(response(&req, 200), &c.tag);
-                    r.headers.push(
-                        HeaderName::Contact,
-                        contact_value(self.sip.local, TransportKind::Udp),
-                    );
+                if call.is_some() {
+                    // The re-INVITE's To carries the call's tag, which `response` keeps.
+                    let mut r = response(&req, 200);
+                    r.headers.push(HeaderName::Contact, self.contact.clone());
                     r.headers.push(HeaderName::ContentType, "application/sdp");
-                    r.body = sdp_body(1, self.cfg.media, remote_pt(&req.body));
+                    let pt = remote_pt(&mut self.offers, &req.body);
+                    r.body = self.sdp_answer(1, pt);
                     self.respond(now, &tx, r);
                 }
                 return;
@@ -140,21 +163,20 @@ impl Uas {
         let id = self.next_call;
         self.next_call += 1;
         self.counters().started.fetch_add(1, Relaxed);
-        let tag = new_tag();
         let reject = self.cfg.reject_percent > 0
             && (id * u64::from(self.cfg.reject_percent)) / 100
                 != ((id + 1) * u64::from(self.cfg.reject_percent)) / 100;
         if reject {
-            let r = with_to_tag(response(&req, self.cfg.reject_code), &tag);
+            let r = with_to_tag(response(&req, self.cfg.reject_code), &new_tag());
             self.counters().rejected.fetch_add(1, Relaxed);
             return self.respond(now, &tx, r);
         }
-        let mut ringing = with_to_tag(response(&req, 180), &tag);
-        ringing.headers.push(
-            HeaderName::Contact,
-            contact_value(self.sip.local, TransportKind::Udp),
-        );
-        self.respond(now, &tx, ringing);
+        // `response` tags the To (a hash of the request, so the 200 gets the same tag).
+        let mut ringing = response(&req, 180);
+        ringing
+            .headers
+            .push(HeaderName::Contact, self.contact.clone());
+        self.respond(now, &tx, ringing.clone());
         if let Some(cid) = req.call_id() {
             self.by_call_id.insert(cid.to_string(), id);
         }
@@ -163,7 +185,7 @@ impl Uas {
             Call {
                 invite_tx: tx,
                 invite: req,
-                tag,
+                ringing,
                 ok: None,
                 source,
                 retransmit: None,
@@ -181,19 +203,25 @@ impl Uas {
     }
 
     fn answer(&mut self, now: Instant, id: u64) {
-        let local = self.sip.local;
-        let media = self.cfg.media;
         let t1 = self.t1;
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        // The 180's lines (Via, From, tagged To, Call-ID, CSeq, Server, Contact): what
+        // `response(invite, 200)` and our Contact give.
+        let mut ok = Response {
+            status: 200,
+            reason: reason_phrase(200).to_string(),
+            headers: call.ringing.headers.clone(),
+            body: bytes::Bytes::new(),
+        };
+        let pt = remote_pt(&mut self.offers, &call.invite.body);
+        let body = self.sdp_answer(id, pt);
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        let mut ok = with_to_tag(response(&call.invite, 200), &call.tag);
-        ok.headers.push(
-            HeaderName::Contact,
-            contact_value(local, TransportKind::Udp),
-        );
         ok.headers.push(HeaderName::ContentType, "application/sdp");
-        ok.body = sdp_body(id, media, remote_pt(&call.invite.body));
+        ok.body = body;
         call.ok = Some(ok.clone());
         call.answered_at = Some(now);
         call.retransmit = Some((now + t1, t1));
@@ -250,7 +278,7 @@ impl Uas {
         call.acked = true;
         call.retransmit = None;
         if with_media {
-            if let Some((remote, payload_type)) = remote_audio(&call.invite.body) {
+            if let Some((remote, payload_type)) = self.offers.remote_audio(&call.invite.body) {
                 call.media = true;
                 self.sip.media.push_back(MediaEvent::Start {
                     call: id,
@@ -294,7 +322,8 @@ impl Uas {
                 let live = id.and_then(|id| self.calls.get(&id).map(|c| (id, c)));
                 match live {
                     Some((id, c)) if c.ok.is_none() => {
-                        let invite = with_to_tag(response(&c.invite, 487), &c.tag);
+                        // Tagged as the 180 was (see `on_invite`).
+                        let invite = response(&c.invite, 487);
                         let itx = c.invite_tx;
                         self.respond(now, &tx, response(&req, 200));
                         self.respond(now, &itx, invite);
@@ -334,8 +363,8 @@ impl Uas {
 }
 
 /// The payload type to answer with: PCMA when the offer lists it before PCMU, else PCMU.
-fn remote_pt(offer: &[u8]) -> u8 {
-    remote_audio(offer).map_or(0, |(_, pt)| pt)
+fn remote_pt(offers: &mut RemoteAudioMemo, offer: &[u8]) -> u8 {
+    offers.remote_audio(offer).map_or(0, |(_, pt)| pt)
 }
 
 impl Agent for Uas {
@@ -363,6 +392,10 @@ impl Agent for Uas {
 
     fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
         self.sip.poll_transmit()
+    }
+
+    fn poll_transmit_into(&mut self, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        self.sip.poll_transmit_into(buf)
     }
 
     fn poll_media(&mut self) -> Option<MediaEvent> {

@@ -36,6 +36,8 @@ pub fn run(
 ) -> std::io::Result<()> {
     socket.set_nonblocking(true)?;
     let mut buf = vec![0u8; 65_536];
+    // One encoding buffer for every datagram sent.
+    let mut out = Vec::with_capacity(2048);
     let mut draining = false;
     loop {
         let now = Instant::now();
@@ -45,7 +47,7 @@ pub fn run(
         }
         if now >= deadlines.abandon_at {
             agent.abandon();
-            flush(socket, agent, on_media);
+            flush(socket, agent, &mut out, on_media);
             return Ok(());
         }
         let mut received = 0;
@@ -63,7 +65,7 @@ pub fn run(
             }
         }
         agent.handle_timeout(now);
-        flush(socket, agent, on_media);
+        flush(socket, agent, &mut out, on_media);
         if agent.finished() {
             return Ok(());
         }
@@ -82,10 +84,15 @@ pub fn run(
     }
 }
 
-fn flush(socket: &UdpSocket, agent: &mut dyn Agent, on_media: &mut dyn FnMut(MediaEvent)) {
-    while let Some((dest, bytes)) = agent.poll_transmit() {
+fn flush(
+    socket: &UdpSocket,
+    agent: &mut dyn Agent,
+    out: &mut Vec<u8>,
+    on_media: &mut dyn FnMut(MediaEvent),
+) {
+    while let Some(dest) = agent.poll_transmit_into(out) {
         // A full send buffer drops the datagram: SIP retransmissions cover it.
-        let _ = socket.send_to(&bytes, dest);
+        let _ = socket.send_to(out, dest);
     }
     while let Some(ev) = agent.poll_media() {
         on_media(ev);

@@ -1,7 +1,7 @@
 //! Building responses from requests (RFC 3261 §8.2.6): Via, From, To, Call-ID and CSeq copied,
 //! a To tag added to non-100 answers that lack one.
 
-use super::header::HeaderName;
+use super::header::{HeaderName, Headers};
 use super::message::{Request, Response};
 use bytes::Bytes;
 use std::hash::{Hash, Hasher};
@@ -53,13 +53,23 @@ pub fn response(req: &Request, status: u16) -> Response {
 /// A response to `req` with a given reason phrase (control characters are removed, so a reason
 /// built from input cannot break the Status-Line).
 pub fn response_with_reason(req: &Request, status: u16, reason: &str) -> Response {
+    response_to_headers(&req.headers, status, reason)
+}
+
+/// [`response_with_reason`] from the request's headers alone (all a response copies).
+pub fn response_to_headers(headers: &Headers, status: u16, reason: &str) -> Response {
+    let reason = if reason.contains(char::is_control) {
+        reason.chars().filter(|c| !c.is_control()).collect()
+    } else {
+        reason.to_string()
+    };
     let mut r = Response {
         status,
-        reason: reason.chars().filter(|c| !c.is_control()).collect(),
-        headers: Default::default(),
+        reason,
+        headers: Headers::with_capacity(8),
         body: Bytes::new(),
     };
-    for h in req.headers.iter() {
+    for h in headers.iter() {
         match h.name {
             HeaderName::Via | HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {
                 r.headers.push(h.name.clone(), h.value.clone())
@@ -68,7 +78,7 @@ pub fn response_with_reason(req: &Request, status: u16, reason: &str) -> Respons
                 let mut to = h.value.clone();
                 if status > 100 && !has_tag(&to) {
                     to.push_str(";tag=");
-                    to.push_str(&local_tag(req));
+                    to.push_str(&local_tag_of(headers));
                 }
                 r.headers.push(HeaderName::To, to)
             }
@@ -80,12 +90,16 @@ pub fn response_with_reason(req: &Request, status: u16, reason: &str) -> Respons
 }
 
 fn has_tag(to: &str) -> bool {
-    crate::sip::grammar::parse_name_addr(to).is_ok_and(|n| n.tag().is_some())
+    crate::sip::grammar::parse_name_addr_ref(to).is_ok_and(|n| n.tag().is_some())
 }
 
 /// A To tag derived from the request's identity, so a retransmitted request that is answered
 /// again (statelessly) gets the same tag.
 pub fn local_tag(req: &Request) -> String {
+    local_tag_of(&req.headers)
+}
+
+fn local_tag_of(headers: &Headers) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     for name in [
         HeaderName::CallId,
@@ -93,7 +107,7 @@ pub fn local_tag(req: &Request) -> String {
         HeaderName::CSeq,
         HeaderName::Via,
     ] {
-        req.headers.get(&name).hash(&mut h);
+        headers.get(&name).hash(&mut h);
     }
     format!("sb{:x}", h.finish())
 }

@@ -4,27 +4,43 @@
 //! Every function here works on `&str` and only slices at ASCII delimiters, which are always
 //! UTF-8 character boundaries, so no input can make them panic.
 
+/// Which bytes are `token` characters (a table: the parsers test every byte of every header).
+const TOKEN_CHARS: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            );
+        i += 1;
+    }
+    t
+};
+
 /// True for the characters of an RFC 3261 `token`.
+#[inline]
 pub fn is_token_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-        )
+    TOKEN_CHARS[usize::from(b)]
 }
 
 /// True when `s` is a non-empty `token`.
+#[inline]
 pub fn is_token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(is_token_char)
 }
 
 /// True for linear white space inside an unfolded header value.
+#[inline]
 pub fn is_ws(b: u8) -> bool {
     b == b' ' || b == b'\t'
 }
 
 /// The end (exclusive) of the quoted string that starts at `start` (which must index a `"`),
 /// honouring quoted-pairs; `None` when the quote is never closed.
+#[inline]
 pub fn quoted_end(s: &[u8], start: usize) -> Option<usize> {
     let mut i = start + 1;
     while i < s.len() {
@@ -41,40 +57,91 @@ pub fn quoted_end(s: &[u8], start: usize) -> Option<usize> {
 /// strings and `<...>`. Elements are trimmed. Fails on an unterminated quote or bracket, or on an
 /// empty element (`a,,b`), which RFC 4475 §3.1.2.1 treats as malformed.
 pub fn split_list(value: &str) -> Result<Vec<&str>, &'static str> {
-    let b = value.as_bytes();
-    let mut items = Vec::new();
-    let mut start = 0;
-    let mut i = 0;
-    let mut in_angle = false;
-    while i < b.len() {
-        match b[i] {
-            b'"' => {
-                i = quoted_end(b, i).ok_or("unterminated quoted string")?;
-                continue;
-            }
-            b'<' => in_angle = true,
-            b'>' => in_angle = false,
-            b',' if !in_angle => {
-                let item = value[start..i].trim();
-                if item.is_empty() {
-                    return Err("empty list element");
-                }
-                items.push(item);
-                start = i + 1;
-            }
-            _ => {}
+    list_elems(value).collect()
+}
+
+/// The elements of a comma-separated header value, as [`split_list`] finds them, without
+/// collecting them: each is `Ok(element)` until the first fault, which is yielded once and
+/// ends the iteration.
+pub fn list_elems(value: &str) -> ListElems<'_> {
+    ListElems {
+        value,
+        pos: 0,
+        done: false,
+    }
+}
+
+/// Checks a comma-separated header value as [`split_list`] does, without allocating.
+pub fn check_list(value: &str) -> Result<(), &'static str> {
+    list_elems(value).try_for_each(|e| e.map(|_| ()))
+}
+
+/// The iterator of [`list_elems`].
+#[derive(Clone, Debug)]
+pub struct ListElems<'a> {
+    value: &'a str,
+    pos: usize,
+    done: bool,
+}
+
+impl<'a> Iterator for ListElems<'a> {
+    type Item = Result<&'a str, &'static str>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
         }
-        i += 1;
+        let value = self.value;
+        let b = value.as_bytes();
+        let start = self.pos;
+        let mut i = start;
+        let mut in_angle = false;
+        while i < b.len() {
+            // Skip to the next byte that matters: `"`, `<` or `,` outside <…>; `"` or `>`
+            // inside.
+            let next = match b.get(i..) {
+                Some(rest) if in_angle => memchr::memchr2(b'"', b'>', rest),
+                Some(rest) => memchr::memchr3(b'"', b'<', b',', rest),
+                None => None,
+            };
+            let Some(skip) = next else {
+                break;
+            };
+            i += skip;
+            match b[i] {
+                b'"' => {
+                    let Some(end) = quoted_end(b, i) else {
+                        self.done = true;
+                        return Some(Err("unterminated quoted string"));
+                    };
+                    i = end;
+                    continue;
+                }
+                b'<' => in_angle = true,
+                b'>' => in_angle = false,
+                b',' if !in_angle => {
+                    let item = value[start..i].trim();
+                    if item.is_empty() {
+                        self.done = true;
+                        return Some(Err("empty list element"));
+                    }
+                    self.pos = i + 1;
+                    return Some(Ok(item));
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        self.done = true;
+        if in_angle {
+            return Some(Err("unterminated <"));
+        }
+        let item = value[start..].trim();
+        if item.is_empty() {
+            return Some(Err("empty list element"));
+        }
+        Some(Ok(item))
     }
-    if in_angle {
-        return Err("unterminated <");
-    }
-    let item = value[start..].trim();
-    if item.is_empty() {
-        return Err("empty list element");
-    }
-    items.push(item);
-    Ok(items)
 }
 
 /// A generic parameter `;name[=value]`.
@@ -94,12 +161,68 @@ pub fn find_param<'a>(params: &'a [Param], name: &str) -> Option<&'a Param> {
 /// Parses `;a=b;c` (the leading `;` included, or an empty string) into parameters.
 /// Values are tokens, quoted strings or hosts (IPv6 references allowed).
 pub fn parse_params(s: &str) -> Result<Vec<Param>, &'static str> {
-    let b = s.as_bytes();
-    let mut params = Vec::new();
-    let mut i = skip_ws(b, 0);
-    while i < b.len() {
+    param_iter(s)
+        .map(|p| {
+            p.map(|(name, value)| Param {
+                name: name.to_string(),
+                value: value.map(str::to_string),
+            })
+        })
+        .collect()
+}
+
+/// Checks `;a=b;c` as [`parse_params`] does, without allocating.
+pub fn check_params(s: &str) -> Result<(), &'static str> {
+    param_iter(s).try_for_each(|p| p.map(|_| ()))
+}
+
+/// The first parameter called `name` (case-insensitive) of a parameter string that
+/// [`check_params`] accepts: `Some(value)` when present (`value` is `None` when it has none).
+/// Stops at the first fault of an unchecked string.
+pub fn find_param_in<'a>(s: &'a str, name: &str) -> Option<Option<&'a str>> {
+    param_iter(s)
+        .map_while(Result::ok)
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+}
+
+/// The parameters of `;a=b;c` as `(name, value)` slices, as [`parse_params`] reads them: each
+/// is `Ok` until the first fault, which is yielded once and ends the iteration.
+pub fn param_iter(s: &str) -> ParamIter<'_> {
+    ParamIter {
+        s,
+        i: skip_ws(s.as_bytes(), 0),
+        done: false,
+    }
+}
+
+/// The iterator of [`param_iter`].
+#[derive(Clone, Debug)]
+pub struct ParamIter<'a> {
+    s: &'a str,
+    i: usize,
+    done: bool,
+}
+
+impl<'a> ParamIter<'a> {
+    fn fail(&mut self, why: &'static str) -> Option<<Self as Iterator>::Item> {
+        self.done = true;
+        Some(Err(why))
+    }
+}
+
+impl<'a> Iterator for ParamIter<'a> {
+    type Item = Result<(&'a str, Option<&'a str>), &'static str>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let s = self.s;
+        let b = s.as_bytes();
+        let mut i = self.i;
+        if self.done || i >= b.len() {
+            return None;
+        }
         if b[i] != b';' {
-            return Err("junk where a parameter was expected");
+            return self.fail("junk where a parameter was expected");
         }
         i = skip_ws(b, i + 1);
         let name_start = i;
@@ -107,22 +230,25 @@ pub fn parse_params(s: &str) -> Result<Vec<Param>, &'static str> {
             i += 1;
         }
         if i == name_start {
-            return Err("empty parameter");
+            return self.fail("empty parameter");
         }
-        let name = s[name_start..i].to_string();
+        let name = &s[name_start..i];
         i = skip_ws(b, i);
         let mut value = None;
         if i < b.len() && b[i] == b'=' {
             i = skip_ws(b, i + 1);
             let v_start = i;
             if i < b.len() && b[i] == b'"' {
-                i = quoted_end(b, i).ok_or("unterminated quoted parameter")?;
+                match quoted_end(b, i) {
+                    Some(end) => i = end,
+                    None => return self.fail("unterminated quoted parameter"),
+                }
             } else if i < b.len() && b[i] == b'[' {
                 while i < b.len() && b[i] != b']' {
                     i += 1;
                 }
                 if i == b.len() {
-                    return Err("unterminated IPv6 reference");
+                    return self.fail("unterminated IPv6 reference");
                 }
                 i += 1;
             } else {
@@ -131,16 +257,17 @@ pub fn parse_params(s: &str) -> Result<Vec<Param>, &'static str> {
                 }
             }
             if i == v_start {
-                return Err("empty parameter value");
+                return self.fail("empty parameter value");
             }
-            value = Some(s[v_start..i].to_string());
+            value = Some(&s[v_start..i]);
             i = skip_ws(b, i);
         }
-        params.push(Param { name, value });
+        self.i = i;
+        Some(Ok((name, value)))
     }
-    Ok(params)
 }
 
+#[inline]
 fn skip_ws(b: &[u8], mut i: usize) -> usize {
     while i < b.len() && is_ws(b[i]) {
         i += 1;
@@ -168,12 +295,47 @@ impl NameAddr {
     }
 }
 
+/// A `name-addr` or `addr-spec` read in place (see [`parse_name_addr_ref`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NameAddrRef<'a> {
+    /// The display name, as received (quotes included when quoted).
+    pub display: Option<&'a str>,
+    /// The URI, without the angle brackets.
+    pub uri: &'a str,
+    /// Whether the URI was enclosed in `<>`.
+    pub bracketed: bool,
+    /// The header parameters after the URI, unparsed but checked (`;tag=…;expires=…`).
+    pub params: &'a str,
+}
+
+impl<'a> NameAddrRef<'a> {
+    /// The value of the `tag` parameter, if any.
+    pub fn tag(&self) -> Option<&'a str> {
+        find_param_in(self.params, "tag").flatten()
+    }
+
+    /// The owned form.
+    pub fn to_name_addr(&self) -> Result<NameAddr, &'static str> {
+        Ok(NameAddr {
+            display: self.display.map(str::to_string),
+            uri: self.uri.to_string(),
+            bracketed: self.bracketed,
+            params: parse_params(self.params)?,
+        })
+    }
+}
+
 /// Parses one `name-addr` / `addr-spec` element.
 ///
 /// Rejects what RFC 4475 calls malformed: an unterminated quote in the display name (§3.1.2.6),
 /// whitespace inside `<addr-spec>` (§3.1.2.14), non-token characters in an unquoted display name
 /// (§3.1.2.15), and an unbracketed URI that contains `?` or `,` (§3.1.2.13).
 pub fn parse_name_addr(s: &str) -> Result<NameAddr, &'static str> {
+    parse_name_addr_ref(s)?.to_name_addr()
+}
+
+/// [`parse_name_addr`] without copying: the same checks, the parts as slices of `s`.
+pub fn parse_name_addr_ref(s: &str) -> Result<NameAddrRef<'_>, &'static str> {
     let s = s.trim();
     let b = s.as_bytes();
     if b.is_empty() {
@@ -185,7 +347,7 @@ pub fn parse_name_addr(s: &str) -> Result<NameAddr, &'static str> {
         if rest >= b.len() || b[rest] != b'<' {
             return Err("quoted display name without <URI>");
         }
-        (Some(s[..end].to_string()), rest)
+        (Some(&s[..end]), rest)
     } else if let Some(lt) = memchr::memchr(b'<', b) {
         let name = s[..lt].trim();
         if !name.is_empty()
@@ -196,7 +358,7 @@ pub fn parse_name_addr(s: &str) -> Result<NameAddr, &'static str> {
         {
             return Err("display name has characters that need quoting");
         }
-        ((!name.is_empty()).then(|| name.to_string()), lt)
+        ((!name.is_empty()).then_some(name), lt)
     } else {
         // addr-spec: the URI runs to the first ';', which starts the header parameters.
         let end = memchr::memchr(b';', b).unwrap_or(b.len());
@@ -205,10 +367,11 @@ pub fn parse_name_addr(s: &str) -> Result<NameAddr, &'static str> {
         if uri.contains(['?', ',']) {
             return Err("URI with ? or , must be enclosed in <>");
         }
-        let params = parse_params(&s[end..])?;
-        return Ok(NameAddr {
+        let params = &s[end..];
+        check_params(params)?;
+        return Ok(NameAddrRef {
             display: None,
-            uri: uri.to_string(),
+            uri,
             bracketed: false,
             params,
         });
@@ -219,10 +382,11 @@ pub fn parse_name_addr(s: &str) -> Result<NameAddr, &'static str> {
         .ok_or("unterminated <URI>")?;
     let uri = &s[after_display + 1..gt];
     check_uri_chars(uri)?;
-    let params = parse_params(&s[gt + 1..])?;
-    Ok(NameAddr {
+    let params = &s[gt + 1..];
+    check_params(params)?;
+    Ok(NameAddrRef {
         display,
-        uri: uri.to_string(),
+        uri,
         bracketed: true,
         params,
     })

@@ -1,6 +1,7 @@
 //! Header names (with RFC 3261 §7.3.3 compact forms) and the ordered header list of a message.
 
 use std::fmt;
+use std::sync::Arc;
 
 macro_rules! header_names {
     ($( $variant:ident => $long:literal $(, $compact:literal)? ;)*) => {
@@ -95,18 +96,31 @@ pub struct Header {
 }
 
 /// The headers of a message, in arrival order (order matters for Via, Route and Record-Route).
+///
+/// The list is shared copy-on-write: cloning a message (a transaction keeping the request it
+/// retransmits, a response kept for retransmission) shares the header lines instead of copying
+/// every value; the first change to a shared list copies it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Headers(Vec<Header>);
+pub struct Headers(Arc<Vec<Header>>);
 
 impl Headers {
     /// An empty header list.
     pub fn new() -> Headers {
-        Headers(Vec::new())
+        Headers::default()
+    }
+
+    /// An empty header list with room for `n` lines.
+    pub fn with_capacity(n: usize) -> Headers {
+        Headers(Arc::new(Vec::with_capacity(n)))
+    }
+
+    fn lines_mut(&mut self) -> &mut Vec<Header> {
+        Arc::make_mut(&mut self.0)
     }
 
     /// Appends a header.
     pub fn push(&mut self, name: HeaderName, value: impl Into<String>) {
-        self.0.push(Header {
+        self.lines_mut().push(Header {
             name,
             value: value.into(),
         });
@@ -114,7 +128,7 @@ impl Headers {
 
     /// Inserts a header at the front (used for a new top Via).
     pub fn push_front(&mut self, name: HeaderName, value: impl Into<String>) {
-        self.0.insert(
+        self.lines_mut().insert(
             0,
             Header {
                 name,
@@ -133,10 +147,8 @@ impl Headers {
 
     /// A mutable reference to the value of the first header with this name.
     pub fn get_mut(&mut self, name: &HeaderName) -> Option<&mut String> {
-        self.0
-            .iter_mut()
-            .find(|h| &h.name == name)
-            .map(|h| &mut h.value)
+        let i = self.0.iter().position(|h| &h.name == name)?;
+        self.lines_mut().get_mut(i).map(|h| &mut h.value)
     }
 
     /// The values of every header line with this name, in order.
@@ -154,7 +166,9 @@ impl Headers {
 
     /// Removes every header with this name.
     pub fn remove(&mut self, name: &HeaderName) {
-        self.0.retain(|h| &h.name != name);
+        if self.0.iter().any(|h| &h.name == name) {
+            self.lines_mut().retain(|h| &h.name != name);
+        }
     }
 
     /// Replaces every header with this name by one line with `value`.

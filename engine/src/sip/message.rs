@@ -1,12 +1,11 @@
 //! SIP requests and responses after parsing and validation, with typed accessors for the
 //! fields the transaction and dialog layers need, and serialization.
 
-use super::grammar::{parse_name_addr, NameAddr};
+use super::grammar::{parse_name_addr, parse_name_addr_ref, NameAddr};
 use super::header::{HeaderName, Headers};
 use super::method::Method;
-use super::via::Via;
+use super::via::{Via, ViaRef};
 use bytes::Bytes;
-use std::io::Write;
 
 /// A SIP request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,8 +59,13 @@ pub trait SipHeaders {
 
     /// The topmost Via element.
     fn top_via(&self) -> Option<Via> {
-        let first = self.headers().get(&HeaderName::Via)?;
-        Via::parse_list(first).ok()?.into_iter().next()
+        self.top_via_ref()?.to_via().ok()
+    }
+
+    /// The topmost Via element read in place (no copies): `None` where
+    /// [`top_via`](Self::top_via) is `None`.
+    fn top_via_ref(&self) -> Option<ViaRef<'_>> {
+        ViaRef::first_of_list(self.headers().get(&HeaderName::Via)?).ok()
     }
 
     /// The From header as a name-addr.
@@ -77,12 +81,27 @@ pub trait SipHeaders {
     /// The From tag. (The name is the SIP term, not a conversion.)
     #[allow(clippy::wrong_self_convention)]
     fn from_tag(&self) -> Option<String> {
-        self.from()?.tag().map(str::to_string)
+        self.from_tag_ref().map(str::to_string)
     }
 
     /// The To tag.
     fn to_tag(&self) -> Option<String> {
-        self.to()?.tag().map(str::to_string)
+        self.to_tag_ref().map(str::to_string)
+    }
+
+    /// The From tag, borrowed (no copies). (The name is the SIP term, not a conversion.)
+    #[allow(clippy::wrong_self_convention)]
+    fn from_tag_ref(&self) -> Option<&str> {
+        parse_name_addr_ref(self.headers().get(&HeaderName::From)?)
+            .ok()?
+            .tag()
+    }
+
+    /// The To tag, borrowed (no copies).
+    fn to_tag_ref(&self) -> Option<&str> {
+        parse_name_addr_ref(self.headers().get(&HeaderName::To)?)
+            .ok()?
+            .tag()
     }
 }
 
@@ -121,7 +140,11 @@ pub fn parse_cseq(value: &str) -> Result<(u32, Method), &'static str> {
 impl Request {
     /// Serializes the request. Content-Length is always written from the body length.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let _ = write!(out, "{} {} SIP/2.0\r\n", self.method, self.uri);
+        out.reserve(self.uri.len() + 64 + self.body.len());
+        out.extend_from_slice(self.method.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.uri.as_bytes());
+        out.extend_from_slice(b" SIP/2.0\r\n");
         encode_tail(&self.headers, &self.body, out);
     }
 
@@ -134,14 +157,19 @@ impl Request {
 
     /// True when the To header has a tag: the request belongs to an existing dialog.
     pub fn in_dialog(&self) -> bool {
-        self.to_tag().is_some()
+        self.to_tag_ref().is_some()
     }
 }
 
 impl Response {
     /// Serializes the response. Content-Length is always written from the body length.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let _ = write!(out, "SIP/2.0 {} {}\r\n", self.status, self.reason);
+        out.reserve(self.reason.len() + 64 + self.body.len());
+        out.extend_from_slice(b"SIP/2.0 ");
+        push_decimal(out, usize::from(self.status));
+        out.push(b' ');
+        out.extend_from_slice(self.reason.as_bytes());
+        out.extend_from_slice(b"\r\n");
         encode_tail(&self.headers, &self.body, out);
     }
 
@@ -189,6 +217,23 @@ fn encode_tail(headers: &Headers, body: &[u8], out: &mut Vec<u8>) {
         out.extend_from_slice(h.value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    let _ = write!(out, "Content-Length: {}\r\n\r\n", body.len());
+    out.extend_from_slice(b"Content-Length: ");
+    push_decimal(out, body.len());
+    out.extend_from_slice(b"\r\n\r\n");
     out.extend_from_slice(body);
+}
+
+/// Appends `n` in decimal (what `write!(out, "{n}")` writes, without the formatting machinery).
+fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }

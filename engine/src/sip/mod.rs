@@ -14,4 +14,4 @@ pub use header::{Header, HeaderName, Headers};
 pub use message::{Message, Request, Response, SipHeaders};
 pub use method::Method;
 pub use parse::{parse_datagram, parse_stream_message, ParseError};
-pub use via::Via;
+pub use via::{Via, ViaRef};

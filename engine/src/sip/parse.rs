@@ -7,12 +7,12 @@
 //! values where the RFC wants one, CSeq against the method, Via, From/To/Contact syntax and
 //! Content-Length framing (RFC 3261 §7, §8.2, §18.3 and the RFC 4475 torture cases).
 
-use super::grammar::{is_token, parse_name_addr, split_list};
+use super::grammar::{check_list, find_param_in, is_token, list_elems, parse_name_addr_ref};
 use super::header::{HeaderName, Headers};
 use super::message::{parse_cseq, Message, Request, Response};
 use super::method::Method;
 use super::uri::check_request_uri;
-use super::via::Via;
+use super::via::ViaRef;
 use bytes::Bytes;
 
 /// Most header lines a message may carry before it is rejected.
@@ -94,7 +94,8 @@ fn split_head(buf: &[u8]) -> Result<Head<'_>, ParseError> {
     if start_line.contains(['\n', '\r']) {
         return Err(ParseError::drop("start line has a bare CR or LF"));
     }
-    let mut headers = Headers::new();
+    // Room for a typical message's lines, so pushing them does not reallocate.
+    let mut headers = Headers::with_capacity(16);
     let mut current: Option<(HeaderName, String)> = None;
     for line in lines {
         if line.contains(&b'\n') || line.contains(&b'\r') {
@@ -240,7 +241,7 @@ fn parse_request(head: Head<'_>, framing: Framing) -> Result<Request, ParseError
             let to = req
                 .headers
                 .get(&HeaderName::To)
-                .and_then(|t| parse_name_addr(t).ok());
+                .and_then(|t| parse_name_addr_ref(t).ok());
             if !to.is_some_and(|t| {
                 t.uri.get(..4).is_some_and(|s| {
                     s.eq_ignore_ascii_case("sip:") || s.eq_ignore_ascii_case("sips")
@@ -259,8 +260,10 @@ fn parse_request(head: Head<'_>, framing: Framing) -> Result<Request, ParseError
         }
         for c in req.headers.get_all(&HeaderName::Contact) {
             if c != "*" {
-                for elem in split_list(c).map_err(|e| (400, format!("Malformed Contact: {e}")))? {
-                    parse_name_addr(elem).map_err(|e| (400, format!("Malformed Contact: {e}")))?;
+                let malformed = |e: &str| (400, format!("Malformed Contact: {e}"));
+                check_list(c).map_err(malformed)?;
+                for elem in list_elems(c) {
+                    parse_name_addr_ref(elem.map_err(malformed)?).map_err(malformed)?;
                 }
             }
         }
@@ -377,16 +380,26 @@ fn check_common_headers(h: &Headers) -> Result<(), String> {
         }
     }
     for v in h.get_all(&HeaderName::Via) {
-        Via::parse_list(v).map_err(|e| format!("Malformed Via: {e}"))?;
+        let malformed = |e: &str| format!("Malformed Via: {e}");
+        check_list(v).map_err(malformed)?;
+        for elem in list_elems(v) {
+            ViaRef::parse(elem.map_err(malformed)?).map_err(malformed)?;
+        }
     }
     for name in [HeaderName::From, HeaderName::To] {
         let v = h.get(&name).unwrap_or_default();
-        let elems = split_list(v).map_err(|e| format!("Malformed {name}: {e}"))?;
-        if elems.len() != 1 {
-            return Err(format!("Multiple {name} values"));
+        let mut first = None;
+        let mut n = 0;
+        for elem in list_elems(v) {
+            let elem = elem.map_err(|e| format!("Malformed {name}: {e}"))?;
+            first.get_or_insert(elem);
+            n += 1;
         }
-        let na = parse_name_addr(elems[0]).map_err(|e| format!("Malformed {name}: {e}"))?;
-        if crate::sip::grammar::find_param(&na.params, "tag").is_some_and(|p| p.value.is_none()) {
+        let (Some(first), 1) = (first, n) else {
+            return Err(format!("Multiple {name} values"));
+        };
+        let na = parse_name_addr_ref(first).map_err(|e| format!("Malformed {name}: {e}"))?;
+        if find_param_in(na.params, "tag").is_some_and(|v| v.is_none()) {
             return Err(format!("Malformed {name}: tag without a value"));
         }
     }

@@ -1,6 +1,9 @@
 //! The Via header (RFC 3261 §20.42, RFC 3581 rport): parsing, and the RFC 3261 magic cookie.
 
-use super::grammar::{find_param, is_token, is_ws, parse_params, split_list, Param};
+use super::grammar::{
+    check_list, check_params, find_param, find_param_in, is_token, is_ws, list_elems, parse_params,
+    split_list, Param,
+};
 use std::fmt;
 
 /// The branch prefix that marks an RFC 3261 transaction identifier.
@@ -29,47 +32,7 @@ impl Via {
 
     /// Parses one Via element. Whitespace around the `/` of the sent-protocol is allowed.
     pub fn parse(elem: &str) -> Result<Via, &'static str> {
-        let b = elem.as_bytes();
-        let mut i = 0;
-        let mut parts: Vec<&str> = Vec::with_capacity(3);
-        for n in 0..3 {
-            while i < b.len() && is_ws(b[i]) {
-                i += 1;
-            }
-            let start = i;
-            while i < b.len() && !is_ws(b[i]) && b[i] != b'/' {
-                i += 1;
-            }
-            let tok = &elem[start..i];
-            if !is_token(tok) {
-                return Err("malformed Via sent-protocol");
-            }
-            parts.push(tok);
-            while i < b.len() && is_ws(b[i]) {
-                i += 1;
-            }
-            if n < 2 {
-                if i >= b.len() || b[i] != b'/' {
-                    return Err("malformed Via sent-protocol");
-                }
-                i += 1;
-            }
-        }
-        if i == b.len() || i == 0 || !is_ws(b[i - 1]) {
-            return Err("Via without sent-by");
-        }
-        let rest = &elem[i..];
-        let semi = rest.find(';').unwrap_or(rest.len());
-        let sent_by = rest[..semi].trim();
-        let (host, port) = split_sent_by(sent_by)?;
-        let params = parse_params(&rest[semi..])?;
-        Ok(Via {
-            protocol: (parts[0].to_string(), parts[1].to_string()),
-            transport: parts[2].to_ascii_uppercase(),
-            host,
-            port,
-            params,
-        })
+        ViaRef::parse(elem)?.to_via()
     }
 
     /// The branch parameter.
@@ -109,7 +72,110 @@ impl Via {
     }
 }
 
-fn split_sent_by(s: &str) -> Result<(String, Option<u16>), &'static str> {
+/// One Via element read in place: the same checks as [`Via::parse`], the parts as slices of
+/// the header value (the parameters checked but not split).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ViaRef<'a> {
+    /// The protocol name and version, normally `SIP` and `2.0`.
+    pub protocol: (&'a str, &'a str),
+    /// The transport token as received (not upper-cased).
+    pub transport: &'a str,
+    /// The sent-by host (name, IPv4 or `[IPv6]`).
+    pub host: &'a str,
+    /// The sent-by port, if given.
+    pub port: Option<u16>,
+    /// The parameters (`;branch=…;rport`), checked.
+    pub params: &'a str,
+}
+
+impl<'a> ViaRef<'a> {
+    /// Parses one Via element. Whitespace around the `/` of the sent-protocol is allowed.
+    pub fn parse(elem: &'a str) -> Result<ViaRef<'a>, &'static str> {
+        let b = elem.as_bytes();
+        let mut i = 0;
+        let mut parts: [&str; 3] = [""; 3];
+        for (n, part) in parts.iter_mut().enumerate() {
+            while i < b.len() && is_ws(b[i]) {
+                i += 1;
+            }
+            let start = i;
+            while i < b.len() && !is_ws(b[i]) && b[i] != b'/' {
+                i += 1;
+            }
+            let tok = &elem[start..i];
+            if !is_token(tok) {
+                return Err("malformed Via sent-protocol");
+            }
+            *part = tok;
+            while i < b.len() && is_ws(b[i]) {
+                i += 1;
+            }
+            if n < 2 {
+                if i >= b.len() || b[i] != b'/' {
+                    return Err("malformed Via sent-protocol");
+                }
+                i += 1;
+            }
+        }
+        if i == b.len() || i == 0 || !is_ws(b[i - 1]) {
+            return Err("Via without sent-by");
+        }
+        let rest = &elem[i..];
+        let semi = memchr::memchr(b';', rest.as_bytes()).unwrap_or(rest.len());
+        let sent_by = rest[..semi].trim();
+        let (host, port) = split_sent_by(sent_by)?;
+        let params = &rest[semi..];
+        check_params(params)?;
+        Ok(ViaRef {
+            protocol: (parts[0], parts[1]),
+            transport: parts[2],
+            host,
+            port,
+            params,
+        })
+    }
+
+    /// The first Via element of a header value, provided every element of the value parses
+    /// (as [`Via::parse_list`] requires).
+    pub fn first_of_list(value: &'a str) -> Result<ViaRef<'a>, &'static str> {
+        check_list(value)?;
+        let mut first = None;
+        for elem in list_elems(value) {
+            let v = ViaRef::parse(elem?)?;
+            first.get_or_insert(v);
+        }
+        first.ok_or("empty list element")
+    }
+
+    /// The branch parameter.
+    pub fn branch(&self) -> Option<&'a str> {
+        self.param("branch")
+    }
+
+    /// True when the branch starts with the RFC 3261 magic cookie and has an identifier after it.
+    pub fn has_rfc3261_branch(&self) -> bool {
+        self.branch()
+            .is_some_and(|b| b.len() > MAGIC_COOKIE.len() && b.starts_with(MAGIC_COOKIE))
+    }
+
+    /// The value of a parameter (`None` when absent or valueless).
+    pub fn param(&self, name: &str) -> Option<&'a str> {
+        find_param_in(self.params, name).flatten()
+    }
+
+    /// The owned form.
+    pub fn to_via(&self) -> Result<Via, &'static str> {
+        Ok(Via {
+            protocol: (self.protocol.0.to_string(), self.protocol.1.to_string()),
+            transport: self.transport.to_ascii_uppercase(),
+            host: self.host.to_string(),
+            port: self.port,
+            params: parse_params(self.params)?,
+        })
+    }
+}
+
+fn split_sent_by(s: &str) -> Result<(&str, Option<u16>), &'static str> {
     let (host, port) = if s.starts_with('[') {
         let end = s.find(']').ok_or("unterminated IPv6 sent-by")?;
         (&s[..=end], &s[end + 1..])
@@ -134,7 +200,7 @@ fn split_sent_by(s: &str) -> Result<(String, Option<u16>), &'static str> {
             Some(digits.parse::<u16>().map_err(|_| "invalid Via port")?)
         }
     };
-    Ok((host.to_string(), port))
+    Ok((host, port))
 }
 
 impl fmt::Display for Via {

@@ -2,7 +2,7 @@
 //! RFC 3261 §17.1.3 (responses) and §17.2.3 (requests, with the RFC 2543 fallback), and
 //! [`new_branch`].
 
-use crate::sip::{Method, Request, Response, SipHeaders, Via};
+use crate::sip::{Method, Request, Response, SipHeaders, ViaRef};
 use std::fmt;
 
 /// Which of the four state machines a transaction runs.
@@ -75,48 +75,81 @@ pub fn new_branch() -> String {
     )
 }
 
-/// What the layer's index is keyed by.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum MatchKey {
-    /// A server transaction created by a request with a magic-cookie branch (§17.2.3). The
-    /// Call-ID is compared too: two requests from a broken client that reuse a branch across
-    /// calls (RFC 4475's `unkscm` and `novelsc` do) are not retransmissions of each other.
-    Server {
-        branch: Box<str>,
-        sent_by: Box<str>,
-        method: Method,
-        call_id: Box<str>,
-    },
-    /// A server transaction created by a request without one (RFC 2543 matching).
-    Server2543(Box<Rfc2543Key>),
-    /// A client transaction: the branch we put in the top Via and the method (§17.1.3).
-    Client { branch: Box<str>, method: Method },
+/// What the layer's index is keyed by: the matching fields of a transaction, encoded into
+/// one byte string (a kind byte, then the fields, each variable-length one prefixed with its
+/// length, so two different field tuples never encode alike). Keys are encoded into a buffer
+/// the layer reuses, so looking a message up allocates nothing; only a new transaction stores
+/// its key.
+///
+/// The kinds:
+/// * server transaction created by a request with a magic-cookie branch (§17.2.3): branch,
+///   sent-by (host compared case-insensitively, port), method and Call-ID. The Call-ID is
+///   compared too: two requests from a broken client that reuse a branch across calls (RFC
+///   4475's `unkscm` and `novelsc` do) are not retransmissions of each other;
+/// * server transaction created by a request without one (RFC 2543 matching): Request-URI,
+///   Call-ID, CSeq number, method, From tag, To tag and top Via. The To tag is the one of the
+///   request that created the transaction; an ACK for a non-2xx answer is looked up with the
+///   INVITE's To tag and then checked against the response's;
+/// * client transaction: the branch we put in the top Via and the method (§17.1.3).
+pub(crate) type MatchKey = std::sync::Arc<[u8]>;
+
+/// Kind byte of a magic-cookie server key.
+const SERVER: u8 = b'S';
+/// Kind byte of an RFC 2543 server key.
+const SERVER_2543: u8 = b'R';
+/// Kind byte of a client key.
+const CLIENT: u8 = b'C';
+
+fn put(out: &mut Vec<u8>, field: &[u8]) {
+    out.extend_from_slice(&(field.len() as u64).to_le_bytes());
+    out.extend_from_slice(field);
 }
 
-/// The fields RFC 3261 §17.2.3 compares for requests without a magic-cookie branch. The To
-/// tag is the one of the request that created the transaction; an ACK for a non-2xx answer
-/// is looked up with the INVITE's To tag and then checked against the response's.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct Rfc2543Key {
-    uri: Box<str>,
-    call_id: Box<str>,
+fn put_opt(out: &mut Vec<u8>, field: Option<&str>) {
+    match field {
+        None => out.push(0),
+        Some(f) => {
+            out.push(1);
+            put(out, f.as_bytes());
+        }
+    }
+}
+
+fn put_method(out: &mut Vec<u8>, method: &Method) {
+    let code = match method {
+        Method::Invite => 1,
+        Method::Ack => 2,
+        Method::Bye => 3,
+        Method::Cancel => 4,
+        Method::Options => 5,
+        Method::Register => 6,
+        Method::Info => 7,
+        Method::Message => 8,
+        Method::Notify => 9,
+        Method::Prack => 10,
+        Method::Publish => 11,
+        Method::Refer => 12,
+        Method::Subscribe => 13,
+        Method::Update => 14,
+        Method::Extension(token) => {
+            out.push(0xff);
+            put(out, token.as_bytes());
+            return;
+        }
+    };
+    out.push(code);
+}
+
+/// The identifying fields of a received request, read once (in place).
+pub(crate) struct RequestId<'a> {
+    via: ViaRef<'a>,
     cseq: u32,
-    method: Method,
-    from_tag: Option<Box<str>>,
-    to_tag: Option<Box<str>>,
-    top_via: Box<str>,
 }
 
-/// The identifying fields of a received request, read once.
-pub(crate) struct RequestId {
-    via: Via,
-    cseq: u32,
-}
-
-impl RequestId {
+impl<'a> RequestId<'a> {
     /// Reads the top Via and CSeq, which the parser guarantees but which are checked anyway.
-    pub(crate) fn of(req: &Request) -> Result<RequestId, &'static str> {
-        let via = req.top_via().ok_or("request without a valid Via")?;
+    pub(crate) fn of(req: &'a Request) -> Result<RequestId<'a>, &'static str> {
+        let via = req.top_via_ref().ok_or("request without a valid Via")?;
         let (cseq, _) = req.cseq().ok_or("request without a valid CSeq")?;
         Ok(RequestId { via, cseq })
     }
@@ -126,50 +159,54 @@ impl RequestId {
         self.via.has_rfc3261_branch()
     }
 
-    /// The key of the server transaction this request belongs to if its method were `method`
-    /// and (for RFC 2543 matching only) its To tag were `to_tag`.
+    /// Encodes into `out` the key of the server transaction this request belongs to if its
+    /// method were `method` and (for RFC 2543 matching only) its To tag were `to_tag`.
     pub(crate) fn server_key(
         &self,
         req: &Request,
-        method: Method,
+        method: &Method,
         to_tag: Option<&str>,
-    ) -> Result<MatchKey, &'static str> {
+        out: &mut Vec<u8>,
+    ) -> Result<(), &'static str> {
+        out.clear();
         if self.is_rfc3261() {
             let branch = self.via.branch().ok_or("Via without branch")?;
             let call_id = req.call_id().ok_or("request without Call-ID")?;
-            Ok(MatchKey::Server {
-                branch: branch.into(),
-                sent_by: sent_by(&self.via),
-                method,
-                call_id: call_id.into(),
-            })
+            out.push(SERVER);
+            put(out, branch.as_bytes());
+            // The sent-by: host (case-insensitive) and port.
+            let host = self.via.host.as_bytes();
+            out.extend_from_slice(&(host.len() as u64).to_le_bytes());
+            out.extend(host.iter().map(u8::to_ascii_lowercase));
+            match self.via.port {
+                None => out.push(0),
+                Some(p) => {
+                    out.push(1);
+                    out.extend_from_slice(&p.to_le_bytes());
+                }
+            }
+            put_method(out, method);
+            put(out, call_id.as_bytes());
         } else {
             let call_id = req.call_id().ok_or("request without Call-ID")?;
-            Ok(MatchKey::Server2543(Box::new(Rfc2543Key {
-                uri: req.uri.as_str().into(),
-                call_id: call_id.into(),
-                cseq: self.cseq,
-                method,
-                from_tag: req.from_tag().map(Into::into),
-                to_tag: to_tag.map(Into::into),
-                top_via: self.via.to_string().into(),
-            })))
+            let top_via = self.via.to_via()?.to_string();
+            out.push(SERVER_2543);
+            put(out, req.uri.as_bytes());
+            put(out, call_id.as_bytes());
+            out.extend_from_slice(&self.cseq.to_le_bytes());
+            put_method(out, method);
+            put_opt(out, req.from_tag_ref());
+            put_opt(out, to_tag);
+            put(out, top_via.as_bytes());
         }
+        Ok(())
     }
 }
 
-/// The sent-by of a Via (`host[:port]`), the host compared case-insensitively.
-fn sent_by(via: &Via) -> Box<str> {
-    let host = via.host.to_ascii_lowercase();
-    match via.port {
-        Some(p) => format!("{host}:{p}").into(),
-        None => host.into(),
-    }
-}
-
-/// The key of the client transaction a request creates: it must carry an RFC 3261 branch.
-pub(crate) fn client_key_of_request(req: &Request) -> Result<MatchKey, &'static str> {
-    let via = req.top_via().ok_or("request without a valid Via")?;
+/// Encodes into `out` the key of the client transaction a request creates: it must carry an
+/// RFC 3261 branch.
+pub(crate) fn client_key_of_request(req: &Request, out: &mut Vec<u8>) -> Result<(), &'static str> {
+    let via = req.top_via_ref().ok_or("request without a valid Via")?;
     if !via.has_rfc3261_branch() {
         return Err("request needs a top Via with a z9hG4bK branch (see new_branch)");
     }
@@ -178,24 +215,32 @@ pub(crate) fn client_key_of_request(req: &Request) -> Result<MatchKey, &'static 
     if method != req.method {
         return Err("CSeq method does not match the request method");
     }
-    Ok(MatchKey::Client {
-        branch: branch.into(),
-        method,
-    })
+    client_key(branch, &method, out);
+    Ok(())
 }
 
-/// The key of the client transaction a response belongs to (§17.1.3): the top Via branch and
-/// the CSeq method. `None` when the response cannot match any transaction of ours.
-pub(crate) fn client_key_of_response(resp: &Response) -> Option<MatchKey> {
-    let via = resp.top_via()?;
+/// Encodes into `out` the key of the client transaction a response belongs to (§17.1.3): the
+/// top Via branch and the CSeq method. False when the response cannot match any transaction
+/// of ours.
+pub(crate) fn client_key_of_response(resp: &Response, out: &mut Vec<u8>) -> bool {
+    let Some(via) = resp.top_via_ref() else {
+        return false;
+    };
     if !via.has_rfc3261_branch() {
-        return None;
+        return false;
     }
-    let (_, method) = resp.cseq()?;
-    Some(MatchKey::Client {
-        branch: via.branch()?.into(),
-        method,
-    })
+    let (Some((_, method)), Some(branch)) = (resp.cseq(), via.branch()) else {
+        return false;
+    };
+    client_key(branch, &method, out);
+    true
+}
+
+fn client_key(branch: &str, method: &Method, out: &mut Vec<u8>) {
+    out.clear();
+    out.push(CLIENT);
+    put(out, branch.as_bytes());
+    put_method(out, method);
 }
 
 #[cfg(test)]
@@ -224,6 +269,15 @@ mod tests {
         }
     }
 
+    fn server_key(req: &Request) -> Vec<u8> {
+        let mut out = Vec::new();
+        RequestId::of(req)
+            .unwrap()
+            .server_key(req, &Method::Invite, None, &mut out)
+            .unwrap();
+        out
+    }
+
     #[test]
     fn branch_keys_compare_sent_by_case_insensitively() {
         let a = req(
@@ -234,23 +288,14 @@ mod tests {
             "SIP/2.0/UDP host.EXAMPLE:5060;branch=z9hG4bKx1;received=1.2.3.4",
             "<sip:bob@example.com>",
         );
-        let ka = RequestId::of(&a)
-            .unwrap()
-            .server_key(&a, Method::Invite, None)
-            .unwrap();
-        let kb = RequestId::of(&b)
-            .unwrap()
-            .server_key(&b, Method::Invite, None)
-            .unwrap();
+        let ka = server_key(&a);
+        let kb = server_key(&b);
         assert_eq!(ka, kb);
         let other_port = req(
             "SIP/2.0/UDP host.example:5070;branch=z9hG4bKx1",
             "<sip:bob@example.com>",
         );
-        let kc = RequestId::of(&other_port)
-            .unwrap()
-            .server_key(&other_port, Method::Invite, None)
-            .unwrap();
+        let kc = server_key(&other_port);
         assert_ne!(ka, kc);
     }
 
@@ -259,11 +304,8 @@ mod tests {
         let a = req("SIP/2.0/UDP h;branch=z9hG4bK", "<sip:bob@example.com>");
         let id = RequestId::of(&a).unwrap();
         assert!(!id.is_rfc3261());
-        assert!(matches!(
-            id.server_key(&a, Method::Invite, None),
-            Ok(MatchKey::Server2543(_))
-        ));
-        assert!(client_key_of_request(&a).is_err());
+        assert_eq!(server_key(&a).first(), Some(&SERVER_2543));
+        assert!(client_key_of_request(&a, &mut Vec::new()).is_err());
     }
 
     #[test]

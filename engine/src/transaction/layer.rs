@@ -16,7 +16,6 @@ use std::collections::HashMap;
 /// The maps' hasher: foldhash, seeded per process (keys come from the network, so not an
 /// unseeded hash), several times cheaper than SipHash on these short keys.
 type Hasher = foldhash::fast::RandomState;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The layer's settings.
@@ -111,7 +110,9 @@ pub struct TransactionLayer {
     cfg: LayerConfig,
     next_id: u64,
     txs: HashMap<u64, Entry, Hasher>,
-    index: HashMap<Arc<MatchKey>, u64, Hasher>,
+    index: HashMap<MatchKey, u64, Hasher>,
+    /// Scratch space the matching key of each message is encoded into (reused).
+    key_buf: Vec<u8>,
     timers: TimerQueue,
     due: Vec<(Instant, u64)>,
     out: Outbox,
@@ -123,7 +124,7 @@ pub struct TransactionLayer {
 struct Entry {
     kind: TxKind,
     /// The key it is indexed under (shared with the index, not copied).
-    match_key: Arc<MatchKey>,
+    match_key: MatchKey,
     /// The deadline of its current entry in the timer queue.
     scheduled: Option<Instant>,
     machine: Machine,
@@ -191,6 +192,7 @@ impl TransactionLayer {
             next_id: 0,
             txs: HashMap::default(),
             index: HashMap::default(),
+            key_buf: Vec::new(),
             timers: TimerQueue::default(),
             due: Vec::new(),
             out: Outbox::default(),
@@ -217,16 +219,44 @@ impl TransactionLayer {
         req: Request,
         source: Peer,
     ) -> Result<(), TxError> {
+        let mut key = std::mem::take(&mut self.key_buf);
+        let result = self.handle_request_with(now, req, source, &mut key);
+        self.key_buf = key;
+        result
+    }
+
+    /// [`handle_request`](Self::handle_request) with `key` as scratch space for the keys.
+    fn handle_request_with(
+        &mut self,
+        now: Instant,
+        req: Request,
+        source: Peer,
+        key: &mut Vec<u8>,
+    ) -> Result<(), TxError> {
         let id = RequestId::of(&req).map_err(TxError::Malformed)?;
         if req.method == Method::Ack {
-            self.handle_ack(now, req, source, &id);
+            let rfc2543 = !id.is_rfc3261();
+            let ack_tag = req.to_tag_ref();
+            // RFC 2543 keys carry the INVITE's To tag: the ACK's own (re-INVITE) or none
+            // (initial).
+            let second = (rfc2543 && ack_tag.is_some()).then_some(None);
+            for tag in [Some(ack_tag), second].into_iter().flatten() {
+                if id.server_key(&req, &Method::Invite, tag, key).is_err() {
+                    break;
+                }
+                match self.offer_ack(now, key, ack_tag, rfc2543) {
+                    Some(AckOutcome::Absorbed) => return Ok(()),
+                    Some(AckOutcome::ToTu) => break,
+                    Some(AckOutcome::NoMatch) | None => continue,
+                }
+            }
+            self.out.event(TuEvent::AckFor2xx { req, source });
             return Ok(());
         }
-        let to_tag = req.to_tag();
-        let key = id
-            .server_key(&req, req.method.clone(), to_tag.as_deref())
+        let to_tag = req.to_tag_ref();
+        id.server_key(&req, &req.method, to_tag, key)
             .map_err(TxError::Malformed)?;
-        if let Some(&txid) = self.index.get(&key) {
+        if let Some(&txid) = self.index.get(&key[..]) {
             if let Some(entry) = self.txs.get_mut(&txid) {
                 let mut ctx = Ctx {
                     now,
@@ -248,10 +278,11 @@ impl TransactionLayer {
             self.stats.overloaded += 1;
             return Err(TxError::Overloaded);
         }
+        let match_key = MatchKey::from(&key[..]);
         let cancels = if req.method == Method::Cancel {
-            id.server_key(&req, Method::Invite, to_tag.as_deref())
+            id.server_key(&req, &Method::Invite, to_tag, key)
                 .ok()
-                .and_then(|k| self.index.get(&k).copied())
+                .and_then(|()| self.index.get(&key[..]).copied())
                 .and_then(|txid| self.txs.get(&txid).map(|e| TxKey::new(txid, e.kind)))
                 .filter(|k| k.kind() == TxKind::ServerInvite)
         } else {
@@ -276,7 +307,7 @@ impl TransactionLayer {
             Machine::ServerNonInvite(ServerNonInvite::new(&mut ctx, source))
         };
         self.stats.server_created += 1;
-        self.insert(tx, key, machine);
+        self.insert(tx, match_key, machine);
         self.out.event(TuEvent::Request {
             tx,
             req,
@@ -290,9 +321,12 @@ impl TransactionLayer {
     /// A response from the network: given to the client transaction it matches, or reported
     /// as [`TuEvent::StrayResponse`].
     pub fn handle_response(&mut self, now: Instant, resp: Response, source: Peer) {
-        let txid = match client_key_of_response(&resp) {
-            Some(key) if (100..=699).contains(&resp.status) => self.index.get(&key).copied(),
-            _ => None,
+        let txid = if (100..=699).contains(&resp.status)
+            && client_key_of_response(&resp, &mut self.key_buf)
+        {
+            self.index.get(&self.key_buf[..]).copied()
+        } else {
+            None
         };
         let Some((txid, entry)) = txid.and_then(|id| self.txs.get_mut(&id).map(|e| (id, e))) else {
             self.stats.stray_responses += 1;
@@ -406,10 +440,11 @@ impl TransactionLayer {
                 "an ACK has no client transaction; use send_stateless",
             ));
         }
-        let key = client_key_of_request(&req).map_err(TxError::Malformed)?;
-        if self.index.contains_key(&key) {
+        client_key_of_request(&req, &mut self.key_buf).map_err(TxError::Malformed)?;
+        if self.index.contains_key(&self.key_buf[..]) {
             return Err(TxError::DuplicateBranch);
         }
+        let key = MatchKey::from(&self.key_buf[..]);
         if self.txs.len() >= self.cfg.max_transactions {
             self.stats.overloaded += 1;
             return Err(TxError::Overloaded);
@@ -486,44 +521,31 @@ impl TransactionLayer {
         self.txs.get(&tx.id()).map(|e| e.kind)
     }
 
-    fn handle_ack(&mut self, now: Instant, req: Request, source: Peer, id: &RequestId) {
-        let rfc2543 = !id.is_rfc3261();
-        let ack_tag = req.to_tag();
-        // RFC 2543 keys carry the INVITE's To tag: the ACK's own (re-INVITE) or none (initial).
-        let mut candidates = vec![ack_tag.as_deref()];
-        if rfc2543 && ack_tag.is_some() {
-            candidates.push(None);
+    /// Offers an ACK to the INVITE server transaction under `key`, if there is one.
+    fn offer_ack(
+        &mut self,
+        now: Instant,
+        key: &[u8],
+        ack_tag: Option<&str>,
+        rfc2543: bool,
+    ) -> Option<AckOutcome> {
+        let txid = *self.index.get(key)?;
+        let entry = self.txs.get_mut(&txid)?;
+        let Machine::ServerInvite(m) = &mut entry.machine else {
+            return None;
+        };
+        let mut ctx = Ctx {
+            now,
+            cfg: &self.cfg,
+            key: TxKey::new(txid, entry.kind),
+            out: &mut self.out,
+        };
+        let outcome = m.on_ack(&mut ctx, ack_tag, rfc2543);
+        if outcome == AckOutcome::Absorbed {
+            self.stats.acks_absorbed += 1;
+            self.settle(txid);
         }
-        for tag in candidates {
-            let Ok(key) = id.server_key(&req, Method::Invite, tag) else {
-                break;
-            };
-            let Some(&txid) = self.index.get(&key) else {
-                continue;
-            };
-            let Some(entry) = self.txs.get_mut(&txid) else {
-                continue;
-            };
-            let Machine::ServerInvite(m) = &mut entry.machine else {
-                continue;
-            };
-            let mut ctx = Ctx {
-                now,
-                cfg: &self.cfg,
-                key: TxKey::new(txid, entry.kind),
-                out: &mut self.out,
-            };
-            match m.on_ack(&mut ctx, ack_tag.as_deref(), rfc2543) {
-                AckOutcome::Absorbed => {
-                    self.stats.acks_absorbed += 1;
-                    self.settle(txid);
-                    return;
-                }
-                AckOutcome::ToTu => break,
-                AckOutcome::NoMatch => continue,
-            }
-        }
-        self.out.event(TuEvent::AckFor2xx { req, source });
+        Some(outcome)
     }
 
     fn alloc(&mut self, kind: TxKind) -> TxKey {
@@ -531,8 +553,7 @@ impl TransactionLayer {
         TxKey::new(self.next_id, kind)
     }
 
-    fn insert(&mut self, tx: TxKey, key: MatchKey, machine: Machine) {
-        let match_key = Arc::new(key);
+    fn insert(&mut self, tx: TxKey, match_key: MatchKey, machine: Machine) {
         self.index.insert(match_key.clone(), tx.id());
         self.txs.insert(
             tx.id(),
@@ -554,8 +575,8 @@ impl TransactionLayer {
         if entry.machine.is_terminated() {
             let kind = entry.kind;
             if let Some(entry) = self.txs.remove(&txid) {
-                if self.index.get(&*entry.match_key) == Some(&txid) {
-                    self.index.remove(&*entry.match_key);
+                if self.index.get(&entry.match_key[..]) == Some(&txid) {
+                    self.index.remove(&entry.match_key[..]);
                 }
             }
             self.out.event(TuEvent::Terminated {

@@ -7,7 +7,7 @@
 use super::output::{Ctx, TuEvent, TxError};
 use super::peer::Peer;
 use super::timers::after;
-use crate::sip::{build, Message, Request, Response, SipHeaders};
+use crate::sip::{build, Headers, Message, Request, Response, SipHeaders};
 use std::time::{Duration, Instant};
 
 /// One INVITE server transaction.
@@ -19,11 +19,12 @@ pub(crate) struct ServerInvite {
 
 #[derive(Debug)]
 enum State {
-    /// Waiting for the TU. `trying` is the 100 (Trying) and when it goes out unless the TU
-    /// answers first; `last` is the latest provisional sent; `limit` bounds the wait for a
+    /// Waiting for the TU. `trying` is when the 100 (Trying) goes out unless the TU answers
+    /// first, and the request's headers it is built from (shared, not copied: most INVITEs
+    /// are answered before it is due, and then it is never built); `last` is the latest provisional sent; `limit` bounds the wait for a
     /// final answer from the TU (see `LayerConfig::invite_proceeding_limit`).
     Proceeding {
-        trying: Option<(Instant, Box<Response>)>,
+        trying: Option<(Instant, Headers)>,
         last: Option<Response>,
         limit: Instant,
     },
@@ -59,9 +60,9 @@ impl ServerInvite {
     /// Creates the transaction for `req`. The 100 (Trying) goes out after
     /// `LayerConfig::trying_delay`, at once when that is zero.
     pub(crate) fn new(ctx: &mut Ctx<'_>, req: &Request, source: Peer) -> ServerInvite {
-        let trying = build::response(req, 100);
         let limit = after(ctx.now, ctx.cfg.invite_proceeding_limit);
         let state = if ctx.cfg.trying_delay.is_zero() {
+            let trying = build::response(req, 100);
             ctx.out.send(source, Message::Response(trying.clone()));
             State::Proceeding {
                 trying: None,
@@ -71,7 +72,7 @@ impl ServerInvite {
         } else {
             let at = after(ctx.now, ctx.cfg.trying_delay);
             State::Proceeding {
-                trying: Some((at, Box::new(trying))),
+                trying: Some((at, req.headers.clone())),
                 last: None,
                 limit,
             }
@@ -84,8 +85,8 @@ impl ServerInvite {
     pub(crate) fn on_retransmission(&mut self, ctx: &mut Ctx<'_>) {
         match &mut self.state {
             State::Proceeding { trying, last, .. } => {
-                if let Some((_, t)) = trying.take() {
-                    *last = Some(*t);
+                if let Some((_, h)) = trying.take() {
+                    *last = Some(trying_for(&h));
                 }
                 if let Some(r) = last {
                     ctx.out.send(self.source, Message::Response(r.clone()));
@@ -109,7 +110,7 @@ impl ServerInvite {
     ) -> AckOutcome {
         match &self.state {
             State::Completed { response, .. } => {
-                if check_to_tag && response.to_tag().as_deref() != ack_to_tag {
+                if check_to_tag && response.to_tag_ref() != ack_to_tag {
                     return AckOutcome::NoMatch;
                 }
                 let i = ctx
@@ -199,9 +200,10 @@ impl ServerInvite {
             State::Proceeding { trying, last, .. }
                 if trying.as_ref().is_some_and(|(at, _)| *at <= now) =>
             {
-                if let Some((_, t)) = trying.take() {
-                    ctx.out.send(self.source, Message::Response((*t).clone()));
-                    *last = Some(*t);
+                if let Some((_, h)) = trying.take() {
+                    let t = trying_for(&h);
+                    ctx.out.send(self.source, Message::Response(t.clone()));
+                    *last = Some(t);
                 }
             }
             State::Completed { timer_h, .. } if *timer_h <= now => {
@@ -244,4 +246,10 @@ impl ServerInvite {
     pub(crate) fn is_terminated(&self) -> bool {
         matches!(self.state, State::Terminated)
     }
+}
+
+/// The 100 (Trying) for the INVITE with these headers (what `build::response(invite, 100)`
+/// builds).
+fn trying_for(invite: &Headers) -> Response {
+    build::response_to_headers(invite, 100, build::reason_phrase(100))
 }
