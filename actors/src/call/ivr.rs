@@ -439,7 +439,8 @@ impl CallActor {
         Ok(())
     }
 
-    fn a_rate(&self) -> u32 {
+    /// Sample rate of the caller's codec (8 kHz until the engine answered it).
+    pub(super) fn a_rate(&self) -> u32 {
         self.ivr
             .as_ref()
             .and_then(|i| i.a_format)
@@ -974,12 +975,17 @@ impl CallActor {
             return false;
         }
         self.winner = None;
+        self.unbridge_media();
+        self.step(ctx, Event::ActionCompleted);
+        true
+    }
+
+    /// Ends a bridge on the media side: the caller is held by the engine again, leg B is gone.
+    pub(super) fn unbridge_media(&self) {
         if let Some(r) = &self.relay {
             r.set_route(Leg::A, Route::Local);
             r.set_format(Leg::B, None);
         }
-        self.step(ctx, Event::ActionCompleted);
-        true
     }
 
     /// Bridges A (answered by the engine) and the answering B leg.

@@ -9,7 +9,7 @@ use actix::prelude::*;
 use std::time::Duration;
 use switchboard_dialplans::{DialTarget, Event};
 use switchboard_media::prompt::{tone, ToneKind};
-use switchboard_media::{Leg, Route};
+use switchboard_media::Leg;
 
 /// The queue state of a call.
 pub(super) struct Queued {
@@ -81,11 +81,7 @@ impl CallActor {
 
     /// Music on hold (the configured file, else a ringback tone) looping into the caller.
     pub(super) fn play_hold_music(&mut self, ctx: &mut Context<Self>) {
-        let rate = self
-            .ivr
-            .as_ref()
-            .and_then(|i| i.a_format)
-            .map_or(8000, |f| f.codec.sample_rate());
+        let rate = self.a_rate();
         let tools = &self.setup.services.ivr;
         match tools.music_on_hold.clone() {
             Some(path) => {
@@ -134,11 +130,7 @@ impl CallActor {
             let unit = if minutes == 1 { "minute" } else { "minutes" };
             text.push_str(&format!(" Your estimated wait is about {minutes} {unit}."));
         }
-        let rate = self
-            .ivr
-            .as_ref()
-            .and_then(|i| i.a_format)
-            .map_or(8000, |f| f.codec.sample_rate());
+        let rate = self.a_rate();
         let tts = self.setup.services.ivr.tts.clone();
         let voice = self.setup.services.ivr.tts_voice.clone();
         let id = u64::MAX - u64::from(position);
@@ -224,10 +216,7 @@ impl CallActor {
         }
         self.queue_call_ended();
         self.winner = None;
-        if let Some(r) = &self.relay {
-            r.set_route(Leg::A, Route::Local);
-            r.set_format(Leg::B, None);
-        }
+        self.unbridge_media();
         self.step(ctx, Event::ActionCompleted);
         true
     }
@@ -289,10 +278,7 @@ impl Handler<VoiceUpdate> for CallActor {
                     if let Some(w) = self.winner.take() {
                         self.hang_up_leg(w);
                     }
-                    if let Some(r) = &self.relay {
-                        r.set_route(Leg::A, Route::Local);
-                        r.set_format(Leg::B, None);
-                    }
+                    self.unbridge_media();
                     self.play_hold_music(ctx);
                 }
             }
