@@ -6,6 +6,7 @@
 //! One command runs at a time ([`Running`]); media events (digits, end of a prompt) and timers
 //! are matched against it and ignored when stale (each prompt has its own id).
 
+use super::srtp;
 use super::CallActor;
 use crate::registrar::{aor_key, Binding, Lookup};
 use actix::prelude::*;
@@ -866,9 +867,10 @@ impl CallActor {
                     .make_offer(Leg::B, &mut offer, 0, secure, Some(relay))
                 {
                     tracing::warn!(error = %e, "SRTP offer to the callee failed: plain RTP");
+                    let plain = srtp::OfferKind::Plain;
                     let _ = self
                         .srtp
-                        .make_offer(Leg::B, &mut offer, 0, false, Some(relay));
+                        .make_offer(Leg::B, &mut offer, 0, plain, Some(relay));
                 }
                 self.origins[Leg::B as usize].stamp(&mut offer);
                 self.b_body = Bytes::from(offer.to_string());

@@ -23,6 +23,17 @@ use switchboard_engine::sdp::{Crypto, MediaSecurity, Sdp};
 use switchboard_media::srtp::{SrtpKey, SrtpSuite};
 use switchboard_media::{Leg, LegSrtp, RelaySession};
 
+/// What an offer the engine makes asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum OfferKind {
+    /// `RTP/AVP`, no crypto.
+    Plain,
+    /// `RTP/AVP` with `a=crypto` (SRTP if the answerer takes it).
+    Optional,
+    /// `RTP/SAVP` with `a=crypto`.
+    Sdes,
+}
+
 /// What the engine answers a leg's offer with.
 #[derive(Clone, Debug)]
 enum Answer {
@@ -38,6 +49,8 @@ struct LegCrypto {
     keys: Option<LegSrtp>,
     /// Our lines in the last offer sent to this leg (tag, key); empty for a plain offer.
     offered: Vec<(u32, SrtpKey)>,
+    /// That offer was best-effort (`RTP/AVP` with `a=crypto`): a plain answer is fine.
+    offered_optional: bool,
     /// The answer owed to this leg for its last offer.
     answer: Option<Answer>,
     /// The leg uses DTLS-SRTP: not ours to touch.
@@ -115,31 +128,51 @@ impl CallSrtp {
         set_keys(l, from, Some(keys), relay)
     }
 
-    /// Whether the offer forwarded to leg `to` should be SDES-SRTP, by `policy` (for the B
-    /// leg) or by what the leg already uses (the A leg, in re-INVITEs from B).
-    pub fn wants_secure(&self, to: Leg, policy: SrtpPolicy) -> bool {
+    /// What the offer forwarded to leg `to` should ask for, by `policy` (for the B leg) or by
+    /// what the leg already uses (the A leg, in re-INVITEs from B). `mirror` copies the A leg,
+    /// best effort included.
+    pub fn wants_secure(&self, to: Leg, policy: SrtpPolicy) -> OfferKind {
+        let like_a = || {
+            let a = &self.legs[Leg::A as usize];
+            match &a.answer {
+                Some(Answer::Secure { proto, .. })
+                    if !proto.to_ascii_uppercase().contains("SAVP") =>
+                {
+                    OfferKind::Optional
+                }
+                _ if a.keys.is_some() || matches!(a.answer, Some(Answer::Secure { .. })) => {
+                    OfferKind::Sdes
+                }
+                _ => OfferKind::Plain,
+            }
+        };
         if to == Leg::A {
-            return self.secured(Leg::A);
+            return if self.secured(Leg::A) {
+                OfferKind::Sdes
+            } else {
+                OfferKind::Plain
+            };
         }
         match policy {
-            SrtpPolicy::Sdes => true,
-            SrtpPolicy::Off => false,
-            SrtpPolicy::Mirror => self.secured(Leg::A),
+            SrtpPolicy::Sdes => OfferKind::Sdes,
+            SrtpPolicy::Off => OfferKind::Plain,
+            SrtpPolicy::Mirror => like_a(),
         }
     }
 
-    /// Writes the offer's crypto for leg `to`: plain `RTP/AVP`, or `RTP/SAVP` with one fresh
-    /// key per suite (the other leg's suite first, then AES_CM_128_HMAC_SHA1_80 and _32; a
-    /// suite already in force on `to` keeps its key). A secured `to` drops packets until its
-    /// answer brings its key.
+    /// Writes the offer's crypto for leg `to`: plain `RTP/AVP`, or `RTP/SAVP` (best effort:
+    /// `RTP/AVP`) with one fresh key per suite (the other leg's suite first, then
+    /// AES_CM_128_HMAC_SHA1_80 and _32; a suite already in force on `to` keeps its key). A
+    /// secured `to` drops packets until its answer brings its key.
     pub fn make_offer(
         &mut self,
         to: Leg,
         sdp: &mut Sdp,
         index: usize,
-        secure: bool,
+        kind: OfferKind,
         relay: Option<&RelaySession>,
     ) -> Result<(), String> {
+        let secure = kind != OfferKind::Plain;
         let prefer = self.suite(to.other());
         let l = &mut self.legs[to as usize];
         let Some(m) = sdp.media.get_mut(index) else {
@@ -178,9 +211,10 @@ impl CallSrtp {
             .iter()
             .map(|(tag, k)| Crypto::new(*tag, k.suite().sdes_name(), k.inline_bytes()))
             .collect();
-        m.set_crypto(&lines, true, false);
+        m.set_crypto(&lines, kind == OfferKind::Sdes, false);
         l.offered = offered;
-        if l.keys.is_none() {
+        l.offered_optional = kind == OfferKind::Optional;
+        if l.keys.is_none() && kind == OfferKind::Sdes {
             // Until the answer: encrypt with our first key, drop whatever the leg sends.
             if let Some((_, k)) = l.offered.first() {
                 let keys = LegSrtp {
@@ -216,6 +250,9 @@ impl CallSrtp {
             Some((ours.clone(), theirs))
         });
         let Some((ours, theirs)) = accepted else {
+            if l.offered_optional {
+                return set_keys(l, from, None, relay);
+            }
             return Err("the answer accepts none of the offered a=crypto lines".into());
         };
         let keys = LegSrtp {
