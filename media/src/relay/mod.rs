@@ -3,7 +3,13 @@
 //! Leg A faces the caller, leg B the callee. Each leg has an RTP and an RTCP socket (ports `p` and
 //! `p + 1` from the [`PortAllocator`]). A packet received on a leg's socket is sent out of the
 //! *other* leg's socket of the same kind to that leg's remote address, untouched: the relay is
-//! payload-agnostic (G.711, Opus, RFC 4733 events, SRTP, even STUN pass through).
+//! payload-agnostic (G.711, Opus, RFC 4733 events, end-to-end SRTP, even STUN pass through).
+//!
+//! A leg keyed with [`RelaySession::set_srtp`] is secured instead: SRTP/SRTCP is terminated at
+//! that leg's edge (`secure.rs`): what it sends is authenticated and decrypted on arrival (or
+//! dropped and counted, [`DirectionStats::srtp_rejected`]) before latching and before anything
+//! else sees it, and what is sent into it is encrypted with the engine's key for the leg. So a
+//! secured leg bridges to a plain one, and everything below works on plaintext.
 //!
 //! # Threads and tasks
 //!
