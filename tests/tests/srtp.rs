@@ -365,6 +365,18 @@ fn baresip_sdes_srtp_to_plain_baresip_audio_both_ways() {
         "{}",
         diag(&format!("media: {cdr}"))
     );
+    // The engine secured alice's leg (and only hers: srtp = "off" toward bob).
+    let log = strip_ansi(&engine.log());
+    let secured: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("SRTP: leg secured"))
+        .collect();
+    assert!(
+        secured.len() == 1 && secured[0].contains("leg=A"),
+        "{}",
+        diag(&format!("expected leg A alone secured: {secured:?}"))
+    );
+    println!("engine: {}", secured[0]);
     let (alice_dir, bob_dir) = (alice.snd_dir.clone(), bob.snd_dir.clone());
     let (alice_out, bob_out) = (alice.quit(), bob.quit());
     // baresip logs the secured stream; bob's side never saw a key.
@@ -714,6 +726,24 @@ fn best_correlation(signal: &[f32], received: &[f32]) -> (f64, usize) {
         }
     }
     best
+}
+
+/// The text without ANSI colour sequences (the engine's log may carry them).
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn tail(s: &str, n: usize) -> String {

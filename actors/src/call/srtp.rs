@@ -308,7 +308,12 @@ fn set_keys(
     if let Some(r) = relay {
         r.set_srtp(leg, keys.clone()).map_err(|e| e.to_string())?;
     }
-    tracing::debug!(?leg, suite = ?keys.as_ref().map(|k| k.send.suite()), "leg SRTP");
+    let suite = keys.as_ref().map(|k| k.send.suite().sdes_name());
+    match keys.as_ref().and_then(|k| k.recv.as_ref()) {
+        Some(_) => tracing::info!(?leg, suite, "SRTP: leg secured"),
+        None if keys.is_some() => tracing::debug!(?leg, suite, "SRTP: leg offered, key pending"),
+        None => tracing::info!(?leg, "SRTP: leg plain"),
+    }
     l.keys = keys;
     Ok(())
 }
