@@ -178,8 +178,8 @@ impl CallSrtp {
         let Some(m) = sdp.media.get_mut(index) else {
             return Ok(());
         };
-        if m.security() == MediaSecurity::Dtls {
-            return Ok(());
+        if matches!(m.security(), MediaSecurity::Dtls | MediaSecurity::Other) {
+            return Ok(()); // DTLS-SRTP or a profile the engine does not rewrite: as it is
         }
         if !secure {
             m.set_crypto(&[], false, false);
