@@ -8,10 +8,14 @@
 //! pending caller INVITE, BYE on answered legs, CANCEL on ringing ones, and a CDR with cause
 //! `internal_error`.
 
+mod callback;
 mod ivr;
 mod queue;
+mod supervise;
 
+pub use callback::{CallbackCall, CallbackEnv};
 pub use ivr::IvrTools;
+pub use supervise::{SuperviseMsg, SupervisionEnded};
 
 use crate::registrar::{aor_key, now_ms, Binding, Lookup};
 use crate::router::{Command, Services, ShardHandle};
@@ -218,7 +222,7 @@ impl Drop for TeardownGuard {
         }
         self.shard.post(Command::Forget {
             ids: std::mem::take(&mut t.call_ids),
-            owner: self.addr.take(),
+            owner: self.addr.take().map(Addr::recipient),
         });
         t.record.end_ms = now_ms();
         t.record.cause = "internal_error".into();
@@ -265,6 +269,10 @@ pub struct CallActor {
     queued: Option<queue::Queued>,
     /// The whole-call recording (`record_session`), while it runs.
     session_recording: Option<std::path::PathBuf>,
+    /// Supervisors listening to this call (its bridge moved into a room).
+    supervision: Option<supervise::Supervision>,
+    /// The call this one supervises (dialplan `monitor`).
+    monitoring: Option<supervise::Monitoring>,
 }
 
 impl CallActor {
@@ -321,6 +329,8 @@ impl CallActor {
             dial_gen: 0,
             queued: None,
             session_recording: None,
+            supervision: None,
+            monitoring: None,
         }
     }
 
@@ -376,6 +386,8 @@ impl CallActor {
         for i in 0..self.legs.len() {
             self.hang_up_leg(i as u32);
         }
+        self.end_supervision();
+        self.stop_monitoring();
         self.queue_call_ended();
         let legs = if self.session_recording.is_some() {
             "caller,callee"
@@ -431,7 +443,7 @@ impl CallActor {
         let ids = std::mem::take(&mut t.call_ids);
         self.post(Command::Forget {
             ids,
-            owner: Some(ctx.address()),
+            owner: Some(ctx.address().recipient()),
         });
         ctx.stop();
     }
@@ -522,13 +534,13 @@ impl CallActor {
             let side = Side::B(i as u32);
             self.post(Command::Route {
                 call_id: call_id.clone(),
-                to: ctx.address(),
+                to: ctx.address().recipient(),
                 side,
             });
             self.post(Command::Send {
                 req: req.clone(),
                 dest: b.destination(),
-                owner: Some(ctx.address()),
+                owner: Some(ctx.address().recipient()),
                 tag: TxTag::Invite(i as u32),
             });
             self.guard.state.call_ids.push(call_id.clone());
@@ -1148,7 +1160,7 @@ impl CallActor {
                 self.post(Command::Send {
                     req: fwd,
                     dest,
-                    owner: Some(ctx.address()),
+                    owner: Some(ctx.address().recipient()),
                     tag: TxTag::Forwarded(id),
                 });
             }
