@@ -74,6 +74,8 @@ struct Incoming {
     to: String,
     /// Where the INVITE came from.
     source: SocketAddr,
+    /// Its headers (name as sent, value).
+    headers: Vec<(String, String)>,
 }
 
 /// One call from the test to the engine.
@@ -404,6 +406,11 @@ Content-Length: {}\r\n\r\n{body}",
                                     req.headers.get(&HeaderName::To).unwrap_or_default()
                                 ),
                                 source: from,
+                                headers: req
+                                    .headers
+                                    .iter()
+                                    .map(|h| (h.name.as_str().to_string(), h.value.to_string()))
+                                    .collect(),
                             });
                         }
                         let refer_to = req.headers.get(&HeaderName::ReferTo).map(str::to_string);
@@ -583,6 +590,23 @@ Content-Length: {}\r\n\r\n{body}",
             }
         }
         heard
+    }
+
+    /// Callee mode: the values of header `name` (any case) in the last INVITE received.
+    pub fn incoming_header(&self, name: &str) -> Vec<String> {
+        self.shared
+            .lock()
+            .expect("lock")
+            .incoming
+            .as_ref()
+            .map(|i| {
+                i.headers
+                    .iter()
+                    .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Callee mode: hangs up the call the engine placed (BYE in its dialog).

@@ -527,6 +527,7 @@ impl CallActor {
             );
             req.headers
                 .set(HeaderName::MaxForwards, max_forwards.to_string());
+            self.identity_headers(&mut req, b.destination().addr.ip());
             if !self.b_body.is_empty() {
                 req.headers.push(HeaderName::ContentType, "application/sdp");
                 req.body = self.b_body.clone();
@@ -890,6 +891,63 @@ impl CallActor {
             self.ivr.as_ref().map(|i| &i.running),
             Some(ivr::Running::Dial { bridged: false, .. })
         )
+    }
+
+    /// Whether `ip` is in `calls.trusted_sources` (the trust domain of RFC 3325: carriers and
+    /// proxies, not user phones).
+    fn is_trusted(&self, ip: std::net::IpAddr) -> bool {
+        self.setup
+            .services
+            .trusted
+            .iter()
+            .any(|n| switchboard_engine::config::cidr_contains(*n, ip))
+    }
+
+    /// Identity headers of a B leg, at the trust boundary (RFC 3325, RFC 3323):
+    /// `P-Asserted-Identity` is the authenticated user's own identity, the caller's when the
+    /// caller is trusted, and dropped from untrusted callers; it is withheld from an untrusted
+    /// destination when the caller asked `Privacy: id`. `Privacy: user` / `header` anonymise
+    /// From. `Privacy`, `Diversion` and `History-Info` pass through.
+    fn identity_headers(&self, req: &mut Request, dest: std::net::IpAddr) {
+        let inv = &self.setup.invite;
+        let named = |name: &str| -> Vec<String> {
+            inv.headers
+                .iter()
+                .filter(|h| h.name.as_str().eq_ignore_ascii_case(name))
+                .map(|h| h.value.to_string())
+                .collect()
+        };
+        let privacy: Vec<String> = named("Privacy")
+            .iter()
+            .flat_map(|v| v.split(';').map(|t| t.trim().to_ascii_lowercase()))
+            .filter(|t| !t.is_empty())
+            .collect();
+        let pai = match &self.authenticated_user {
+            Some(u) => vec![format!("<sip:{u}@{}>", self.setup.services.auth.realm())],
+            None if self.is_trusted(self.setup.source.addr.ip()) => named("P-Asserted-Identity"),
+            None => Vec::new(),
+        };
+        let withhold = privacy.iter().any(|t| t == "id") && !self.is_trusted(dest);
+        if !withhold {
+            for v in pai {
+                req.headers
+                    .push(HeaderName::Other("P-Asserted-Identity".into()), v);
+            }
+        }
+        if privacy.iter().any(|t| t == "user" || t == "header") {
+            if let Some(from) = req.headers.get_mut(&HeaderName::From) {
+                let tag = from.find(";tag=").map(|i| from[i..].to_string());
+                *from = format!(
+                    "\"Anonymous\" <sip:anonymous@anonymous.invalid>{}",
+                    tag.unwrap_or_default()
+                );
+            }
+        }
+        for name in ["Privacy", "Diversion", "History-Info"] {
+            for v in named(name) {
+                req.headers.push(HeaderName::Other(name.into()), v);
+            }
+        }
     }
 
     /// Checks the caller's Proxy-Authorization; routes the call when it is right.
@@ -1312,14 +1370,7 @@ impl Actor for CallActor {
             tx: self.setup.tx,
             resp: response(&self.setup.invite, 100),
         });
-        let src = self.setup.source.addr.ip();
-        let trusted = self
-            .setup
-            .services
-            .trusted
-            .iter()
-            .any(|n| switchboard_engine::config::cidr_contains(*n, src));
-        if trusted {
+        if self.is_trusted(self.setup.source.addr.ip()) {
             self.route(ctx);
         } else {
             self.authenticate(ctx);
