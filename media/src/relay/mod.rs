@@ -15,7 +15,7 @@
 //!
 //! # Cost, and why there is no `recvmmsg`/`sendmmsg`
 //!
-//! Measured with `media/benches/relay.rs` on the 2-core box: 1 000 calls (100 000 packets/s in,
+//! Measured with `load-tests/benches/relay.rs` on the 2-core box: 1 000 calls (100 000 packets/s in,
 //! 100 000 out) cost ≈ 0.34–0.52 of one core on one runtime thread, ≈ 3.5–5 µs per relayed packet
 //! (most of it the loopback `sendto`, whose delivery cost the sender pays), ≈ 13 KiB RSS per
 //! session. A `recvmmsg` variant (one non-blocking batch per wake-up, readiness cleared through
