@@ -182,6 +182,41 @@ pub struct CallsConfig {
     /// actor right after answering, to exercise the supervision path. Never enable in
     /// production.
     pub debug_panic_injection: bool,
+    /// SRTP toward callees (the B legs): `mirror` (default: SDES-SRTP when the caller's leg is
+    /// SRTP, plain RTP when it is plain), `sdes` (always offer SDES-SRTP, `RTP/SAVP`), `off`
+    /// (always plain `RTP/AVP`). Callers may always offer SDES-SRTP: the engine answers with its
+    /// own key and decrypts and re-encrypts between the legs.
+    pub srtp: SrtpPolicy,
+    /// Per-callee overrides of `srtp`, by user name (the user part of the AOR), e.g.
+    /// `srtp_users = { "1002" = "sdes", "fax" = "off" }`.
+    pub srtp_users: std::collections::BTreeMap<String, SrtpPolicy>,
+}
+
+/// Whether the engine secures a B leg with SDES-SRTP (see [`CallsConfig::srtp`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SrtpPolicy {
+    /// The B leg uses SRTP when the A leg does.
+    #[default]
+    Mirror,
+    /// The B leg is offered SDES-SRTP (`RTP/SAVP` with `a=crypto`) whatever the A leg uses.
+    Sdes,
+    /// The B leg is always plain RTP.
+    Off,
+}
+
+impl CallsConfig {
+    /// The SRTP policy toward callee `user` (its override, matched case-insensitively, else
+    /// the default).
+    pub fn srtp_for(&self, user: Option<&str>) -> SrtpPolicy {
+        user.and_then(|u| {
+            self.srtp_users
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(u))
+                .map(|(_, p)| *p)
+        })
+        .unwrap_or(self.srtp)
+    }
 }
 
 impl Default for RegistrarConfig {
@@ -208,6 +243,8 @@ impl Default for CallsConfig {
             max_duration_secs: 4 * 3600,
             rtp_timeout_secs: 60,
             debug_panic_injection: false,
+            srtp: SrtpPolicy::Mirror,
+            srtp_users: std::collections::BTreeMap::new(),
         }
     }
 }

@@ -31,6 +31,9 @@ pub struct Metrics {
     pub calls_ended: IntCounterVec,
     /// RTP/RTCP port pairs in use.
     pub rtp_port_pairs_in_use: IntGauge,
+    /// SRTP/SRTCP packets dropped on secured legs (failed authentication, replayed, unkeyed),
+    /// added when each call ends.
+    pub srtp_rejected: IntCounter,
 }
 
 impl Metrics {
@@ -106,7 +109,16 @@ impl Metrics {
         registry
             .register(Box::new(rtp_port_pairs_in_use.clone()))
             .expect("registered once");
+        let srtp_rejected = IntCounter::new(
+            "srtp_packets_rejected_total",
+            "SRTP/SRTCP packets dropped on secured legs (authentication, replay, no key yet)",
+        )
+        .expect("static metric definition");
+        registry
+            .register(Box::new(srtp_rejected.clone()))
+            .expect("registered once");
         Metrics {
+            srtp_rejected,
             calls_active,
             calls_ended,
             rtp_port_pairs_in_use,

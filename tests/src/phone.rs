@@ -3,6 +3,9 @@
 //! decoded with the media crate, RFC 4733 digits sent and received. SIPp cannot check what it
 //! hears; this can. A phone either calls the engine ([`Phone::call`], [`Phone::call_with`]) or
 //! waits to be called by it ([`Phone::callee`]), with or without `telephone-event` in its SDP.
+//! With SDES-SRTP ([`Phone::call_srtp`], [`Phone::callee_srtp`]) it offers or answers
+//! `RTP/SAVP` with its own random key, encrypts what it sends and decrypts what it hears with
+//! the key the engine put in its SDP (packets that fail are counted, [`Phone::srtp_failures`]).
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,12 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use switchboard_engine::sdp::Sdp;
+use switchboard_engine::sdp::{Crypto, Sdp};
 use switchboard_engine::sip::{parse_datagram, HeaderName, Message, SipHeaders};
 use switchboard_media::codec::CodecKind;
 use switchboard_media::dtmf::generator::EventGenerator;
 use switchboard_media::dtmf::receiver::EventReceiver;
 use switchboard_media::dtmf::Digit;
+use switchboard_media::srtp::{SrtpContext, SrtpKey, SrtpSuite};
 
 /// The codec a [`Phone`] offers (and then uses).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,6 +54,8 @@ impl PhoneCodec {
 #[derive(Default)]
 struct Shared {
     status: Option<u16>,
+    /// The reason phrase of the final response.
+    reason: Option<String>,
     to_tag: Option<String>,
     answer: Option<String>,
     bye: bool,
@@ -97,12 +103,48 @@ pub struct Phone {
     telephone_event: bool,
     /// RFC 4733 receiver for the events heard in [`Phone::listen`].
     events: Mutex<EventReceiver>,
+    /// SDES-SRTP: our key (offered or answered), and the contexts once the far key is known.
+    srtp: Option<PhoneSrtp>,
+}
+
+/// SDES-SRTP state of a [`Phone`].
+struct PhoneSrtp {
+    key: SrtpKey,
+    tx: Option<SrtpContext>,
+    rx: Mutex<Option<SrtpContext>>,
+    failures: std::sync::atomic::AtomicU64,
+}
+
+impl PhoneSrtp {
+    fn new(suite: SrtpSuite) -> PhoneSrtp {
+        let key = SrtpKey::generate(suite).expect("random SRTP key");
+        PhoneSrtp {
+            tx: Some(SrtpContext::sender(&key).expect("SRTP sender")),
+            key,
+            rx: Mutex::new(None),
+            failures: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+}
+
+/// The `a=crypto` line a phone writes for its key.
+fn crypto_line(tag: u32, key: &SrtpKey) -> String {
+    format!(
+        "a=crypto:{}\r\n",
+        Crypto::new(tag, key.suite().sdes_name(), key.inline_bytes())
+    )
 }
 
 /// The telephone-event payload type a [`Phone`] offers and answers with.
 const EVENT_PT: u8 = 101;
 
-fn sdp_body(rtp_port: u16, codec: PhoneCodec, telephone_event: bool) -> String {
+/// The phone's SDP; with `crypto` (a whole `a=crypto:…\r\n` line) the profile is `RTP/SAVP`.
+fn sdp_body_with(
+    rtp_port: u16,
+    codec: PhoneCodec,
+    telephone_event: bool,
+    crypto: Option<&str>,
+) -> String {
     let (pt, name) = match codec {
         PhoneCodec::Pcmu => (0, "PCMU/8000"),
         PhoneCodec::G722 => (9, "G722/8000"),
@@ -115,9 +157,15 @@ fn sdp_body(rtp_port: u16, codec: PhoneCodec, telephone_event: bool) -> String {
     } else {
         (String::new(), String::new())
     };
+    let proto = if crypto.is_some() {
+        "RTP/SAVP"
+    } else {
+        "RTP/AVP"
+    };
+    let crypto = crypto.unwrap_or("");
     format!(
         "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-m=audio {rtp_port} RTP/AVP {pt}{fmt}\r\na=rtpmap:{pt} {name}\r\n{events}a=ptime:20\r\n"
+m=audio {rtp_port} {proto} {pt}{fmt}\r\na=rtpmap:{pt} {name}\r\n{events}a=ptime:20\r\n{crypto}"
     )
 }
 
@@ -154,9 +202,33 @@ impl Phone {
         codec: PhoneCodec,
         telephone_event: bool,
     ) -> Phone {
-        let mut p = Phone::new(engine, user, codec, telephone_event, "127.0.0.1:0");
+        let p = Phone::new(engine, user, codec, telephone_event, "127.0.0.1:0");
+        p.dial(None)
+    }
+
+    /// [`Phone::call`] offering SDES-SRTP (`RTP/SAVP`, one `a=crypto` line with a fresh key of
+    /// `suite`); once answered, what [`Phone::speak`] and [`Phone::press`] send is SRTP under
+    /// that key and [`Phone::listen`] decrypts with the key of the engine's answer.
+    pub fn call_srtp(engine: SocketAddr, user: &str, codec: PhoneCodec, suite: SrtpSuite) -> Phone {
+        let mut p = Phone::new(engine, user, codec, true, "127.0.0.1:0");
+        p.srtp = Some(PhoneSrtp::new(suite));
+        p.dial(None)
+    }
+
+    /// Calls `user` with an SDP body of the test's own (`{port}` is replaced by the phone's RTP
+    /// port): for offers the engine must refuse.
+    pub fn call_with_sdp(engine: SocketAddr, user: &str, sdp: &str) -> Phone {
+        let p = Phone::new(engine, user, PhoneCodec::Pcmu, true, "127.0.0.1:0");
+        let port = p.rtp.local_addr().expect("rtp addr").port();
+        let body = sdp.replace("{port}", &port.to_string());
+        p.dial(Some(body))
+    }
+
+    fn dial(mut self, body: Option<String>) -> Phone {
+        let p = &mut self;
         p.start_reader();
-        let invite = p.invite();
+        let engine = p.engine;
+        let invite = p.invite_with(body);
         let deadline = Instant::now() + Duration::from_secs(15);
         let mut resend = Instant::now();
         let mut interval = Duration::from_millis(500);
@@ -173,7 +245,7 @@ impl Phone {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        p
+        self
     }
 
     /// A phone waiting to be called on a free loopback port ([`Phone::sip_addr`]): it answers
@@ -189,6 +261,21 @@ impl Phone {
             telephone_event,
             "127.0.0.1:0",
         );
+        p.start_reader();
+        p
+    }
+
+    /// [`Phone::callee`] answering SDES-SRTP: it accepts the first offered `a=crypto` line of
+    /// `suite` with a fresh key of its own (and answers 488 when there is none).
+    pub fn callee_srtp(codec: PhoneCodec, suite: SrtpSuite) -> Phone {
+        let mut p = Phone::new(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            "callee",
+            codec,
+            true,
+            "127.0.0.1:0",
+        );
+        p.srtp = Some(PhoneSrtp::new(suite));
         p.start_reader();
         p
     }
@@ -245,6 +332,7 @@ impl Phone {
             cseq: 1,
             telephone_event,
             events: Mutex::new(EventReceiver::default()),
+            srtp: None,
         }
     }
 
@@ -252,9 +340,17 @@ impl Phone {
         self.sip.local_addr().expect("local address")
     }
 
-    fn invite(&self) -> String {
+    fn invite_with(&self, body: Option<String>) -> String {
         let rtp_port = self.rtp.local_addr().expect("rtp addr").port();
-        let sdp = sdp_body(rtp_port, self.codec, self.telephone_event);
+        let crypto = self.srtp.as_ref().map(|s| crypto_line(1, &s.key));
+        let sdp = body.unwrap_or_else(|| {
+            sdp_body_with(
+                rtp_port,
+                self.codec,
+                self.telephone_event,
+                crypto.as_deref(),
+            )
+        });
         let local = self.local_sip();
         format!(
             "INVITE sip:{user}@{engine} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{ft}i\r\n\
@@ -292,6 +388,7 @@ CSeq: {cseq} {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
     fn start_reader(&mut self) {
         let rtp_port = self.rtp.local_addr().expect("rtp addr").port();
         let (codec, telephone_event) = (self.codec, self.telephone_event);
+        let answer_key = self.srtp.as_ref().map(|s| s.key.clone());
         let sip = self.sip.clone();
         let shared = self.shared.clone();
         let stop = self.stop.clone();
@@ -320,6 +417,7 @@ CSeq: {cseq} {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
                         let mut s = shared.lock().expect("lock");
                         if s.status.is_none_or(|st| st < 200) {
                             s.status = Some(r.status);
+                            s.reason = Some(r.reason.to_string());
                         }
                         if r.status >= 200 {
                             let tag = header(&msg, HeaderName::To).and_then(tag_of);
@@ -359,7 +457,24 @@ CSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
                                 .headers
                                 .get(&HeaderName::To)
                                 .is_some_and(|t| tag_of(t).is_none());
-                        let mut ok = String::from("SIP/2.0 200 OK\r\n");
+                        // SRTP callee: accept the first offered line of our suite.
+                        let crypto = answer_key.as_ref().filter(|_| initial).map(|k| {
+                            Sdp::parse_bytes(&req.body).ok().and_then(|o| {
+                                let i = o.audio_index()?;
+                                let tag = o.media[i]
+                                    .crypto()
+                                    .iter()
+                                    .find(|c| c.suite == k.suite().sdes_name())?
+                                    .tag;
+                                Some(crypto_line(tag, k))
+                            })
+                        });
+                        let status = if matches!(crypto, Some(None)) {
+                            "488 Not Acceptable Here"
+                        } else {
+                            "200 OK"
+                        };
+                        let mut ok = format!("SIP/2.0 {status}\r\n");
                         for name in [
                             HeaderName::Via,
                             HeaderName::From,
@@ -376,9 +491,14 @@ CSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
                                 ok.push_str(&format!("{}: {v}{tag}\r\n", name.as_str()));
                             }
                         }
-                        if initial {
+                        if initial && !matches!(crypto, Some(None)) {
                             let local = sip.local_addr().expect("local");
-                            let body = sdp_body(rtp_port, codec, telephone_event);
+                            let body = sdp_body_with(
+                                rtp_port,
+                                codec,
+                                telephone_event,
+                                crypto.flatten().as_deref(),
+                            );
                             ok.push_str(&format!(
                                 "Contact: <sip:callee@{local}>\r\nContent-Type: application/sdp\r\n\
 Content-Length: {}\r\n\r\n{body}",
@@ -389,7 +509,7 @@ Content-Length: {}\r\n\r\n{body}",
                         }
                         let _ = sip.send_to(ok.as_bytes(), from);
                         let mut s = shared.lock().expect("lock");
-                        if initial {
+                        if initial && status.starts_with("200") {
                             s.answer = Some(String::from_utf8_lossy(&req.body).into_owned());
                             s.answered = true;
                             // A new call (a callback to a caller that was hung up on).
@@ -433,6 +553,11 @@ Content-Length: {}\r\n\r\n{body}",
         self.shared.lock().expect("lock").status
     }
 
+    /// The reason phrase of the INVITE's final response, once known.
+    pub fn reason(&self) -> Option<String> {
+        self.shared.lock().expect("lock").reason.clone()
+    }
+
     /// Bodies of the INFO requests received.
     pub fn infos(&self) -> Vec<String> {
         self.shared.lock().expect("lock").infos.clone()
@@ -472,7 +597,11 @@ Content-Length: {}\r\n\r\n{body}",
             let now_ms = t0.elapsed().as_millis() as u64;
             events.handle_timeout(now_ms);
             if let Ok((n, _)) = self.rtp.recv_from(&mut buf) {
-                let pt = buf[1] & 0x7f;
+                let Some(buf) = self.unprotect(&buf[..n]) else {
+                    continue;
+                };
+                let n = buf.len();
+                let pt = buf.get(1).map_or(0, |b| b & 0x7f);
                 if n >= 12 && pt == self.codec.pt() {
                     let _ = dec.decode(&buf[12..n], &mut out);
                 } else if n >= 16 && pt == EVENT_PT {
@@ -496,8 +625,87 @@ Content-Length: {}\r\n\r\n{body}",
         self.shared.lock().expect("lock").digits.clone()
     }
 
-    fn send_rtp(&mut self, pt: u8, marker: bool, ts: u32, payload: &[u8]) {
-        let Some(to) = self.remote_rtp() else { return };
+    /// The far end's SDES key, from the remote SDP: the line of our suite.
+    fn remote_key(&self) -> Option<SrtpKey> {
+        let suite = self.srtp.as_ref()?.key.suite();
+        let sdp = Sdp::parse(&self.remote_sdp()?).ok()?;
+        let m = sdp.media.get(sdp.audio_index()?)?;
+        let line = m
+            .crypto()
+            .into_iter()
+            .find(|c| c.suite == suite.sdes_name())?;
+        SrtpKey::from_inline(suite, &line.keys.first()?.key_salt).ok()
+    }
+
+    /// Decrypts a received packet on an SRTP phone (`None`: refused, counted); as is otherwise.
+    fn unprotect(&self, packet: &[u8]) -> Option<Vec<u8>> {
+        let Some(s) = &self.srtp else {
+            return Some(packet.to_vec());
+        };
+        let mut rx = s.rx.lock().expect("lock");
+        if rx.is_none() {
+            *rx = self
+                .remote_key()
+                .and_then(|k| SrtpContext::receiver(&k).ok());
+        }
+        let plain = rx.as_mut().and_then(|c| c.unprotect_rtp(packet).ok());
+        if plain.is_none() {
+            s.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        plain
+    }
+
+    /// Received packets that failed SRTP authentication (or came before the far key was known).
+    pub fn srtp_failures(&self) -> u64 {
+        self.srtp
+            .as_ref()
+            .map_or(0, |s| s.failures.load(Ordering::Relaxed))
+    }
+
+    /// The far end's `a=crypto` key as the phone will use it (SRTP phones; for checks that the
+    /// engine used its own key).
+    pub fn remote_srtp_key(&self) -> Option<Vec<u8>> {
+        self.remote_key().map(|k| k.inline_bytes().to_vec())
+    }
+
+    /// This phone's own SDES key and salt (SRTP phones).
+    pub fn srtp_key(&self) -> Option<Vec<u8>> {
+        self.srtp.as_ref().map(|s| s.key.inline_bytes().to_vec())
+    }
+
+    /// The next RTP packet of the phone's stream (payload type of its codec), SRTP-protected on
+    /// an SRTP phone; not sent (see [`Phone::send_raw`]).
+    pub fn next_packet(&mut self, payload: &[u8]) -> Vec<u8> {
+        let ts = self.ts;
+        self.ts = self
+            .ts
+            .wrapping_add(self.codec.kind().timestamp_per_frame());
+        self.build_rtp(self.codec.pt(), false, ts, payload)
+    }
+
+    /// Sends bytes as they are to the engine's RTP address for this call.
+    pub fn send_raw(&self, packet: &[u8]) {
+        if let Some(to) = self.remote_rtp() {
+            let _ = self.rtp.send_to(packet, to);
+        }
+    }
+
+    /// Receives for `dur` and returns the RTP packets heard (decrypted on an SRTP phone).
+    pub fn listen_packets(&self, dur: Duration) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 2048];
+        let end = Instant::now() + dur;
+        while Instant::now() < end {
+            if let Ok((n, _)) = self.rtp.recv_from(&mut buf) {
+                if let Some(p) = self.unprotect(&buf[..n]) {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
+
+    fn build_rtp(&mut self, pt: u8, marker: bool, ts: u32, payload: &[u8]) -> Vec<u8> {
         let mut p = Vec::with_capacity(12 + payload.len());
         p.push(0x80);
         p.push(if marker { 0x80 | pt } else { pt });
@@ -506,6 +714,15 @@ Content-Length: {}\r\n\r\n{body}",
         p.extend_from_slice(&0x5eed_1234u32.to_be_bytes());
         p.extend_from_slice(payload);
         self.seq = self.seq.wrapping_add(1);
+        match self.srtp.as_mut().and_then(|s| s.tx.as_mut()) {
+            Some(tx) => tx.protect_rtp(&p).expect("SRTP protect"),
+            None => p,
+        }
+    }
+
+    fn send_rtp(&mut self, pt: u8, marker: bool, ts: u32, payload: &[u8]) {
+        let Some(to) = self.remote_rtp() else { return };
+        let p = self.build_rtp(pt, marker, ts, payload);
         let _ = self.rtp.send_to(&p, to);
     }
 

@@ -6,6 +6,7 @@
 //! One command runs at a time ([`Running`]); media events (digits, end of a prompt) and timers
 //! are matched against it and ignored when stale (each prompt has its own id).
 
+use super::srtp;
 use super::CallActor;
 use crate::registrar::{aor_key, Binding, Lookup};
 use actix::prelude::*;
@@ -436,6 +437,7 @@ impl CallActor {
         let offer = switchboard_engine::sdp::filter_offer(&offer);
         let (mut answer, n) =
             answer_offer(&offer, relay.local_addr(Leg::A)).map_err(|e| e.to_string())?;
+        self.srtp.make_answer(Leg::A, &mut answer, n.index);
         self.origins[Leg::A as usize].stamp(&mut answer);
         let format = leg_format(&n.codec, n.telephone_event).ok_or("unsupported codec")?;
         relay.set_format(Leg::A, Some(format));
@@ -871,6 +873,17 @@ impl CallActor {
                     );
                 }
                 let mut offer = endpoint_offer(relay.local_addr(Leg::B), &codecs);
+                let secure = self.srtp.wants_secure(Leg::B, self.b_srtp_policy());
+                if let Err(e) = self
+                    .srtp
+                    .make_offer(Leg::B, &mut offer, 0, secure, Some(relay))
+                {
+                    tracing::warn!(error = %e, "SRTP offer to the callee failed: plain RTP");
+                    let plain = srtp::OfferKind::Plain;
+                    let _ = self
+                        .srtp
+                        .make_offer(Leg::B, &mut offer, 0, plain, Some(relay));
+                }
                 self.origins[Leg::B as usize].stamp(&mut offer);
                 self.b_body = Bytes::from(offer.to_string());
                 self.offer_to_b = Some(offer);

@@ -11,6 +11,7 @@
 mod callback;
 mod ivr;
 mod queue;
+mod srtp;
 mod supervise;
 
 pub use callback::{CallbackCall, CallbackEnv};
@@ -273,6 +274,8 @@ pub struct CallActor {
     supervision: Option<supervise::Supervision>,
     /// The call this one supervises (dialplan `monitor`).
     monitoring: Option<supervise::Monitoring>,
+    /// SDES-SRTP of both legs (`srtp.rs`).
+    srtp: srtp::CallSrtp,
 }
 
 impl CallActor {
@@ -331,6 +334,7 @@ impl CallActor {
             session_recording: None,
             supervision: None,
             monitoring: None,
+            srtp: srtp::CallSrtp::default(),
         }
     }
 
@@ -414,6 +418,21 @@ impl CallActor {
                 }
             }
             let s = relay.stats();
+            let rejected = s.a_to_b.srtp_rejected + s.b_to_a.srtp_rejected;
+            if rejected > 0 {
+                tracing::warn!(
+                    call_id = %t.record.call_id,
+                    a_to_b = s.a_to_b.srtp_rejected,
+                    b_to_a = s.b_to_a.srtp_rejected,
+                    "SRTP packets rejected"
+                );
+                self.setup
+                    .shard
+                    .shared
+                    .metrics
+                    .srtp_rejected
+                    .inc_by(rejected);
+            }
             t.record.packets_a_to_b = s.a_to_b.packets;
             t.record.packets_b_to_a = s.b_to_a.packets;
             t.record.bytes_a_to_b = s.a_to_b.bytes;
@@ -614,7 +633,7 @@ impl CallActor {
                 if !self.a_final {
                     let mut r = self.a_response(resp.status, Some(&resp.reason));
                     if !resp.body.is_empty() {
-                        if let Ok(body) = self.anchor(&resp.body, Leg::B) {
+                        if let Ok(body) = self.anchor(&resp.body, Leg::B, false) {
                             r.headers.push(HeaderName::ContentType, "application/sdp");
                             r.body = body;
                         }
@@ -730,7 +749,7 @@ impl CallActor {
     fn answer_a(&mut self, ctx: &mut Context<Self>, b_ok: &Response) {
         let mut ok = self.a_response(200, None);
         if !b_ok.body.is_empty() {
-            match self.anchor(&b_ok.body, Leg::B) {
+            match self.anchor(&b_ok.body, Leg::B, false) {
                 Ok(body) => {
                     ok.headers.push(HeaderName::ContentType, "application/sdp");
                     ok.body = body;
@@ -833,7 +852,10 @@ impl CallActor {
     /// Rewrites an SDP that leg `from` sent so that the other leg sends its media to us: points
     /// the relay's `from` side at the author's RTP address and puts our relay port for the
     /// other side in the body. Without a relay (no SDP in the INVITE) bodies pass unchanged.
-    fn anchor(&mut self, body: &Bytes, from: Leg) -> Result<Bytes, String> {
+    /// `offer` tells an offer from an answer, for SRTP: the crypto of the author's leg is read
+    /// and the other leg gets the engine's own (`srtp.rs`).
+    fn anchor(&mut self, body: &Bytes, from: Leg, offer: bool) -> Result<Bytes, String> {
+        let policy = self.b_srtp_policy();
         let Some(relay) = &self.relay else {
             return Ok(body.clone());
         };
@@ -846,12 +868,22 @@ impl CallActor {
                 self.negotiated_b = Some(n);
             }
         }
+        let to = from.other();
+        let relay_ref = Some(&**relay);
+        if offer {
+            self.srtp.take_offer(from, &sdp, stream.index, relay_ref)?;
+            let secure = self.srtp.wants_secure(to, policy);
+            self.srtp
+                .make_offer(to, &mut sdp, stream.index, secure, relay_ref)?;
+        } else {
+            self.srtp.take_answer(from, &sdp, stream.index, relay_ref)?;
+            self.srtp.make_answer(to, &mut sdp, stream.index);
+        }
         if stream.rtp.is_some() {
             relay.set_remote(from, stream.rtp);
         } else {
             relay.reset_latch(from);
         }
-        let to = from.other();
         sdp.rewrite_for_anchor(
             stream.index,
             self.setup.services.media.sdp_ip,
@@ -874,12 +906,25 @@ impl CallActor {
         let sdp = Sdp::parse_bytes(&resp.body).map_err(|e| e.to_string())?;
         let offer = self.offer_to_b.as_ref().ok_or("no offer was sent")?;
         let n = switchboard_engine::sdp::negotiate(offer, &sdp).map_err(|e| e.to_string())?;
+        self.srtp
+            .take_answer(Leg::B, &sdp, n.index, Some(&**relay))?;
         relay.set_remote(Leg::B, n.remote_rtp);
         let f = ivr::leg_format(&n.codec, n.telephone_event);
         relay.set_format(Leg::B, f);
         self.leg_formats[1] = f;
         self.negotiated_b = Some(n);
         Ok(())
+    }
+
+    /// The SRTP policy toward the B leg: `calls.srtp`, or the called user's override.
+    fn b_srtp_policy(&self) -> switchboard_engine::config::SrtpPolicy {
+        let user = aor_key(&self.setup.invite.uri);
+        self.setup
+            .shard
+            .shared
+            .config
+            .calls
+            .srtp_for(user.as_deref())
     }
 
     /// Whether a B-leg answer is wanted now: a dial or a queue offer is ringing.
@@ -1044,7 +1089,7 @@ impl CallActor {
                 }
             }
             let body = Bytes::from(offer.to_string());
-            match self.anchor(&body, Leg::A) {
+            match self.anchor(&body, Leg::A, true) {
                 Ok(b) => self.b_body = b,
                 Err(e) => {
                     let r = self.a_response(488, Some(&format!("Not Acceptable Here ({e})")));
@@ -1196,7 +1241,7 @@ impl CallActor {
                         .get(&HeaderName::ContentType)
                         .is_some_and(|t| t.starts_with("application/sdp"))
                 {
-                    match self.anchor(&req.body, from) {
+                    match self.anchor(&req.body, from, true) {
                         Ok(b) => fwd.body = b,
                         Err(_) => {
                             return self.post(Command::Respond {
@@ -1261,7 +1306,10 @@ impl CallActor {
                 .map(|o| filter_offer(&o))
                 .zip(self.relay.as_ref())
                 .and_then(|(o, r)| {
-                    switchboard_engine::sdp::answer_offer(&o, r.local_addr(Leg::A)).ok()
+                    let (a, n) =
+                        switchboard_engine::sdp::answer_offer(&o, r.local_addr(Leg::A)).ok()?;
+                    self.srtp.take_offer(Leg::A, &o, n.index, Some(&**r)).ok()?;
+                    Some((a, n))
                 });
             let Some((mut sdp, n)) = answer else {
                 return self.post(Command::Respond {
@@ -1275,6 +1323,7 @@ impl CallActor {
                 relay.set_format(Leg::A, f);
                 self.leg_formats[0] = f;
             }
+            self.srtp.make_answer(Leg::A, &mut sdp, n.index);
             self.origins[Leg::A as usize].stamp(&mut sdp);
             ok.headers.push(HeaderName::ContentType, "application/sdp");
             ok.body = Bytes::from(sdp.to_string());
@@ -1340,7 +1389,7 @@ impl CallActor {
                 .to_string();
             let answering = if p.from == Side::A { Leg::B } else { Leg::A };
             r.body = if ctype.starts_with("application/sdp") {
-                self.anchor(&resp.body, answering)
+                self.anchor(&resp.body, answering, false)
                     .unwrap_or_else(|_| resp.body.clone())
             } else {
                 resp.body.clone()

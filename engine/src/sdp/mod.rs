@@ -19,6 +19,7 @@
 //! parsing never panics on any input (a fuzz target can call [`Sdp::parse_bytes`] directly).
 
 mod anchor;
+mod crypto;
 mod endpoint;
 mod negotiate;
 mod parse;
@@ -29,6 +30,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 pub use anchor::{AnchorError, LegOrigin, DROPPED_MEDIA_ATTRIBUTES, DROPPED_SESSION_ATTRIBUTES};
+pub use crypto::{Crypto, CryptoKey, MediaSecurity};
 pub use endpoint::{answer_offer, endpoint_offer, OFFER_CODECS, OFFER_TELEPHONE_EVENT};
 pub use negotiate::{
     filter_offer, has_voice_codec, negotiate, AudioStream, Codec, Format, Negotiated,

@@ -3,7 +3,13 @@
 //! Leg A faces the caller, leg B the callee. Each leg has an RTP and an RTCP socket (ports `p` and
 //! `p + 1` from the [`PortAllocator`]). A packet received on a leg's socket is sent out of the
 //! *other* leg's socket of the same kind to that leg's remote address, untouched: the relay is
-//! payload-agnostic (G.711, Opus, RFC 4733 events, SRTP, even STUN pass through).
+//! payload-agnostic (G.711, Opus, RFC 4733 events, end-to-end SRTP, even STUN pass through).
+//!
+//! A leg keyed with [`RelaySession::set_srtp`] is secured instead: SRTP/SRTCP is terminated at
+//! that leg's edge (`secure.rs`): what it sends is authenticated and decrypted on arrival (or
+//! dropped and counted, [`DirectionStats::srtp_rejected`]) before latching and before anything
+//! else sees it, and what is sent into it is encrypted with the engine's key for the leg. So a
+//! secured leg bridges to a plain one, and everything below works on plaintext.
 //!
 //! # Threads and tasks
 //!
@@ -95,9 +101,11 @@
 mod live;
 mod plane;
 mod player;
+mod secure;
 mod tap;
 
 pub use live::{LiveAudio, LIVE_QUEUE};
+pub use secure::LegSrtp;
 
 use std::io;
 use std::net::SocketAddr;
@@ -119,7 +127,8 @@ use crate::ports::{PortAllocator, PortError, PortLease};
 use crate::quality::CodecImpairment;
 use crate::recording::{RecordingError, StereoWavWriter};
 use crate::rtp::{RtpHeader, SeqTracker};
-use plane::{Plane, PumpMedia, Sends};
+use crate::srtp::{SrtpContext, SrtpError};
+use plane::{send_leg, Plane, PumpMedia, Sends};
 use tap::{Recorder, Subscriber, Tap, TapPacket};
 
 /// Largest datagram relayed whole; longer ones are truncated by the kernel (an RTP packet over UDP
@@ -195,6 +204,9 @@ pub struct DirectionStats {
     pub foreign: u64,
     /// RTCP packets accepted (on the RTCP socket, or multiplexed on the RTP socket).
     pub rtcp_packets: u64,
+    /// SRTP/SRTCP packets dropped on a secured leg: failed authentication, replayed, malformed,
+    /// or sent before the leg's key was known. Never forwarded.
+    pub srtp_rejected: u64,
     /// When the last RTP packet was accepted.
     pub last_packet: Option<Instant>,
 }
@@ -359,6 +371,7 @@ struct Counters {
     dropped: AtomicU64,
     foreign: AtomicU64,
     rtcp_packets: AtomicU64,
+    srtp_rejected: AtomicU64,
     /// Nanoseconds since `epoch` + 1 of the last RTP packet; 0 = none yet.
     last_rtp: AtomicU64,
 }
@@ -596,6 +609,23 @@ impl RelaySession {
         self.shared
             .plane
             .update(|c| c.legs[leg.idx()].format = format);
+    }
+
+    /// Secures a leg with SRTP/SRTCP (`Some`) or makes it plain RTP again (`None`). From then
+    /// on what the leg sends is authenticated and decrypted on arrival (failures dropped and
+    /// counted in [`DirectionStats::srtp_rejected`]) and everything sent into it is protected
+    /// with `srtp.send`. Setting the same keys again keeps the contexts (rollover counters,
+    /// replay windows). Fails, changing nothing, when a key cannot be used.
+    pub fn set_srtp(&self, leg: Leg, srtp: Option<LegSrtp>) -> Result<(), SrtpError> {
+        if let Some(k) = srtp.as_ref().and_then(|s| s.recv.as_ref()) {
+            SrtpContext::receiver(k)?;
+        }
+        let egress = &self.shared.plane.legs[leg.idx()].egress;
+        egress.set(srtp.as_ref().map(|s| &s.send))?;
+        self.shared
+            .plane
+            .update(|c| c.srtp[leg.idx()] = srtp.map(Arc::new));
+        Ok(())
     }
 
     /// Sets where RTP (and RTCP) received on a leg goes.
@@ -936,6 +966,7 @@ impl Shared {
                 dropped: c.dropped.load(Relaxed),
                 foreign: c.foreign.load(Relaxed),
                 rtcp_packets: c.rtcp_packets.load(Relaxed),
+                srtp_rejected: c.srtp_rejected.load(Relaxed),
                 last_packet: (last != 0)
                     .then(|| self.epoch.checked_add(Duration::from_nanos(last - 1)))
                     .flatten(),
@@ -992,11 +1023,23 @@ async fn pump(sockets: Arc<Sockets>, shared: Arc<Shared>, from: Leg, kind: Kind)
                 continue;
             }
         };
+        media.refresh(&shared.plane);
+        // A secured leg: only authenticated packets go on, and only they may latch.
+        let len = if media.srtp.active() {
+            match media.srtp.unprotect(&mut buf, len) {
+                Some(n) => n,
+                None => {
+                    counters.srtp_rejected.fetch_add(1, Relaxed);
+                    continue;
+                }
+            }
+        } else {
+            len
+        };
         if !shared.latch(from, kind).accept(src, shared.relatch_after) {
             counters.foreign.fetch_add(1, Relaxed);
             continue;
         }
-        media.refresh(&shared.plane);
         let Some(packet) = buf.get_mut(..len) else {
             continue;
         };
@@ -1027,9 +1070,10 @@ async fn pump(sockets: Arc<Sockets>, shared: Arc<Shared>, from: Leg, kind: Kind)
             }
         }
         // RTCP and anything that is not RTP: untouched, along the route.
+        let plane = &shared.plane;
         let sent = match media.route() {
-            Route::Bridge => plane::send(tx, remote(from.other()), packet),
-            Route::Echo => plane::send(rx, remote(from), packet),
+            Route::Bridge => send_leg(plane, from.other(), tx, remote(from.other()), packet),
+            Route::Echo => send_leg(plane, from, rx, remote(from), packet),
             Route::Local => continue,
         };
         count(counters, u64::from(sent), u64::from(!sent));

@@ -12,6 +12,7 @@ use socket2::{SockAddr, SockRef};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use super::secure::{Egress, Ingress, LegSrtp};
 use super::tap::TapPacket;
 use super::{DtmfSource, Leg, LegFormat, MediaEvent, Route};
 use crate::codec::{Codec, CodecKind};
@@ -42,6 +43,8 @@ pub(super) struct LegCfg {
 pub(super) struct PlaneConfig {
     pub legs: [LegCfg; 2],
     pub tap: Option<mpsc::Sender<TapPacket>>,
+    /// Per leg: its SRTP keys, when the leg is secured.
+    pub srtp: [Option<std::sync::Arc<LegSrtp>>; 2],
 }
 
 /// The engine's own RTP stream into a leg (players, DTMF, transcoded media): one SSRC,
@@ -116,6 +119,8 @@ pub(super) struct LegPlane {
     pub out: Mutex<OutStream>,
     /// Interarrival jitter of the RTP received on the leg, ms, as `f64` bits.
     pub jitter_ms: AtomicU64,
+    /// SRTP protection of what is sent into the leg.
+    pub egress: Egress,
 }
 
 impl Default for LegPlane {
@@ -125,6 +130,7 @@ impl Default for LegPlane {
             dtmf_busy: AtomicU32::new(0),
             out: Mutex::new(OutStream::new()),
             jitter_ms: AtomicU64::new(0),
+            egress: Egress::default(),
         }
     }
 }
@@ -252,6 +258,25 @@ pub(super) fn send(sock: &UdpSocket, dst: Option<SocketAddr>, packet: &[u8]) -> 
     }
 }
 
+/// Sends a datagram into leg `to`: as is on a plain leg, through the leg's SRTP context on a
+/// secured one (a packet that cannot be protected is not sent).
+pub(super) fn send_leg(
+    plane: &Plane,
+    to: Leg,
+    sock: &UdpSocket,
+    dst: Option<SocketAddr>,
+    packet: &[u8],
+) -> bool {
+    let egress = &plane.legs[to.idx()].egress;
+    if !egress.is_on() {
+        return send(sock, dst, packet);
+    }
+    if dst.is_none() {
+        return false;
+    }
+    egress.protect(packet).is_some_and(|p| send(sock, dst, &p))
+}
+
 /// How audio received on a leg goes out to the other leg in `Bridge`.
 enum AudioOut {
     /// Untouched (formats equal or unknown).
@@ -322,6 +347,8 @@ pub(super) struct PumpMedia {
     stats: ReceiverStats,
     stats_clock: u32,
     buf: Vec<u8>,
+    /// SRTP unprotection of what the leg sends, when it is secured.
+    pub srtp: Ingress,
 }
 
 impl PumpMedia {
@@ -340,6 +367,7 @@ impl PumpMedia {
             stats: ReceiverStats::new(8000),
             stats_clock: 8000,
             buf: Vec::new(),
+            srtp: Ingress::default(),
         }
     }
 
@@ -356,6 +384,7 @@ impl PumpMedia {
         }
         let (mine, theirs, tap) = {
             let c = plane.config();
+            self.srtp.refresh(c.srtp[self.leg.idx()].as_ref());
             (
                 c.legs[self.leg.idx()],
                 c.legs[self.leg.other().idx()],
@@ -421,7 +450,7 @@ impl PumpMedia {
             Route::Local => {}
             Route::Echo => {
                 if plane.legs[leg.idx()].injecting.load(Ordering::Acquire) == 0 {
-                    sent.add(send(io.rx, (io.remote)(leg), packet));
+                    sent.add(send_leg(plane, leg, io.rx, (io.remote)(leg), packet));
                 }
             }
             Route::Bridge => {
@@ -538,9 +567,10 @@ impl PumpMedia {
     ) {
         let from_pt = self.mine.format.map(|f| f.payload_type);
         let now_ms = arrival_ns / 1_000_000;
+        let to = self.leg.other();
         let due = match &mut self.audio {
             AudioOut::PassThrough => {
-                sent.add(send(io.tx, dst, packet));
+                sent.add(send_leg(plane, to, io.tx, dst, packet));
                 false
             }
             AudioOut::RewritePt(pt) => {
@@ -549,7 +579,7 @@ impl PumpMedia {
                         *b = (*b & 0x80) | *pt;
                     }
                 }
-                sent.add(send(io.tx, dst, packet));
+                sent.add(send_leg(plane, to, io.tx, dst, packet));
                 false
             }
             AudioOut::Transcode(t) => {
@@ -626,7 +656,7 @@ impl PumpMedia {
             self.buf.clear();
             let (m, pt) = (frame.marker, to.payload_type);
             write_rtp(&mut self.buf, m, pt, seq, ts, ssrc, &frame.payload);
-            sent.add(send(io.tx, dst, &self.buf));
+            sent.add(send_leg(plane, to_leg, io.tx, dst, &self.buf));
         }
     }
 
@@ -642,8 +672,10 @@ impl PumpMedia {
         io: &Sends<'_>,
         sent: &mut Sent,
     ) {
+        let to = self.leg.other();
         let Some(theirs) = self.theirs.format else {
-            sent.add(send(io.tx, dst, packet)); // the other leg's format is unknown: as today
+            // The other leg's format is unknown: as is.
+            sent.add(send_leg(plane, to, io.tx, dst, packet));
             return;
         };
         let Some(pt) = theirs.dtmf_payload_type else {
@@ -679,7 +711,7 @@ impl PumpMedia {
                 };
                 self.buf.clear();
                 write_rtp(&mut self.buf, marker, pt, seq, ts, ssrc, &payload);
-                sent.add(send(io.tx, dst, &self.buf));
+                sent.add(send_leg(plane, to, io.tx, dst, &self.buf));
             }
             _ => {
                 if h.payload_type != pt {
@@ -687,7 +719,7 @@ impl PumpMedia {
                         *b = (*b & 0x80) | pt;
                     }
                 }
-                sent.add(send(io.tx, dst, packet));
+                sent.add(send_leg(plane, to, io.tx, dst, packet));
             }
         }
     }

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::plane::{send, write_rtp, CountGuard};
+use super::plane::{send_leg, write_rtp, CountGuard};
 use super::{Kind, Leg, LegFormat, MediaEvent, Shared, Sockets};
 use crate::dtmf::{Digit, DtmfTone, EventGenerator};
 use crate::pcm::Pcm;
@@ -43,7 +43,8 @@ pub(super) fn send_frame(
     packet.clear();
     write_rtp(packet, marker, format.payload_type, seq, ts, ssrc, payload);
     let dst = shared.latch(leg, Kind::Rtp).remote;
-    send(&sockets.socks[leg.idx()][Kind::Rtp as usize], dst, packet);
+    let sock = &sockets.socks[leg.idx()][Kind::Rtp as usize];
+    send_leg(&shared.plane, leg, sock, dst, packet);
 }
 
 /// Plays `clip` into `leg` `loops` times (0: until aborted), then reports `PlayDone`.
@@ -187,7 +188,8 @@ pub(super) async fn dtmf(
         packet.clear();
         let bytes = p.payload_bytes();
         write_rtp(&mut packet, p.marker, pt, seq, p.timestamp, ssrc, &bytes);
-        send(sock, shared.latch(leg, Kind::Rtp).remote, &packet);
+        let dst = shared.latch(leg, Kind::Rtp).remote;
+        send_leg(&shared.plane, leg, sock, dst, &packet);
     }
     let units = (u64::from(duration_ms) * u64::from(clock) / 1000) as u32;
     shared.plane.out(leg).after_event(
