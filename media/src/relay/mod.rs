@@ -21,10 +21,10 @@
 //!
 //! # Cost, and why there is no `recvmmsg`/`sendmmsg`
 //!
-//! Measured with `load-tests/benches/relay.rs` on the 2-core box: 1 000 calls (100 000 packets/s in,
-//! 100 000 out) cost ≈ 0.34–0.52 of one core on one runtime thread, ≈ 3.5–5 µs per relayed packet
-//! (most of it the loopback `sendto`, whose delivery cost the sender pays), ≈ 13 KiB RSS per
-//! session. A `recvmmsg` variant (one non-blocking batch per wake-up, readiness cleared through
+//! Measured with `load-tests/benches/relay.rs` on the 2-core box: 1 000 calls (100 000
+//! packets/s in, 100 000 out) cost ≈ 0.34–0.52 of one core on one runtime thread, ≈ 3.5–5 µs per
+//! relayed packet (most of it the loopback `sendto`, whose delivery cost the sender pays),
+//! ≈ 13 KiB RSS per session. A `recvmmsg` variant (one non-blocking batch per wake-up, readiness cleared through
 //! `try_io` when the batch was short) measured the same within noise: a call's socket sees one
 //! packet per 20 ms, so batches hold one packet, and tokio already issues ≈ 1.03 receive calls per
 //! packet (strace). `sendmmsg` cannot batch either: each leg sends from its own socket. So the
