@@ -32,7 +32,7 @@ pub enum Command {
         /// Where to send it.
         dest: Peer,
         /// The call its responses go to (`None`: nobody cares, e.g. a CANCEL).
-        owner: Option<Addr<CallActor>>,
+        owner: Option<Recipient<CallMsg>>,
         /// What the call calls it.
         tag: TxTag,
     },
@@ -48,7 +48,7 @@ pub enum Command {
         /// The Call-ID.
         call_id: String,
         /// The actor.
-        to: Addr<CallActor>,
+        to: Recipient<CallMsg>,
         /// Which side of the call it is.
         side: Side,
     },
@@ -57,7 +57,7 @@ pub enum Command {
         /// The Call-IDs.
         ids: Vec<String>,
         /// The call that owned them (a new call may already reuse a Call-ID, e.g. after 407).
-        owner: Option<Addr<CallActor>>,
+        owner: Option<Recipient<CallMsg>>,
     },
 }
 
@@ -116,19 +116,31 @@ pub struct Media {
 pub struct Router {
     shard: ShardHandle,
     services: Services,
-    calls: HashMap<String, (Addr<CallActor>, Side)>,
-    client_tx: HashMap<TxKey, (Addr<CallActor>, TxTag)>,
-    invite_tx: HashMap<TxKey, Addr<CallActor>>,
+    calls: HashMap<String, (Recipient<CallMsg>, Side)>,
+    client_tx: HashMap<TxKey, (Recipient<CallMsg>, TxTag)>,
+    invite_tx: HashMap<TxKey, Recipient<CallMsg>>,
 }
 
 /// Builds the factory the SIP server uses to create each shard's router.
 pub fn factory(services: Services) -> TuFactory<Router> {
-    Arc::new(move |shard, cmd, shared| Router {
-        shard: ShardHandle { cmd, shard, shared },
-        services: services.clone(),
-        calls: HashMap::new(),
-        client_tx: HashMap::new(),
-        invite_tx: HashMap::new(),
+    Arc::new(move |shard, cmd, shared| {
+        let handle = ShardHandle { cmd, shard, shared };
+        if shard == 0 {
+            if let Some(cc) = &services.contact {
+                // Callbacks place their calls through the first shard.
+                cc.set_callback_env(crate::call::CallbackEnv {
+                    services: services.clone(),
+                    shard: handle.clone(),
+                });
+            }
+        }
+        Router {
+            shard: handle,
+            services: services.clone(),
+            calls: HashMap::new(),
+            client_tx: HashMap::new(),
+            invite_tx: HashMap::new(),
+        }
     })
 }
 
@@ -178,7 +190,7 @@ impl Router {
                     shard: self.shard.clone(),
                     services: self.services.clone(),
                 };
-                let actor = CallActor::new(setup).start();
+                let actor = CallActor::new(setup).start().recipient();
                 self.invite_tx.insert(tx, actor.clone());
                 self.calls.insert(call_id, (actor, Side::A));
             }

@@ -45,6 +45,19 @@ impl Handler<VoiceUpdate> for Caller {
     }
 }
 
+/// Supervision needs real media: these stand-ins refuse it.
+impl Handler<switchboard_actors::call::SuperviseMsg> for Caller {
+    type Result = Result<u64, String>;
+
+    fn handle(
+        &mut self,
+        _msg: switchboard_actors::call::SuperviseMsg,
+        _ctx: &mut Context<Self>,
+    ) -> Self::Result {
+        Err("a test stand-in".into())
+    }
+}
+
 async fn storage(dir: &tempfile::TempDir) -> Storage {
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("cc.db").display());
     Storage::connect(&url).await.expect("sqlite")
@@ -115,7 +128,8 @@ fn enqueue(
         attributes: serde_json::Map::new(),
         caller: format!("sip:caller{n}@example.com"),
         call_id: format!("call-{n}"),
-        call: caller.recipient(),
+        call: caller.clone().recipient(),
+        supervise: caller.recipient(),
     }
 }
 

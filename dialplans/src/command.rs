@@ -105,6 +105,38 @@ pub enum RecordSessionOp {
     Resume,
 }
 
+/// How a supervisor joins a live call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MonitorMode {
+    /// Hears caller and agent; heard by nobody.
+    Listen,
+    /// Hears both; heard by the agent only (coaching).
+    Whisper,
+    /// A third party of the conversation: hears and is heard by both.
+    Barge,
+}
+
+impl MonitorMode {
+    /// The mode a name (`listen`, `whisper`, `barge`) or DTMF digit (`1`, `2`, `3`) selects.
+    pub fn parse(s: &str) -> Option<MonitorMode> {
+        match s {
+            "listen" | "1" => Some(MonitorMode::Listen),
+            "whisper" | "2" => Some(MonitorMode::Whisper),
+            "barge" | "3" => Some(MonitorMode::Barge),
+            _ => None,
+        }
+    }
+
+    /// Its name.
+    pub fn name(self) -> &'static str {
+        match self {
+            MonitorMode::Listen => "listen",
+            MonitorMode::Whisper => "whisper",
+            MonitorMode::Barge => "barge",
+        }
+    }
+}
+
 /// One action for the call actor to carry out, values interpolated.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
@@ -172,6 +204,19 @@ pub enum Command {
         priority: i64,
         /// Routing attributes (skills, language…).
         attributes: Vec<(String, String)>,
+        /// The digit a waiting caller presses to be called back instead of holding (the
+        /// place in line is kept); `None`: no callback offered.
+        callback_digit: Option<char>,
+    },
+    /// Supervise the live queue call an agent is on (dial-in monitoring, like Asterisk's
+    /// ChanSpy): answer, join the call's mix in `mode`; DTMF 1 / 2 / 3 switch to listen /
+    /// whisper / barge. `ActionCompleted` when the supervised call ends, or at once when the
+    /// agent is on no call (variable `monitor_status`: `ended`, `not_found`).
+    Monitor {
+        /// The agent's name.
+        agent: String,
+        /// How the supervisor joins.
+        mode: MonitorMode,
     },
     /// Transfer the call elsewhere.
     Transfer {

@@ -26,7 +26,8 @@ mod validate;
 mod webhook;
 
 pub use command::{
-    Command, DialTarget, Gather, Media, Method, Prompt, RecordSessionOp, Speech, Strategy,
+    Command, DialTarget, Gather, Media, Method, MonitorMode, Prompt, RecordSessionOp, Speech,
+    Strategy,
 };
 pub use diag::{DiagKind, Diagnostic, Pos};
 pub use eval::{

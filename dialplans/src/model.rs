@@ -207,6 +207,11 @@ pub(crate) enum Action {
         name: Template,
         priority: i64,
         attributes: Vec<(String, Template)>,
+        callback_digit: Option<char>,
+    },
+    Monitor {
+        agent: Template,
+        mode: crate::command::MonitorMode,
     },
     Transfer {
         to: Template,

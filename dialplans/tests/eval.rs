@@ -4,7 +4,7 @@ use chrono::{DateTime, FixedOffset};
 use std::sync::Arc;
 use switchboard_dialplans::{
     check, parse_actions_json, parse_str, CallFacts, Command, Decision, DialTarget, EndReason,
-    Event, Gather, Media, Method, Plan, Prompt, Session, Source, Strategy,
+    Event, Gather, Media, Method, MonitorMode, Plan, Prompt, Session, Source, Strategy,
 };
 
 fn at(s: &str) -> DateTime<FixedOffset> {
@@ -108,6 +108,7 @@ fn queue(name: &str) -> Decision {
         name: name.into(),
         priority: 5,
         attributes,
+        callback_digit: None,
     })
 }
 
@@ -499,6 +500,7 @@ fn context_selection_and_conditions() {
         name: "night".into(),
         priority: -1,
         attributes: Vec::new(),
+        callback_digit: None,
     });
     let facts = || CallFacts::new("5", "300").from_source(agent());
     let mut s = Session::new(Arc::clone(&p), facts());
@@ -674,4 +676,69 @@ fn preset_variables_and_value_cap() {
         s.var("a").map(str::len),
         Some(switchboard_dialplans::MAX_VALUE)
     );
+}
+
+#[test]
+fn monitor_and_queue_callback() {
+    let p = plan(
+        r#"timezone: UTC
+contexts:
+  default:
+    rules:
+      - called: "~^77(.+)$"
+        actions:
+          - monitor: { agent: "${1}", mode: whisper }
+          - say: "${monitor_status}"
+      - called: "~^78(.+)$"
+        actions:
+          - monitor: "${1}"
+      - called: 600
+        actions:
+          - queue: { name: sales, callback_digit: "9" }
+"#,
+    );
+    let mut call = Call::new(p.clone(), CallFacts::new("77alice", "1002"), monday_open());
+    assert_eq!(
+        call.start(),
+        Decision::Execute(Command::Monitor {
+            agent: "alice".into(),
+            mode: MonitorMode::Whisper,
+        })
+    );
+    call.session.set_var("monitor_status", "ended");
+    assert_eq!(call.done(), say("ended"));
+    let mut call = Call::new(p.clone(), CallFacts::new("78bob", "1002"), monday_open());
+    assert_eq!(
+        call.start(),
+        Decision::Execute(Command::Monitor {
+            agent: "bob".into(),
+            mode: MonitorMode::Listen,
+        })
+    );
+    let mut call = Call::new(p, CallFacts::new("600", "1002"), monday_open());
+    assert_eq!(
+        call.start(),
+        Decision::Execute(Command::Queue {
+            name: "sales".into(),
+            priority: 0,
+            attributes: Vec::new(),
+            callback_digit: Some('9'),
+        })
+    );
+}
+
+#[test]
+fn monitor_and_callback_errors_name_the_value() {
+    for (src, needle) in [
+        ("monitor: { agent: a, mode: shout }", "monitor mode must be"),
+        ("monitor: { mode: listen }", "agent"),
+        ("queue: { name: q, callback_digit: x }", "callback_digit"),
+    ] {
+        let text = format!(
+            "timezone: UTC\ncontexts:\n  default:\n    rules:\n      - called: 1\n        actions:\n          - {src}\n"
+        );
+        let diags = parse_str("t.yaml", &text).expect_err(src);
+        let all: Vec<String> = diags.iter().map(ToString::to_string).collect();
+        assert!(all.iter().any(|d| d.contains(needle)), "{src}: {all:?}");
+    }
 }

@@ -1,6 +1,9 @@
-//! Transcoding benchmark (issue 6): µs of CPU per 20 ms frame for each codec pair through
-//! `switchboard_media::transcode::Transcoder` (decode → resample → re-frame → encode), and the
-//! calls one core could transcode for Opus ↔ PCMU (both directions; target ≥ 250 per core).
+//! Transcoding benchmark (issue 6): µs of CPU per 20 ms frame for every ordered pair of PCMU,
+//! PCMA, G.722, Opus, L16/8k and L16/16k through `switchboard_media::transcode::Transcoder`
+//! (decode → resample → re-frame → encode; the diagonal is pass-through), as a table and a
+//! matrix; the Opus ↔ PCMU pair also through `JitterTranscoder` (the jitter buffer the relay
+//! puts in front of the transcoder); and the calls one core could transcode for Opus ↔ PCMU
+//! (both directions; target ≥ 250 per core).
 //!
 //! Run with `cargo bench -p switchboard-load --bench transcode` (or `-- --seconds N --runs N`).
 //! Each pair transcodes `--seconds` (default 10) of a speech-like signal (a 150 Hz voice with
@@ -18,8 +21,9 @@
 use std::hint::black_box;
 use std::time::Instant;
 use switchboard_media::codec::CodecKind;
+use switchboard_media::jitter::Packet;
 use switchboard_media::signal::{amplitude, Noise};
-use switchboard_media::transcode::Transcoder;
+use switchboard_media::transcode::{JitterTranscoder, Transcoder};
 
 struct Args {
     seconds: u32,
@@ -137,6 +141,44 @@ fn time_row(row: Row, payloads: &[Vec<u8>], runs: usize) -> (f64, f64) {
     per_frame[per_frame.len() / 2]
 }
 
+/// Median CPU µs per input frame of the relay's transcoding path for `row`: the transcoder
+/// behind its jitter buffer ([`JitterTranscoder`]), packets pushed in order every 20 ms of a
+/// simulated clock and played out on the same clock (push, pop, decode, encode).
+fn time_jittered(row: Row, payloads: &[Vec<u8>], runs: usize) -> f64 {
+    let step = row.0.timestamp_per_frame();
+    let packets: Vec<Packet> = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Packet {
+            ssrc: 1,
+            seq: i as u16,
+            timestamp: step.wrapping_mul(i as u32),
+            marker: false,
+            payload: p.clone(),
+        })
+        .collect();
+    let mut per_frame: Vec<f64> = (0..runs + 1)
+        .map(|_| {
+            let mut jt = JitterTranscoder::new(transcoder(row));
+            let mut out = Vec::with_capacity(2);
+            let cpu = thread_cpu_us();
+            for (i, p) in packets.iter().enumerate() {
+                let now = i as u64 * 20;
+                jt.push(black_box(p.clone()), now);
+                if jt.poll_timeout().is_some_and(|t| t <= now + 19) {
+                    out.clear();
+                    jt.handle_timeout(now + 19, &mut out);
+                    black_box(&out);
+                }
+            }
+            (thread_cpu_us() - cpu) / packets.len() as f64
+        })
+        .collect();
+    per_frame.remove(0); // warm-up
+    per_frame.sort_by(f64::total_cmp);
+    per_frame[per_frame.len() / 2]
+}
+
 fn name(k: CodecKind) -> String {
     match k {
         CodecKind::Opus { rate } => format!("Opus/{}k", rate / 1000),
@@ -148,23 +190,26 @@ fn name(k: CodecKind) -> String {
 fn main() {
     let a = args();
     let (pcmu, opus) = (CodecKind::Pcmu, CodecKind::Opus { rate: 48000 });
-    let l16_8 = CodecKind::L16 { rate: 8000 };
-    let l16_16 = CodecKind::L16 { rate: 16000 };
-    let rows: [Row; 13] = [
-        (pcmu, pcmu, false, None),
-        (pcmu, CodecKind::Pcma, false, None),
-        (pcmu, opus, false, None),
-        (opus, pcmu, false, None),
+    let codecs = [
+        pcmu,
+        CodecKind::Pcma,
+        CodecKind::G722,
+        opus,
+        CodecKind::L16 { rate: 8000 },
+        CodecKind::L16 { rate: 16000 },
+    ];
+    // Every ordered pair (the diagonal is pass-through), then the Opus variants.
+    let mut rows: Vec<Row> = Vec::new();
+    for from in codecs {
+        for to in codecs {
+            rows.push((from, to, false, None));
+        }
+    }
+    rows.extend([
         (pcmu, opus, false, Some(5)),
         (pcmu, opus, true, None),
         (opus, pcmu, true, None),
-        (CodecKind::G722, pcmu, false, None),
-        (pcmu, CodecKind::G722, false, None),
-        (pcmu, l16_8, false, None),
-        (l16_8, pcmu, false, None),
-        (pcmu, l16_16, false, None),
-        (l16_16, pcmu, false, None),
-    ];
+    ]);
     println!(
         "transcode: {} s of speech-like audio per pair, median of {} runs, 1 thread",
         a.seconds, a.runs
@@ -205,9 +250,44 @@ fn main() {
             .map_or(f64::NAN, |(_, us)| *us)
     };
     println!();
+    println!("CPU µs per 20 ms frame, from (rows) → to (columns):");
+    println!();
+    let header: Vec<String> = codecs.iter().map(|&k| name(k)).collect();
+    println!("| from \\ to | {} |", header.join(" | "));
+    println!("|---|{}", "---:|".repeat(codecs.len()));
+    for from in codecs {
+        let cells: Vec<String> = codecs
+            .iter()
+            .map(|&to| format!("{:.2}", us((from, to, false, None))))
+            .collect();
+        println!("| {} | {} |", name(from), cells.join(" | "));
+    }
+    // The relay's path: the same transcoders behind the jitter buffer.
+    let jittered: Vec<(Row, f64)> = [(opus, pcmu, false, None), (pcmu, opus, false, None)]
+        .into_iter()
+        .map(|row| {
+            let payloads = encode(row.0, &speechlike(row.0.sample_rate(), a.seconds));
+            (row, time_jittered(row, &payloads, a.runs))
+        })
+        .collect();
+    println!();
+    println!(
+        "| through the jitter buffer (relay path) | CPU µs / 20 ms frame | transcoder alone |"
+    );
+    println!("|---|---:|---:|");
+    for (row, j) in &jittered {
+        println!(
+            "| {} → {} | {:.2} | {:.2} |",
+            name(row.0),
+            name(row.1),
+            j,
+            us(*row)
+        );
+    }
+    println!();
     println!("| Opus ↔ PCMU call (both directions, 50 frames/s each) | CPU µs per 20 ms | % of a core per call | calls per core | target ≥ 250 |");
     println!("|---|---:|---:|---:|---|");
-    for (exact, complexity, how) in [
+    let mut lines: Vec<(String, f64)> = [
         (false, None, "Transcoder::new: Opus at 8 kHz, complexity 9"),
         (
             false,
@@ -219,9 +299,19 @@ fn main() {
             None,
             "Transcoder::exact: Opus at 48 kHz + resampling, complexity 9",
         ),
-    ] {
+    ]
+    .into_iter()
+    .map(|(exact, complexity, how)| {
         // The decoding direction has no encoder complexity to set.
         let both = us((opus, pcmu, exact, None)) + us((pcmu, opus, exact, complexity));
+        (how.to_string(), both)
+    })
+    .collect();
+    lines.push((
+        "JitterTranscoder (relay path): Opus at 8 kHz, complexity 9, jitter buffer".to_string(),
+        jittered.iter().map(|(_, j)| j).sum(),
+    ));
+    for (how, both) in lines {
         let calls = 20_000.0 / both;
         println!(
             "| {} | {:.2} | {:.3} | {:.0} | {} |",

@@ -334,6 +334,30 @@ impl JitterBuffer {
         Pop::Frame(entry.packet)
     }
 
+    /// The packet the next [`JitterBuffer::pop`] will play, if it is already here: e.g. right
+    /// after a [`Pop::Concealed`] for a lost packet, the one that followed it (whose Opus
+    /// in-band FEC recovers the lost frame).
+    pub fn peek_next(&self) -> Option<&Packet> {
+        if self.state != State::Playing {
+            return None;
+        }
+        self.queue
+            .first_key_value()
+            .filter(|(&seq, _)| seq == self.next_seq)
+            .map(|(_, e)| &e.packet)
+    }
+
+    /// Whether playout has stopped: nothing arrived for longer than `max_delay_ms` (or nothing
+    /// yet). Popping an idle buffer gives [`Pop::Empty`] until a packet comes.
+    pub fn is_idle(&self) -> bool {
+        self.state == State::Idle
+    }
+
+    /// The settings the buffer runs with.
+    pub fn config(&self) -> JitterConfig {
+        self.config
+    }
+
     /// The playout delay the buffer aims at now, ms.
     pub fn target_delay_ms(&self) -> u32 {
         self.target_ms

@@ -20,9 +20,16 @@
 //! itself where it can (Opus: in-band FEC from the next packet, else libopus concealment) and by
 //! [`crate::plc::Concealer`] otherwise; an undecodable payload counts as lost.
 //!
-//! Architecture invariant: no I/O, no clock; memory is bounded (at most one frame of PCM waits).
+//! [`JitterTranscoder`] puts a [`Transcoder`] behind an adaptive
+//! [`crate::jitter::JitterBuffer`]: packets go in as they arrive (reordered, duplicated, lost),
+//! 20 ms payloads come out in order, one frame per playout tick, losses concealed. This is what
+//! the relay runs for a transcoding direction (`relay/plane.rs`); pass-through never gets here.
+//!
+//! Architecture invariant: no I/O, no clock; memory is bounded (at most one frame of PCM waits,
+//! the jitter buffer holds at most its capacity).
 
 use crate::codec::{Codec, CodecKind, OpusError};
+use crate::jitter::{JitterBuffer, JitterConfig, JitterStats, Packet, Pop, PushOutcome};
 use crate::plc::Concealer;
 use crate::resample::{ResampleError, Resampler};
 
@@ -274,6 +281,209 @@ impl Transcoder {
     }
 }
 
+/// Most frames one [`JitterTranscoder::handle_timeout`] plays to catch up after a late
+/// wake-up; time missed beyond that is skipped (the far end conceals it), never sent in a burst.
+const MAX_CATCH_UP: u64 = 5;
+
+/// Packet durations (ms) the jitter buffer adapts to when the source's timestamps show them.
+const FRAME_SIZES_MS: [u32; 5] = [10, 20, 30, 40, 60];
+
+/// Consecutive packets that must agree on a new packet duration before the buffer follows it
+/// (a DTX gap moves one timestamp, not three in a row).
+const FRAME_CHANGE_AFTER: u32 = 3;
+
+/// One payload for the target leg, in playout order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transcoded {
+    /// The encoded 20 ms frame.
+    pub payload: Vec<u8>,
+    /// The source packet that produced it started a talkspurt (its RTP marker bit).
+    pub marker: bool,
+}
+
+/// A transcoding direction behind an adaptive jitter buffer, sans-IO.
+///
+/// Call order (the quinn/str0m pattern): [`JitterTranscoder::push`] every received audio packet
+/// of the source leg with the arrival time; whenever the clock reaches
+/// [`JitterTranscoder::poll_timeout`] call [`JitterTranscoder::handle_timeout`], which plays the
+/// frames due (one per packet duration, normally one) through the transcoder: a packet in order
+/// is decoded, a missing one concealed (Opus from the next packet's FEC when it is here, else the
+/// codec's or [`Concealer`]'s PLC), a silence (DTX) gives nothing. `poll_timeout` is `None` while
+/// no audio is coming (then nothing needs waking up).
+///
+/// The buffer is [`JitterBuffer`] with a 10 ms minimum delay (its target adapts to the measured
+/// jitter). Its frame duration follows the source's packet duration (10–60 ms, read from the
+/// timestamps of consecutive packets); the output is always 20 ms frames.
+pub struct JitterTranscoder {
+    jitter: JitterBuffer,
+    transcoder: Transcoder,
+    /// When the next frame is due, ms on the caller's clock (`None`: idle).
+    next_pop: Option<u64>,
+    /// SSRC, sequence number and timestamp of the previous packet pushed.
+    last: Option<(u32, u16, u32)>,
+    /// A packet duration (ms) other than the buffer's, seen this many times in a row.
+    candidate: Option<(u32, u32)>,
+    scratch: Vec<Vec<u8>>,
+}
+
+impl std::fmt::Debug for JitterTranscoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JitterTranscoder")
+            .field("transcoder", &self.transcoder)
+            .field("jitter", &self.jitter.stats())
+            .field("next_pop", &self.next_pop)
+            .finish()
+    }
+}
+
+impl JitterTranscoder {
+    /// `transcoder` behind a jitter buffer at its source's RTP clock (20 ms frames until the
+    /// stream shows otherwise, delay 10–300 ms).
+    pub fn new(transcoder: Transcoder) -> JitterTranscoder {
+        let config = JitterConfig {
+            min_delay_ms: 10,
+            ..JitterConfig::new(transcoder.from().clock_rate())
+        };
+        JitterTranscoder::with_config(transcoder, config)
+    }
+
+    /// `transcoder` behind a jitter buffer with these settings.
+    pub fn with_config(transcoder: Transcoder, config: JitterConfig) -> JitterTranscoder {
+        JitterTranscoder {
+            jitter: JitterBuffer::new(config),
+            transcoder,
+            next_pop: None,
+            last: None,
+            candidate: None,
+            scratch: Vec::with_capacity(2),
+        }
+    }
+
+    /// The transcoder (its counters, formats).
+    pub fn transcoder(&self) -> &Transcoder {
+        &self.transcoder
+    }
+
+    /// The jitter buffer's counters (late, lost, concealed, …).
+    pub fn jitter_stats(&self) -> JitterStats {
+        self.jitter.stats()
+    }
+
+    /// The jitter buffer's current playout delay target, ms.
+    pub fn target_delay_ms(&self) -> u32 {
+        self.jitter.target_delay_ms()
+    }
+
+    /// The duration of one source packet the buffer plays per tick, ms.
+    pub fn frame_ms(&self) -> u32 {
+        self.jitter.config().frame_ms
+    }
+
+    /// Takes in a packet of the source stream that arrived at `now_ms`.
+    pub fn push(&mut self, packet: Packet, now_ms: u64) -> PushOutcome {
+        self.follow_frame_size(&packet);
+        let outcome = self.jitter.push(packet, now_ms);
+        let queued = !matches!(outcome, PushOutcome::Late | PushOutcome::Duplicate);
+        if queued && self.next_pop.is_none() {
+            self.next_pop = Some(now_ms + u64::from(self.jitter.target_delay_ms()));
+        }
+        outcome
+    }
+
+    /// When [`JitterTranscoder::handle_timeout`] must be called next (`None`: not until a
+    /// packet is pushed).
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.next_pop
+    }
+
+    /// Plays every frame due by `now_ms` (at most a few after a late wake-up) and appends the
+    /// target payloads they give to `out`.
+    pub fn handle_timeout(&mut self, now_ms: u64, out: &mut Vec<Transcoded>) {
+        let frame = u64::from(self.jitter.config().frame_ms);
+        if let Some(at) = self.next_pop {
+            let behind = now_ms.saturating_sub(at) / frame;
+            if behind >= MAX_CATCH_UP {
+                // Keep the phase, skip what cannot be sent in time anyway.
+                self.next_pop = Some(at + (behind + 1 - MAX_CATCH_UP) * frame);
+            }
+        }
+        while let Some(at) = self.next_pop.filter(|&at| at <= now_ms) {
+            self.play(at, out);
+            self.next_pop = if self.jitter.is_idle() && self.jitter.is_empty() {
+                None
+            } else {
+                Some(at + frame)
+            };
+        }
+    }
+
+    /// One playout tick at `at`.
+    fn play(&mut self, at: u64, out: &mut Vec<Transcoded>) {
+        self.scratch.clear();
+        let marker = match self.jitter.pop(at) {
+            Pop::Frame(p) => {
+                self.transcoder.push_into(&p.payload, &mut self.scratch);
+                p.marker
+            }
+            Pop::Concealed { .. } => {
+                let next = self.jitter.peek_next().map(|p| p.payload.as_slice());
+                self.scratch = self.transcoder.lost(next);
+                false
+            }
+            Pop::Empty => false,
+        };
+        out.extend(
+            self.scratch
+                .drain(..)
+                .enumerate()
+                .map(|(i, payload)| Transcoded {
+                    payload,
+                    marker: marker && i == 0,
+                }),
+        );
+    }
+
+    /// Follows a change of the source's packet duration (seen on consecutive packets).
+    fn follow_frame_size(&mut self, p: &Packet) {
+        let previous = self.last.replace((p.ssrc, p.seq, p.timestamp));
+        let Some((ssrc, seq, ts)) = previous else {
+            return;
+        };
+        if ssrc != p.ssrc || p.seq != seq.wrapping_add(1) {
+            return;
+        }
+        let config = self.jitter.config();
+        let units = u64::from(p.timestamp.wrapping_sub(ts)) * 1000;
+        let clock = u64::from(config.clock_rate);
+        let ms = FRAME_SIZES_MS
+            .into_iter()
+            .find(|&ms| units == u64::from(ms) * clock);
+        match ms {
+            Some(ms) if ms != config.frame_ms => {
+                let seen = match self.candidate {
+                    Some((c, n)) if c == ms => n + 1,
+                    _ => 1,
+                };
+                self.candidate = Some((ms, seen));
+                if seen >= FRAME_CHANGE_AFTER {
+                    tracing::debug!(
+                        from = config.frame_ms,
+                        to = ms,
+                        "jitter buffer: packet duration changed"
+                    );
+                    self.jitter = JitterBuffer::new(JitterConfig {
+                        frame_ms: ms,
+                        ..config
+                    });
+                    self.next_pop = None;
+                    self.candidate = None;
+                }
+            }
+            _ => self.candidate = None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -492,5 +702,223 @@ mod tests {
         assert!(!Transcoder::new(opus48, CodecKind::Pcmu)
             .unwrap()
             .set_encoder_complexity(5));
+    }
+
+    /// Arrival plan of a simulated stream: packet `i` is sent at `20·i` ms and arrives at the
+    /// returned time (`None`: lost). Returns what the jitter transcoder gave, tick by tick on a
+    /// 1 ms simulated clock, and whether it went idle at the end.
+    fn run_jittered(
+        jt: &mut JitterTranscoder,
+        packets: &[Packet],
+        arrival: impl Fn(usize) -> Option<u64>,
+    ) -> (Vec<Transcoded>, bool) {
+        let mut events: Vec<(u64, usize)> = (0..packets.len())
+            .filter_map(|i| Some((arrival(i)?, i)))
+            .collect();
+        events.sort();
+        let end = events.last().map_or(0, |e| e.0) + 1000;
+        let mut next = events.into_iter().peekable();
+        let mut out = Vec::new();
+        for now in 0..=end {
+            while let Some(&(at, i)) = next.peek() {
+                if at > now {
+                    break;
+                }
+                jt.push(packets[i].clone(), now);
+                next.next();
+            }
+            if jt.poll_timeout().is_some_and(|t| t <= now) {
+                jt.handle_timeout(now, &mut out);
+            }
+        }
+        (out, jt.poll_timeout().is_none())
+    }
+
+    fn packets(kind: CodecKind, payloads: Vec<Vec<u8>>, seq0: u16, ts0: u32) -> Vec<Packet> {
+        let step = kind.timestamp_per_frame();
+        payloads
+            .into_iter()
+            .enumerate()
+            .map(|(i, payload)| Packet {
+                ssrc: 7,
+                seq: seq0.wrapping_add(i as u16),
+                timestamp: ts0.wrapping_add(step.wrapping_mul(i as u32)),
+                marker: i == 0,
+                payload,
+            })
+            .collect()
+    }
+
+    /// Normalised correlation of two equal-length frames.
+    fn correlation(a: &[i16], b: &[i16]) -> f64 {
+        let dot: f64 = a
+            .iter()
+            .zip(b)
+            .map(|(&x, &y)| f64::from(x) * f64::from(y))
+            .sum();
+        let e = |v: &[i16]| v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>();
+        dot / (e(a) * e(b)).sqrt().max(1.0)
+    }
+
+    /// PCMU → PCMA (frame for frame, no resampling) behind the jitter buffer, with every other
+    /// packet arriving 25 ms late (so after its successor), duplicates, three packets lost and
+    /// sequence numbers wrapping: every packet that arrived comes out exactly once, in order,
+    /// each loss is one concealed frame at its place, nothing else is inserted or dropped, and
+    /// the transcoder goes idle once the stream ends.
+    #[test]
+    fn jitter_transcoder_reorders_and_conceals() {
+        const N: usize = 100;
+        let lost = [17, 50, 51];
+        let mut noise = Noise::new(11);
+        // Each frame its own noise, so any output frame identifies its source frame.
+        let source: Vec<Vec<i16>> = (0..N).map(|_| noise.white(-15.0, 160)).collect();
+        let payloads = encode(CodecKind::Pcmu, &source.concat());
+        let reference: Vec<Vec<i16>> = payloads
+            .iter()
+            .map(|p| decode(CodecKind::Pcmu, std::slice::from_ref(p)))
+            .collect();
+        let pk = packets(CodecKind::Pcmu, payloads, 65_500, u32::MAX - 1000);
+        let mut jt = JitterTranscoder::new(
+            Transcoder::new(CodecKind::Pcmu, CodecKind::Pcma).unwrap(), // invariant: G.711 pair
+        );
+        let (out, idle) = run_jittered(&mut jt, &pk, |i| {
+            let late = if i % 2 == 0 { 25 } else { 0 };
+            (!lost.contains(&i)).then_some(i as u64 * 20 + late)
+        });
+        assert!(idle, "idle after the stream ended");
+        // Which source frame each output frame is (correlation > 0.99), or None (concealed).
+        let matched: Vec<Option<usize>> = out
+            .iter()
+            .map(|t| {
+                let y = decode(CodecKind::Pcma, std::slice::from_ref(&t.payload));
+                reference.iter().position(|r| correlation(r, &y) > 0.99)
+            })
+            .collect();
+        let first = matched.iter().position(Option::is_some).unwrap(); // invariant: frames came
+        let last = matched.iter().position(|m| *m == Some(N - 1)).unwrap(); // invariant: as first
+        assert_eq!(last - first + 1, N, "one frame per 20 ms: {matched:?}");
+        for (i, m) in matched[first..=last].iter().enumerate() {
+            if lost.contains(&i) {
+                // Concealed: a faded repeat of the last good frame, or silence.
+                let good = (0..i).rev().find(|k| !lost.contains(k));
+                assert!(m.is_none() || *m == good, "frame {i}: {m:?}");
+            } else {
+                assert_eq!(*m, Some(i), "frame {i} in order: {matched:?}");
+            }
+        }
+        assert!(out[first].marker && out[first + 1..].iter().all(|t| !t.marker));
+        // After the end: concealment up to the buffer's longest delay, then idle.
+        assert!(
+            out.len() - last - 1 <= 15,
+            "{} trailing",
+            out.len() - last - 1
+        );
+        let st = jt.jitter_stats();
+        println!("{st:?}, target {} ms", jt.target_delay_ms());
+        assert_eq!((st.lost, st.late, st.duplicates), (3, 0, 0));
+        assert_eq!(jt.transcoder().stats().concealed, 3 + st.stalls);
+        // A packet after its turn is dropped as late and wakes nothing up.
+        assert_eq!(jt.push(pk[N - 1].clone(), 10_000), PushOutcome::Late);
+        assert_eq!(jt.poll_timeout(), None);
+    }
+
+    /// Opus (48 kHz, FEC) → PCMU behind the jitter buffer with reordering, random jitter up to
+    /// 30 ms and 5 % loss: the output keeps its 20 ms cadence (one frame per source frame) and the
+    /// 1 kHz tone stays at 1 kHz, within 4 dB of its level, in every 100 ms window.
+    #[test]
+    fn jitter_transcoder_keeps_a_tone_through_reordering_and_loss() {
+        let from = CodecKind::Opus { rate: 48000 };
+        const N: usize = 150;
+        let payloads = encode(from, &sine(1000.0, -10.0, 48000, 960 * N));
+        let pk = packets(from, payloads, 1, 0);
+        let mut jt = JitterTranscoder::new(Transcoder::new(from, CodecKind::Pcmu).unwrap());
+        let mut rng = Noise::new(3);
+        let jitter: Vec<u64> = (0..N).map(|_| (rng.uniform() * 30.0) as u64).collect();
+        let (out, _) = run_jittered(&mut jt, &pk, |i| {
+            (i % 20 != 7).then_some(i as u64 * 20 + jitter[i])
+        });
+        let st = jt.jitter_stats();
+        println!("{st:?}, target {} ms", jt.target_delay_ms());
+        assert_eq!(st.late, 0, "{st:?}");
+        assert!(st.lost >= 7, "{st:?}");
+        let y = decode(
+            CodecKind::Pcmu,
+            &out.iter().map(|t| t.payload.clone()).collect::<Vec<_>>(),
+        );
+        assert!(y.len() >= N * 160, "{} samples", y.len());
+        let levels: Vec<String> = y[..N * 160]
+            .chunks(800)
+            .map(|w| format!("{:.1}", tone_dbfs(w, 1000.0, 8000)))
+            .collect();
+        println!("1 kHz level per 100 ms: {levels:?}");
+        for w in y[..N * 160].chunks(800).skip(1) {
+            let level = tone_dbfs(w, 1000.0, 8000);
+            assert_eq!(peak_hz(w, 8000), 1000.0);
+            // A window with a loss whose successor is already here (FEC) barely dips; one whose
+            // successor came after it (reordered) is concealed by libopus's PLC: ≈ -3.4 dB.
+            assert!((level + 10.0).abs() < 4.0, "{level:.2} dBFS");
+        }
+    }
+
+    /// 30 ms PCMU packets: the buffer follows the packet duration after three packets, plays a
+    /// packet per 30 ms and the output is 20 ms frames of a continuous tone.
+    #[test]
+    fn jitter_transcoder_follows_30ms_packets() {
+        let pcm = sine(1000.0, -10.0, 8000, 240 * 50);
+        let mut enc = CodecKind::Pcmu.codec();
+        let pk: Vec<Packet> = pcm
+            .chunks(240)
+            .enumerate()
+            .map(|(i, f)| {
+                let mut payload = Vec::new();
+                enc.encode(f, &mut payload);
+                Packet {
+                    ssrc: 1,
+                    seq: i as u16,
+                    timestamp: 240 * i as u32,
+                    marker: false,
+                    payload,
+                }
+            })
+            .collect();
+        let mut jt = JitterTranscoder::new(
+            Transcoder::new(CodecKind::Pcmu, CodecKind::Pcma).unwrap(), // invariant: G.711 pair
+        );
+        let (out, idle) = run_jittered(&mut jt, &pk, |i| Some(i as u64 * 30 + 2));
+        assert!(idle);
+        assert_eq!(jt.frame_ms(), 30);
+        let st = jt.jitter_stats();
+        // The packets before the switch are dropped with the old buffer: 47 of 50 played.
+        assert_eq!((st.played, st.lost, st.late), (47, 0, 0), "{st:?}");
+        let y = decode(
+            CodecKind::Pcma,
+            &out.iter().map(|t| t.payload.clone()).collect::<Vec<_>>(),
+        );
+        let tail = &y[..47 * 240];
+        assert_eq!(peak_hz(tail, 8000), 1000.0);
+        assert!((tone_dbfs(tail, 1000.0, 8000) + 10.0).abs() < 1.0);
+    }
+
+    /// A wake-up far too late plays only a few frames (the rest of the missed time is skipped,
+    /// not sent in a burst); a pass-through transcoder behind the buffer reorders too.
+    #[test]
+    fn jitter_transcoder_bounds_catch_up() {
+        let payloads: Vec<Vec<u8>> = (0..30u8).map(|i| vec![i; 160]).collect();
+        let pk = packets(CodecKind::Pcmu, payloads, 0, 0);
+        let mut jt = JitterTranscoder::new(
+            Transcoder::new(CodecKind::Pcmu, CodecKind::Pcmu).unwrap(), // invariant: same codec
+        );
+        for (i, p) in pk.iter().enumerate() {
+            // Pairs swapped, all within the first 10 ms.
+            let j = i ^ 1;
+            jt.push(pk[j].clone(), (i / 10) as u64);
+            let _ = p;
+        }
+        let mut out = Vec::new();
+        jt.handle_timeout(1000, &mut out);
+        assert_eq!(out.len(), MAX_CATCH_UP as usize);
+        let order: Vec<u8> = out.iter().map(|t| t.payload[0]).collect();
+        assert!(order.windows(2).all(|w| w[1] == w[0] + 1), "{order:?}");
+        assert_eq!(jt.poll_timeout().map(|t| t > 1000), Some(true));
     }
 }

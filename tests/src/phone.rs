@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use switchboard_engine::sdp::{Crypto, Sdp};
-use switchboard_engine::sip::{parse_datagram, HeaderName, Message};
+use switchboard_engine::sip::{parse_datagram, HeaderName, Message, SipHeaders};
 use switchboard_media::codec::CodecKind;
 use switchboard_media::dtmf::generator::EventGenerator;
 use switchboard_media::dtmf::receiver::EventReceiver;
@@ -66,6 +66,22 @@ struct Shared {
     digits: Vec<char>,
     /// Methods of the requests received, with their Refer-To when present.
     requests: Vec<(String, Option<String>)>,
+    /// The last initial INVITE received (callee mode): what a BYE from this side needs.
+    incoming: Option<Incoming>,
+}
+
+/// The dialog of a call the engine placed to the phone.
+#[derive(Clone)]
+struct Incoming {
+    call_id: String,
+    /// Its From (the engine's side), sent back as our To.
+    from: String,
+    /// Its To with our tag, sent back as our From.
+    to: String,
+    /// Where the INVITE came from.
+    source: SocketAddr,
+    /// Its headers (name as sent, value).
+    headers: Vec<(String, String)>,
 }
 
 /// One call from the test to the engine.
@@ -496,6 +512,26 @@ Content-Length: {}\r\n\r\n{body}",
                         if initial && status.starts_with("200") {
                             s.answer = Some(String::from_utf8_lossy(&req.body).into_owned());
                             s.answered = true;
+                            // A new call (a callback to a caller that was hung up on).
+                            s.bye = false;
+                            s.incoming = Some(Incoming {
+                                call_id: req.call_id().unwrap_or_default().to_string(),
+                                from: req
+                                    .headers
+                                    .get(&HeaderName::From)
+                                    .unwrap_or_default()
+                                    .to_string(),
+                                to: format!(
+                                    "{};tag=callee",
+                                    req.headers.get(&HeaderName::To).unwrap_or_default()
+                                ),
+                                source: from,
+                                headers: req
+                                    .headers
+                                    .iter()
+                                    .map(|h| (h.name.as_str().to_string(), h.value.to_string()))
+                                    .collect(),
+                            });
                         }
                         let refer_to = req.headers.get(&HeaderName::ReferTo).map(str::to_string);
                         s.requests.push((method.clone(), refer_to));
@@ -738,6 +774,77 @@ Content-Length: {}\r\n\r\n{body}",
             &format!("{}b{}", self.from_tag, self.cseq),
         );
         let _ = self.sip.send_to(bye.as_bytes(), self.engine);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    /// Sends audio like [`Phone::speak`] while decoding what arrives, for `dur` (the audio
+    /// loops): both directions at once, as a person on the phone. Returns what was heard.
+    pub fn talk_and_listen(&mut self, pcm: &[i16], dur: Duration) -> Vec<i16> {
+        let mut enc = self.codec.kind().codec();
+        let mut dec = self.codec.kind().codec();
+        let frame = self.codec.rate() as usize / 50;
+        let ts_step = self.codec.kind().timestamp_per_frame();
+        let frames = (dur.as_millis() / 20) as usize;
+        let start = Instant::now();
+        let mut heard = Vec::new();
+        let mut buf = [0u8; 2048];
+        for i in 0..frames {
+            let at = (i * frame) % pcm.len().max(1);
+            let mut f: Vec<i16> = pcm.iter().cycle().skip(at).take(frame).copied().collect();
+            f.resize(frame, 0);
+            let mut payload = Vec::new();
+            enc.encode(&f, &mut payload);
+            let ts = self.ts;
+            self.send_rtp(self.codec.pt(), i == 0, ts, &payload);
+            self.ts = self.ts.wrapping_add(ts_step);
+            let due = start + Duration::from_millis(20 * (i as u64 + 1));
+            while Instant::now() < due {
+                if let Ok((n, _)) = self.rtp.recv_from(&mut buf) {
+                    if n >= 12 && buf[1] & 0x7f == self.codec.pt() {
+                        let _ = dec.decode(&buf[12..n], &mut heard);
+                    }
+                }
+            }
+        }
+        heard
+    }
+
+    /// Callee mode: the values of header `name` (any case) in the last INVITE received.
+    pub fn incoming_header(&self, name: &str) -> Vec<String> {
+        self.shared
+            .lock()
+            .expect("lock")
+            .incoming
+            .as_ref()
+            .map(|i| {
+                i.headers
+                    .iter()
+                    .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Callee mode: hangs up the call the engine placed (BYE in its dialog).
+    pub fn hang_up_incoming(&mut self) {
+        let Some(inc) = self.shared.lock().expect("lock").incoming.clone() else {
+            return;
+        };
+        let local = self.local_sip();
+        self.cseq += 1;
+        let bye = format!(
+            "BYE sip:switchboard@{engine} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{ft}hb{c}\r\n\
+From: {to}\r\nTo: {from}\r\nCall-ID: {cid}\r\nCSeq: {c} BYE\r\nMax-Forwards: 70\r\n\
+Content-Length: 0\r\n\r\n",
+            engine = inc.source,
+            ft = self.from_tag,
+            c = self.cseq + 100,
+            to = inc.to,
+            from = inc.from,
+            cid = inc.call_id,
+        );
+        let _ = self.sip.send_to(bye.as_bytes(), inc.source);
         std::thread::sleep(Duration::from_millis(200));
     }
 

@@ -78,6 +78,8 @@ pub(super) enum Running {
     Transfer,
     /// Waiting in a contact-centre queue (see `queue.rs`).
     Queue,
+    /// Supervising another call (see `supervise.rs`).
+    Monitor,
 }
 
 pub(super) struct GatherState {
@@ -224,6 +226,12 @@ impl CallActor {
         while let Some(ev) = event.take() {
             if self.ended {
                 return;
+            }
+            if matches!(
+                self.ivr.as_ref().map(|i| &i.running),
+                Some(Running::Monitor)
+            ) {
+                self.stop_monitoring();
             }
             let Some(ivr) = self.ivr.as_mut() else { return };
             ivr.running = Running::Idle;
@@ -375,7 +383,9 @@ impl CallActor {
                 name,
                 priority,
                 attributes,
-            } => self.start_queue(ctx, name, priority, attributes),
+                callback_digit,
+            } => self.start_queue(ctx, name, priority, attributes, callback_digit),
+            PlanCommand::Monitor { agent, mode } => self.start_monitor(ctx, agent, mode),
             PlanCommand::Transfer { to, attended } => self.start_transfer(ctx, to, attended),
             PlanCommand::Webhook { url, method, body } => {
                 self.set_running(Running::Webhook);
@@ -672,6 +682,8 @@ impl CallActor {
                 self.arm_gather_timer(ctx);
             }
             Running::Record(r) if r.terminator == Some(c) => self.end_recording(ctx),
+            Running::Monitor => self.monitor_digit(c),
+            Running::Queue => self.queue_digit(ctx, c),
             _ => {}
         }
     }
@@ -978,6 +990,7 @@ impl CallActor {
         if self.ivr.is_none() {
             return false;
         }
+        self.end_supervision();
         if self.queue_bridge_ended(ctx) {
             return true;
         }
@@ -1068,7 +1081,7 @@ impl CallActor {
         self.post(crate::router::Command::Send {
             req: refer,
             dest,
-            owner: Some(ctx.address()),
+            owner: Some(ctx.address().recipient()),
             tag: super::TxTag::Forwarded(id),
         });
         None
@@ -1161,7 +1174,7 @@ fn engine_codec(k: CodecKind) -> Option<Codec> {
 }
 
 /// A binding for a SIP URI with an IP host (`sip:user@127.0.0.1:5080`), sent over UDP.
-fn direct_binding(uri: &str) -> Option<Binding> {
+pub(super) fn direct_binding(uri: &str) -> Option<Binding> {
     let addr = crate::registrar::contact_socket_addr(uri)?;
     Some(Binding {
         contact: uri.to_string(),

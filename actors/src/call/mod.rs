@@ -8,11 +8,15 @@
 //! pending caller INVITE, BYE on answered legs, CANCEL on ringing ones, and a CDR with cause
 //! `internal_error`.
 
+mod callback;
 mod ivr;
 mod queue;
 mod srtp;
+mod supervise;
 
+pub use callback::{CallbackCall, CallbackEnv};
 pub use ivr::IvrTools;
+pub use supervise::{SuperviseMsg, SupervisionEnded};
 
 use crate::registrar::{aor_key, now_ms, Binding, Lookup};
 use crate::router::{Command, Services, ShardHandle};
@@ -219,7 +223,7 @@ impl Drop for TeardownGuard {
         }
         self.shard.post(Command::Forget {
             ids: std::mem::take(&mut t.call_ids),
-            owner: self.addr.take(),
+            owner: self.addr.take().map(Addr::recipient),
         });
         t.record.end_ms = now_ms();
         t.record.cause = "internal_error".into();
@@ -266,6 +270,10 @@ pub struct CallActor {
     queued: Option<queue::Queued>,
     /// The whole-call recording (`record_session`), while it runs.
     session_recording: Option<std::path::PathBuf>,
+    /// Supervisors listening to this call (its bridge moved into a room).
+    supervision: Option<supervise::Supervision>,
+    /// The call this one supervises (dialplan `monitor`).
+    monitoring: Option<supervise::Monitoring>,
     /// SDES-SRTP of both legs (`srtp.rs`).
     srtp: srtp::CallSrtp,
 }
@@ -324,6 +332,8 @@ impl CallActor {
             dial_gen: 0,
             queued: None,
             session_recording: None,
+            supervision: None,
+            monitoring: None,
             srtp: srtp::CallSrtp::default(),
         }
     }
@@ -380,6 +390,8 @@ impl CallActor {
         for i in 0..self.legs.len() {
             self.hang_up_leg(i as u32);
         }
+        self.end_supervision();
+        self.stop_monitoring();
         self.queue_call_ended();
         let legs = if self.session_recording.is_some() {
             "caller,callee"
@@ -450,7 +462,7 @@ impl CallActor {
         let ids = std::mem::take(&mut t.call_ids);
         self.post(Command::Forget {
             ids,
-            owner: Some(ctx.address()),
+            owner: Some(ctx.address().recipient()),
         });
         ctx.stop();
     }
@@ -534,6 +546,7 @@ impl CallActor {
             );
             req.headers
                 .set(HeaderName::MaxForwards, max_forwards.to_string());
+            self.identity_headers(&mut req, b.destination().addr.ip());
             if !self.b_body.is_empty() {
                 req.headers.push(HeaderName::ContentType, "application/sdp");
                 req.body = self.b_body.clone();
@@ -541,13 +554,13 @@ impl CallActor {
             let side = Side::B(i as u32);
             self.post(Command::Route {
                 call_id: call_id.clone(),
-                to: ctx.address(),
+                to: ctx.address().recipient(),
                 side,
             });
             self.post(Command::Send {
                 req: req.clone(),
                 dest: b.destination(),
-                owner: Some(ctx.address()),
+                owner: Some(ctx.address().recipient()),
                 tag: TxTag::Invite(i as u32),
             });
             self.guard.state.call_ids.push(call_id.clone());
@@ -925,6 +938,63 @@ impl CallActor {
         )
     }
 
+    /// Whether `ip` is in `calls.trusted_sources` (the trust domain of RFC 3325: carriers and
+    /// proxies, not user phones).
+    fn is_trusted(&self, ip: std::net::IpAddr) -> bool {
+        self.setup
+            .services
+            .trusted
+            .iter()
+            .any(|n| switchboard_engine::config::cidr_contains(*n, ip))
+    }
+
+    /// Identity headers of a B leg, at the trust boundary (RFC 3325, RFC 3323):
+    /// `P-Asserted-Identity` is the authenticated user's own identity, the caller's when the
+    /// caller is trusted, and dropped from untrusted callers; it is withheld from an untrusted
+    /// destination when the caller asked `Privacy: id`. `Privacy: user` / `header` anonymise
+    /// From. `Privacy`, `Diversion` and `History-Info` pass through.
+    fn identity_headers(&self, req: &mut Request, dest: std::net::IpAddr) {
+        let inv = &self.setup.invite;
+        let named = |name: &str| -> Vec<String> {
+            inv.headers
+                .iter()
+                .filter(|h| h.name.as_str().eq_ignore_ascii_case(name))
+                .map(|h| h.value.to_string())
+                .collect()
+        };
+        let privacy: Vec<String> = named("Privacy")
+            .iter()
+            .flat_map(|v| v.split(';').map(|t| t.trim().to_ascii_lowercase()))
+            .filter(|t| !t.is_empty())
+            .collect();
+        let pai = match &self.authenticated_user {
+            Some(u) => vec![format!("<sip:{u}@{}>", self.setup.services.auth.realm())],
+            None if self.is_trusted(self.setup.source.addr.ip()) => named("P-Asserted-Identity"),
+            None => Vec::new(),
+        };
+        let withhold = privacy.iter().any(|t| t == "id") && !self.is_trusted(dest);
+        if !withhold {
+            for v in pai {
+                req.headers
+                    .push(HeaderName::Other("P-Asserted-Identity".into()), v);
+            }
+        }
+        if privacy.iter().any(|t| t == "user" || t == "header") {
+            if let Some(from) = req.headers.get_mut(&HeaderName::From) {
+                let tag = from.find(";tag=").map(|i| from[i..].to_string());
+                *from = format!(
+                    "\"Anonymous\" <sip:anonymous@anonymous.invalid>{}",
+                    tag.unwrap_or_default()
+                );
+            }
+        }
+        for name in ["Privacy", "Diversion", "History-Info"] {
+            for v in named(name) {
+                req.headers.push(HeaderName::Other(name.into()), v);
+            }
+        }
+    }
+
     /// Checks the caller's Proxy-Authorization; routes the call when it is right.
     fn authenticate(&mut self, ctx: &mut Context<Self>) {
         let creds = self
@@ -1193,7 +1263,7 @@ impl CallActor {
                 self.post(Command::Send {
                     req: fwd,
                     dest,
-                    owner: Some(ctx.address()),
+                    owner: Some(ctx.address().recipient()),
                     tag: TxTag::Forwarded(id),
                 });
             }
@@ -1349,14 +1419,7 @@ impl Actor for CallActor {
             tx: self.setup.tx,
             resp: response(&self.setup.invite, 100),
         });
-        let src = self.setup.source.addr.ip();
-        let trusted = self
-            .setup
-            .services
-            .trusted
-            .iter()
-            .any(|n| switchboard_engine::config::cidr_contains(*n, src));
-        if trusted {
+        if self.is_trusted(self.setup.source.addr.ip()) {
             self.route(ctx);
         } else {
             self.authenticate(ctx);

@@ -8,6 +8,7 @@ use crate::contact::{InteractionId, ReservationId, VoiceEnqueue, VoiceUpdate};
 use actix::prelude::*;
 use std::time::Duration;
 use switchboard_dialplans::{DialTarget, Event};
+use switchboard_engine::sip::HeaderName;
 use switchboard_media::prompt::{tone, ToneKind};
 use switchboard_media::Leg;
 
@@ -21,6 +22,8 @@ pub(super) struct Queued {
     bridged: bool,
     /// The position announcement playing (its prompt id), hold music resumes after it.
     announcing: Option<u64>,
+    /// The digit that asks for a callback, when offered.
+    callback_digit: Option<char>,
 }
 
 impl CallActor {
@@ -31,6 +34,7 @@ impl CallActor {
         name: String,
         priority: i64,
         attributes: Vec<(String, String)>,
+        callback_digit: Option<char>,
     ) -> Option<Event> {
         let Some(cc) = self.setup.services.contact.clone() else {
             tracing::warn!(queue = %name, "queue action without a contact centre");
@@ -47,6 +51,7 @@ impl CallActor {
             answered: None,
             bridged: false,
             announcing: None,
+            callback_digit,
         });
         if let Some(i) = self.ivr.as_mut() {
             i.running = Running::Queue;
@@ -61,6 +66,7 @@ impl CallActor {
             caller: self.guard.state.record.caller.clone(),
             call_id: self.guard.state.record.call_id.clone(),
             call: ctx.address().recipient(),
+            supervise: ctx.address().recipient(),
         };
         async move { cc.enqueue_voice(req).await }
             .into_actor(self)
@@ -181,6 +187,40 @@ impl CallActor {
             i.session.set_var("queue_result", reason);
         }
         self.step(ctx, Event::ActionCompleted);
+    }
+
+    /// A digit while waiting: the callback digit trades the wait for a callback (the place in
+    /// line is kept; the plan goes on with `queue_result` = `callback`, e.g. to say so and hang
+    /// up). Not while an agent rings.
+    pub(super) fn queue_digit(&mut self, ctx: &mut Context<Self>, c: char) {
+        let Some(q) = self.queued.as_ref() else {
+            return;
+        };
+        if q.callback_digit != Some(c) || q.offer.is_some() || q.bridged {
+            return;
+        }
+        let (Some(cc), Some(i)) = (&self.setup.services.contact, q.interaction) else {
+            return;
+        };
+        let number = self.callback_number();
+        tracing::info!(interaction = %i, %number, "callback requested");
+        cc.request_callback(i, number);
+        self.queued = None;
+        self.leave_queue(ctx, "callback");
+    }
+
+    /// Where to call this caller back: their user name when they authenticated (reached through
+    /// the registrar), else the Contact of their INVITE (a SIP URI reachable directly).
+    fn callback_number(&self) -> String {
+        if let Some(u) = &self.authenticated_user {
+            return u.clone();
+        }
+        self.setup
+            .invite
+            .headers
+            .get(&HeaderName::Contact)
+            .and_then(switchboard_engine::dialog::uri_of)
+            .unwrap_or_else(|| self.guard.state.record.caller.clone())
     }
 
     /// A ringing offer failed: tell the router (it picks the next agent); hold music goes on.

@@ -15,6 +15,7 @@
 //! | `GET/PUT /workflow` | the workflow (queues by name) |
 //! | `GET/POST /interactions`, `GET /interactions/{id}` | live interactions; POST creates a chat/messaging/e-mail one |
 //! | `POST /interactions/{id}/move` `{"queue": …}`, `POST /interactions/{id}/end` | supervisor move; customer side ended |
+//! | `PUT /interactions/{id}/supervision` `{"mode": "listen"｜"whisper"｜"barge"}` | switch the mode of every supervisor on the live call |
 //! | `GET /metrics/queues[/{name}]`, `GET /metrics/agents[/{name}]` | Amazon Connect metrics; query `from_ms`, `to_ms`, `sl_secs` |
 
 use super::desktop::DesktopSession;
@@ -70,6 +71,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/interactions/{id}", web::get().to(get_interaction))
             .route("/interactions/{id}/move", web::post().to(move_interaction))
             .route("/interactions/{id}/end", web::post().to(end_interaction))
+            .route(
+                "/interactions/{id}/supervision",
+                web::put().to(set_supervision),
+            )
             .route("/metrics/queues", web::get().to(queue_metrics))
             .route("/metrics/queues/{name}", web::get().to(queue_metrics_one))
             .route("/metrics/agents", web::get().to(agent_metrics))
@@ -101,6 +106,34 @@ async fn stored(cc: &ContactCentre, r: Request, status: StatusCode) -> Reply {
     let v = cc.request(r).await?;
     cc.flush().await;
     Ok(HttpResponse::build(status).json(v))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SupervisionBody {
+    mode: String,
+}
+
+/// Switches every supervisor of a live call to `mode` (they joined by dialling the `monitor`
+/// dialplan action).
+async fn set_supervision(cc: Cc, id: web::Path<String>, b: web::Bytes) -> Reply {
+    let id = id_param(&id)?;
+    let sb: SupervisionBody = body(&b)?;
+    let mode = switchboard_dialplans::MonitorMode::parse(&sb.mode)
+        .filter(|_| !sb.mode.starts_with(|c: char| c.is_ascii_digit()))
+        .ok_or_else(|| ContactError::bad("mode", "`listen`, `whisper` or `barge`"))?;
+    let gone = |error: String| ContactError {
+        status: 404,
+        error,
+        field: Some("id".into()),
+    };
+    let target = cc.voice_call_of(id).await.map_err(gone)?;
+    let n = target
+        .send(crate::call::SuperviseMsg::ModeAll { mode })
+        .await
+        .map_err(|_| gone("the call ended".into()))?
+        .map_err(|e| ContactError::conflict("id", &e))?;
+    Ok(HttpResponse::Ok().json(json!({"interaction": id, "mode": mode.name(), "supervisors": n})))
 }
 
 async fn list_queues(cc: Cc) -> Reply {

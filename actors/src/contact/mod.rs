@@ -125,6 +125,8 @@ impl Default for Settings {
 #[derive(Clone)]
 pub struct ContactCentre {
     addr: Addr<RoutingActor>,
+    /// How callbacks reach the SIP side (set once the SIP server runs).
+    callback_env: Arc<std::sync::OnceLock<crate::call::CallbackEnv>>,
     journal: Journal,
     storage: Storage,
     settings: Arc<Settings>,
@@ -144,6 +146,8 @@ pub struct VoiceEnqueue {
     pub call_id: String,
     /// Where offers and queue updates for this call go.
     pub call: Recipient<VoiceUpdate>,
+    /// Where supervisors ask to join the call once an agent answered it.
+    pub supervise: Recipient<crate::call::SuperviseMsg>,
 }
 
 /// What the contact centre tells a queued voice call.
@@ -247,7 +251,19 @@ pub(crate) enum VoiceSignal {
     Answered(InteractionId, ReservationId),
     Failed(InteractionId, ReservationId, u16),
     Ended(InteractionId),
+    /// The waiting caller asked to be called back at this number (their call ends).
+    Callback(InteractionId, String),
     Tick,
+}
+
+/// Which live voice call a supervisor wants.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<Recipient<crate::call::SuperviseMsg>, String>")]
+pub(crate) enum FindVoiceCall {
+    /// The call the agent is on.
+    Agent(String),
+    /// The call of this interaction.
+    Interaction(u64),
 }
 
 /// Enqueues a voice call.
@@ -269,11 +285,13 @@ impl ContactCentre {
         let journal = Journal::start(storage.clone());
         let settings = Arc::new(settings);
         let actor = restore::load(&storage, journal.clone(), settings.clone(), clock).await?;
+        let callback_env = actor.callback_env.clone();
         // Its own thread: routing decisions never wait behind transport readers or HTTP.
         let arbiter = actix_rt::Arbiter::new();
         let addr = RoutingActor::start_in_arbiter(&arbiter.handle(), move |_| actor);
         let cc = ContactCentre {
             addr,
+            callback_env,
             journal,
             storage,
             settings,
@@ -311,6 +329,42 @@ impl ContactCentre {
     ) {
         self.addr
             .do_send(VoiceSignal::Failed(interaction, reservation, sip_code));
+    }
+
+    /// Lets callback interactions place calls: the SIP server's first shard and the engine's
+    /// services (called by the router factory; later calls are ignored).
+    pub fn set_callback_env(&self, env: crate::call::CallbackEnv) {
+        let _ = self.callback_env.set(env);
+    }
+
+    /// The waiting caller chose to be called back at `number`: the interaction keeps its place
+    /// in line (state `callback`) and no longer has a call of its own; when an agent takes it
+    /// the engine calls the agent, then the customer.
+    pub fn request_callback(&self, interaction: InteractionId, number: String) {
+        self.addr
+            .do_send(VoiceSignal::Callback(interaction, number));
+    }
+
+    /// Where to send a supervisor's requests for the live call `agent` is on.
+    pub async fn voice_call_of_agent(
+        &self,
+        agent: &str,
+    ) -> Result<Recipient<crate::call::SuperviseMsg>, String> {
+        self.addr
+            .send(FindVoiceCall::Agent(agent.to_string()))
+            .await
+            .map_err(|_| "the contact centre is stopping".to_string())?
+    }
+
+    /// Where to send supervision requests for interaction `id`'s live call.
+    pub async fn voice_call_of(
+        &self,
+        id: u64,
+    ) -> Result<Recipient<crate::call::SuperviseMsg>, String> {
+        self.addr
+            .send(FindVoiceCall::Interaction(id))
+            .await
+            .map_err(|_| "the contact centre is stopping".to_string())?
     }
 
     /// The voice call ended (caller hung up while queued = abandoned; after answer = completed

@@ -2,10 +2,11 @@
 //! status pushes, journal writes, and position announcements for the queues that changed.
 
 use super::desktop::DesktopPush;
-use super::routing_actor::{OfferRef, RoutingActor};
+use super::routing_actor::{OfferRef, RoutingActor, VoiceLeg};
 use super::{ReservationId, VoiceUpdate};
 use crate::routing::events::EventKind;
 use crate::routing::{AgentId, Channel, Input, InteractionId, Output, RoutingEvent};
+use actix::Actor;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -192,6 +193,7 @@ impl RoutingActor {
             return;
         }
         let sip_user = self.dir.agent(agent).and_then(|a| a.def.sip_user.clone());
+        self.callback_call(interaction);
         let leg = self.live.get(&interaction).and_then(|l| l.voice.as_ref());
         match (leg, sip_user) {
             (Some(leg), Some(sip_user)) => {
@@ -213,6 +215,39 @@ impl RoutingActor {
                 self.deferred.push(Input::Reject { interaction, agent });
             }
         }
+    }
+
+    /// A callback interaction has no call of its own: start the one that rings the agent and
+    /// then calls the customer back (once; it handles every later offer).
+    fn callback_call(&mut self, interaction: InteractionId) {
+        let Some(number) = self
+            .router
+            .interaction(interaction)
+            .and_then(|i| i.callback.clone())
+        else {
+            return;
+        };
+        let Some(live) = self.live.get_mut(&interaction) else {
+            return;
+        };
+        if live.voice.is_some() {
+            return;
+        }
+        let Some(env) = self.callback_env.get().cloned() else {
+            tracing::warn!(%interaction, "callback cannot be placed: SIP is not running");
+            return;
+        };
+        let Some(cc) = env.services.contact.clone() else {
+            return;
+        };
+        let addr = crate::call::CallbackCall::new(env, cc, interaction, number).start();
+        live.voice = Some(VoiceLeg {
+            call: addr.clone().recipient(),
+            supervise: addr.recipient(),
+            call_id: format!("callback-{}", interaction.0),
+            last_position: None,
+            last_sent: None,
+        });
     }
 
     /// Sends a JSON frame to every desktop of `agent`.

@@ -19,6 +19,7 @@ use std::sync::Arc;
 /// The voice call behind a queued voice interaction.
 pub(super) struct VoiceLeg {
     pub call: Recipient<VoiceUpdate>,
+    pub supervise: Recipient<crate::call::SuperviseMsg>,
     pub call_id: String,
     /// Last position / estimate sent, and when.
     pub last_position: Option<(u32, Option<u32>)>,
@@ -68,6 +69,8 @@ pub struct RoutingActor {
     /// Inputs produced while draining, applied once the drain is over.
     pub(super) deferred: Vec<Input>,
     timer: Option<(u64, SpawnHandle)>,
+    /// Lets callback interactions place calls (set once the SIP server runs).
+    pub(super) callback_env: Arc<std::sync::OnceLock<crate::call::CallbackEnv>>,
 }
 
 impl Actor for RoutingActor {
@@ -106,6 +109,7 @@ impl RoutingActor {
             dirty: BTreeSet::new(),
             deferred: Vec::new(),
             timer: None,
+            callback_env: Arc::default(),
         }
     }
 
@@ -206,6 +210,7 @@ impl RoutingActor {
         };
         let leg = VoiceLeg {
             call: req.call,
+            supervise: req.supervise,
             call_id: req.call_id,
             last_position: None,
             last_sent: None,
@@ -332,6 +337,18 @@ impl RoutingActor {
                     tracing::warn!(%interaction, error = %e, "call end not applied");
                 }
             }
+            VoiceSignal::Callback(interaction, number) => {
+                if let Some(l) = self.live.get_mut(&interaction) {
+                    l.voice = None;
+                }
+                if let Err(e) = self.feed(Input::RequestCallback {
+                    interaction,
+                    number,
+                }) {
+                    tracing::warn!(%interaction, error = %e, "callback refused; abandoned");
+                    let _ = self.feed(Input::Abandon { interaction });
+                }
+            }
             VoiceSignal::Tick => {
                 let _ = self.feed(Input::Tick);
             }
@@ -363,6 +380,42 @@ impl Handler<EnqueueVoice> for RoutingActor {
         let r = self.enqueue_voice(msg.0);
         self.rearm(ctx);
         r
+    }
+}
+
+impl Handler<super::FindVoiceCall> for RoutingActor {
+    type Result = Result<Recipient<crate::call::SuperviseMsg>, String>;
+
+    fn handle(&mut self, msg: super::FindVoiceCall, _ctx: &mut Context<Self>) -> Self::Result {
+        let interaction = match msg {
+            super::FindVoiceCall::Interaction(id) => InteractionId(id),
+            super::FindVoiceCall::Agent(name) => {
+                let agent = self
+                    .dir
+                    .agent_id(&name)
+                    .ok_or_else(|| format!("no agent `{name}`"))?;
+                self.router
+                    .agent(agent)
+                    .and_then(|a| {
+                        a.work
+                            .iter()
+                            .find(|w| {
+                                w.channel == Channel::Voice
+                                    && self
+                                        .router
+                                        .interaction(w.interaction)
+                                        .is_some_and(|i| i.state == InteractionState::Assigned)
+                            })
+                            .map(|w| w.interaction)
+                    })
+                    .ok_or_else(|| format!("agent `{name}` is on no call"))?
+            }
+        };
+        self.live
+            .get(&interaction)
+            .and_then(|l| l.voice.as_ref())
+            .map(|v| v.supervise.clone())
+            .ok_or_else(|| format!("interaction {} has no live call", interaction.0))
     }
 }
 

@@ -96,6 +96,7 @@ impl Session {
                 name,
                 priority,
                 attributes,
+                callback_digit,
             } => Command::Queue {
                 name: self.render(name),
                 priority: *priority,
@@ -103,6 +104,11 @@ impl Session {
                     .iter()
                     .map(|(k, v)| (k.clone(), self.render(v)))
                     .collect(),
+                callback_digit: *callback_digit,
+            },
+            Action::Monitor { agent, mode } => Command::Monitor {
+                agent: self.render(agent),
+                mode: *mode,
             },
             Action::Transfer { to, attended } => Command::Transfer {
                 to: self.render(to),

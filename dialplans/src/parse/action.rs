@@ -27,6 +27,7 @@ pub(crate) const VERBS: &[&str] = &[
     "business_hours",
     "label",
     "echo",
+    "monitor",
 ];
 
 /// Converts action lists into [`Block`]s, collecting labels and diagnostics.
@@ -134,6 +135,7 @@ impl Builder<'_> {
             "record_session" => self.record_session(args, pos),
             "dial" => self.dial(args, pos, here),
             "queue" => self.queue(args, pos),
+            "monitor" => self.monitor(args, pos),
             "transfer" => self.transfer(args, pos),
             "set" => self.set(args, pos),
             "branch" => self.branch(args, pos, here),

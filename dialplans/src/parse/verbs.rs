@@ -2,7 +2,7 @@
 
 use super::action::{media_of, push, sip_code, transpose, Builder};
 use super::reader::{boolean, dtmf, int, items, name, strings, template, text, uint, MapRead};
-use crate::command::Strategy;
+use crate::command::{MonitorMode, Strategy};
 use crate::diag::{DiagKind, Pos, Sink};
 use crate::eval::DEFAULT_RECORD_SESSION_PATH;
 use crate::model::{Action, Loc, MediaT, PromptT, RecordSessionT, TargetT};
@@ -447,6 +447,7 @@ impl Builder<'_> {
                 name: template(args, "queue", self.sink)?,
                 priority: 0,
                 attributes: Vec::new(),
+                callback_digit: None,
             });
         }
         let mut m = MapRead::new(args, "queue", self.sink)?;
@@ -459,11 +460,51 @@ impl Builder<'_> {
         let attributes = m
             .get("attributes")
             .map(|n| self.pairs(n, "queue attributes"));
+        let callback = m
+            .get("callback_digit")
+            .map(|n| dtmf(n, "queue callback_digit", self.sink));
         m.finish("queue", self.sink);
         Some(Action::Queue {
             name: qname??,
             priority: transpose(priority)?.unwrap_or(0),
             attributes: transpose(attributes)?.unwrap_or_default(),
+            callback_digit: transpose(callback)?,
+        })
+    }
+
+    /// `monitor: alice` or `monitor: { agent: "${digits}", mode: whisper }`.
+    pub(super) fn monitor(&mut self, args: Option<&Node>, pos: Option<Pos>) -> Option<Action> {
+        let Some(args) = args else {
+            return self.missing(pos, "monitor", "an agent name");
+        };
+        if let NodeKind::Scalar { .. } = args.kind {
+            return Some(Action::Monitor {
+                agent: template(args, "monitor", self.sink)?,
+                mode: MonitorMode::Listen,
+            });
+        }
+        let mut m = MapRead::new(args, "monitor", self.sink)?;
+        let agent = m
+            .require("agent", "`monitor`", self.sink)
+            .map(|n| template(n, "monitor agent", self.sink));
+        let mode = m.get("mode").map(|n| {
+            let t = text(n, "monitor mode", self.sink)?;
+            match MonitorMode::parse(&t) {
+                Some(mode) if !t.starts_with(|c: char| c.is_ascii_digit()) => Some(mode),
+                _ => {
+                    self.sink.error(
+                        n.pos,
+                        DiagKind::BadValue,
+                        format!("monitor mode must be `listen`, `whisper` or `barge`, found `{t}`"),
+                    );
+                    None
+                }
+            }
+        });
+        m.finish("monitor", self.sink);
+        Some(Action::Monitor {
+            agent: agent??,
+            mode: transpose(mode)?.unwrap_or(MonitorMode::Listen),
         })
     }
 

@@ -21,10 +21,10 @@
 //!
 //! # Cost, and why there is no `recvmmsg`/`sendmmsg`
 //!
-//! Measured with `media/benches/relay.rs` on the 2-core box: 1 000 calls (100 000 packets/s in,
-//! 100 000 out) cost ≈ 0.34–0.52 of one core on one runtime thread, ≈ 3.5–5 µs per relayed packet
-//! (most of it the loopback `sendto`, whose delivery cost the sender pays), ≈ 13 KiB RSS per
-//! session. A `recvmmsg` variant (one non-blocking batch per wake-up, readiness cleared through
+//! Measured with `load-tests/benches/relay.rs` on the 2-core box: 1 000 calls (100 000
+//! packets/s in, 100 000 out) cost ≈ 0.34–0.52 of one core on one runtime thread, ≈ 3.5–5 µs per
+//! relayed packet (most of it the loopback `sendto`, whose delivery cost the sender pays),
+//! ≈ 13 KiB RSS per session. A `recvmmsg` variant (one non-blocking batch per wake-up, readiness cleared through
 //! `try_io` when the batch was short) measured the same within noise: a call's socket sees one
 //! packet per 20 ms, so batches hold one packet, and tokio already issues ≈ 1.03 receive calls per
 //! packet (strace). `sendmmsg` cannot batch either: each leg sends from its own socket. So the
@@ -58,9 +58,13 @@
 //! (or unknown) formats and nothing tapping, a packet costs what it did before: one atomic load
 //! more, the RFC 3550 jitter update, no decode, no lock beyond the latch.
 //!
-//! * **Transcoding** ([`crate::transcode::Transcoder`], in the receiving pump, arrival order, gaps
-//!   of up to 4 packets concealed) when both formats are known and differ; the output goes out on
-//!   the engine's own stream to the destination (its own SSRC, sequence and timestamps).
+//! * **Transcoding** when both formats are known and differ: in the receiving pump, through a
+//!   [`crate::transcode::JitterTranscoder`] (an adaptive [`crate::jitter::JitterBuffer`] in front
+//!   of the [`crate::transcode::Transcoder`]): packets are put in order, duplicates and late ones
+//!   dropped, losses concealed (Opus FEC, PLC), and one frame is played out per packet duration
+//!   on a timer of that pump (the pump then waits on its socket *or* the playout deadline; with
+//!   nothing to play, or in pass-through, it waits on the socket only). The output goes out on the
+//!   engine's own stream to the destination (its own SSRC, sequence and timestamps).
 //! * **Telephone-events** (RFC 4733) are always detected on a leg whose format has a dtmf payload
 //!   type: one [`MediaEvent::Dtmf`] per press, in every route. In `Bridge` they are forwarded
 //!   (payload type rewritten when the legs differ, re-stamped on the engine's stream when
@@ -976,7 +980,8 @@ impl Shared {
     }
 }
 
-/// The receive-and-forward loop of one socket.
+/// The receive-and-forward loop of one socket. A pump whose leg is transcoded also wakes up
+/// on its jitter buffer's playout timer ([`PumpMedia::playout_at`]).
 async fn pump(sockets: Arc<Sockets>, shared: Arc<Shared>, from: Leg, kind: Kind) {
     let rx = &sockets.socks[from.idx()][kind as usize];
     let tx = &sockets.socks[from.other().idx()][kind as usize];
@@ -991,7 +996,24 @@ async fn pump(sockets: Arc<Sockets>, shared: Arc<Shared>, from: Leg, kind: Kind)
     };
     let mut buf = vec![0u8; MAX_PACKET];
     loop {
-        let (len, src) = match rx.recv_from(&mut buf).await {
+        let received = match media.playout_at() {
+            // Pass-through, or nothing to play out: wait for packets only.
+            None => rx.recv_from(&mut buf).await,
+            // Transcoding: the jitter buffer's playout timer too.
+            Some(at_ms) => {
+                let at = shared.epoch + Duration::from_millis(at_ms);
+                tokio::select! {
+                    biased;
+                    r = rx.recv_from(&mut buf) => r,
+                    () = tokio::time::sleep_until(at.into()) => {
+                        let sent = media.on_playout(&shared.plane, shared.now_ms(), &io);
+                        count(counters, sent.forwarded, sent.dropped);
+                        continue;
+                    }
+                }
+            }
+        };
+        let (len, src) = match received {
             Ok(r) => r,
             Err(e) => {
                 // Unconnected UDP sockets report no ICMP errors on Linux; anything here is

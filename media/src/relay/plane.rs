@@ -17,18 +17,16 @@ use super::tap::TapPacket;
 use super::{DtmfSource, Leg, LegFormat, MediaEvent, Route};
 use crate::codec::{Codec, CodecKind};
 use crate::dtmf::{EventReceiver, InbandDetector};
+use crate::jitter::Packet;
 use crate::quality::ReceiverStats;
 use crate::rtp::RtpHeader;
-use crate::transcode::Transcoder;
+use crate::transcode::{JitterTranscoder, Transcoded, Transcoder};
 
 /// Capacity of the event channel.
 pub(super) const EVENTS: usize = 256;
 
 /// A gap in an outgoing stream longer than this moves its timestamp on by the wall time.
 const TS_RESYNC: Duration = Duration::from_millis(200);
-
-/// A sequence step up to this is a loss the transcoder conceals; beyond, a new start.
-const MAX_CONCEAL: u16 = 5;
 
 /// Per-leg configuration, as set through the session's methods.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -285,16 +283,15 @@ enum AudioOut {
     PassThrough,
     /// Same payload format, another payload type: the PT byte is rewritten.
     RewritePt(u8),
-    /// Decode → encode into the other leg's format, on the engine's own stream to that leg.
+    /// Decode → encode into the other leg's format, on the engine's own stream to that leg,
+    /// through a jitter buffer played out on the pump's timer.
     Transcode(Box<Transcode>),
 }
 
 struct Transcode {
-    t: Transcoder,
+    jt: JitterTranscoder,
     to: LegFormat,
-    /// SSRC and sequence of the last input packet (for loss concealment).
-    last: Option<(u32, u16)>,
-    out: Vec<Vec<u8>>,
+    out: Vec<Transcoded>,
     /// Input event timestamp → output event timestamp, for forwarded telephone-events.
     event_map: Option<(u32, u32)>,
 }
@@ -465,7 +462,8 @@ impl PumpMedia {
                 if is_event {
                     self.bridge_event(plane, h, marker, packet, range, dst, io, &mut sent);
                 } else {
-                    self.bridge_audio(plane, h, marker, packet, range, dst, io, &mut sent);
+                    let at = arrival_ns;
+                    self.bridge_audio(plane, h, marker, packet, range, dst, io, &mut sent, at);
                 }
             }
         }
@@ -565,11 +563,16 @@ impl PumpMedia {
         dst: Option<SocketAddr>,
         io: &Sends<'_>,
         sent: &mut Sent,
+        arrival_ns: u64,
     ) {
         let from_pt = self.mine.format.map(|f| f.payload_type);
+        let now_ms = arrival_ns / 1_000_000;
         let to = self.leg.other();
-        match &mut self.audio {
-            AudioOut::PassThrough => sent.add(send_leg(plane, to, io.tx, dst, packet)),
+        let due = match &mut self.audio {
+            AudioOut::PassThrough => {
+                sent.add(send_leg(plane, to, io.tx, dst, packet));
+                false
+            }
             AudioOut::RewritePt(pt) => {
                 if Some(h.payload_type) == from_pt {
                     if let Some(b) = packet.get_mut(1) {
@@ -577,46 +580,83 @@ impl PumpMedia {
                     }
                 }
                 sent.add(send_leg(plane, to, io.tx, dst, packet));
+                false
             }
             AudioOut::Transcode(t) => {
                 let Some(r) = range.filter(|_| Some(h.payload_type) == from_pt) else {
                     return; // comfort noise or another codec: nothing to transcode it into
                 };
-                let payload = &packet[r];
-                t.out.clear();
-                match t.last {
-                    Some((ssrc, last)) if ssrc == h.ssrc => {
-                        let step = h.sequence.wrapping_sub(last);
-                        if step == 0 || step > u16::MAX / 2 {
-                            return; // a duplicate or a late packet
-                        }
-                        if step <= MAX_CONCEAL {
-                            for i in 1..step {
-                                let next = (i + 1 == step).then_some(payload);
-                                let concealed = t.t.lost(next);
-                                t.out.extend(concealed);
-                            }
-                        }
-                    }
-                    _ => {}
-                }
-                t.last = Some((h.ssrc, h.sequence));
-                t.t.push_into(payload, &mut t.out);
-                let fmt = t.to;
-                let (clock, step) = (fmt.codec.clock_rate(), fmt.codec.timestamp_per_frame());
-                let now = Instant::now();
-                for (i, p) in t.out.iter().enumerate() {
-                    let (seq, ts, ssrc) = {
-                        let mut o = plane.out(self.leg.other());
-                        let (seq, ts) = o.audio(now, clock, step);
-                        (seq, ts, o.ssrc)
-                    };
-                    self.buf.clear();
-                    let m = marker && i == 0;
-                    write_rtp(&mut self.buf, m, fmt.payload_type, seq, ts, ssrc, p);
-                    sent.add(send_leg(plane, to, io.tx, dst, &self.buf));
-                }
+                let packet = Packet {
+                    ssrc: h.ssrc,
+                    seq: h.sequence,
+                    timestamp: h.timestamp,
+                    marker,
+                    payload: packet[r].to_vec(),
+                };
+                // Reordering, duplicates and losses are the jitter buffer's; frames leave on
+                // the playout timer (`PumpMedia::on_playout`), or now if one is already due.
+                t.jt.push(packet, now_ms);
+                t.jt.poll_timeout().is_some_and(|at| at <= now_ms)
             }
+        };
+        if due {
+            self.playout(plane, now_ms, dst, io, sent);
+        }
+    }
+
+    /// When the transcoding playout wants [`PumpMedia::on_playout`] called, ms on the session's
+    /// clock; `None` when not transcoding or while no audio comes (the pump then only waits
+    /// for packets, as in pass-through).
+    pub fn playout_at(&self) -> Option<u64> {
+        match &self.audio {
+            AudioOut::Transcode(t) => t.jt.poll_timeout(),
+            _ => None,
+        }
+    }
+
+    /// The playout timer fired at `now_ms`: plays the transcoded frames due into the other leg.
+    pub fn on_playout(&mut self, plane: &Plane, now_ms: u64, io: &Sends<'_>) -> Sent {
+        let mut sent = Sent::default();
+        self.refresh(plane);
+        let dst = (io.remote)(self.leg.other());
+        self.playout(plane, now_ms, dst, io, &mut sent);
+        sent
+    }
+
+    /// Runs the transcoding playout up to `now_ms` and sends what it gives, unless the route
+    /// changed or a player holds the other leg (the frames are then dropped: time moves on).
+    fn playout(
+        &mut self,
+        plane: &Plane,
+        now_ms: u64,
+        dst: Option<SocketAddr>,
+        io: &Sends<'_>,
+        sent: &mut Sent,
+    ) {
+        let AudioOut::Transcode(t) = &mut self.audio else {
+            return;
+        };
+        t.out.clear();
+        t.jt.handle_timeout(now_ms, &mut t.out);
+        let to_leg = self.leg.other();
+        let blocked = self.mine.route != Route::Bridge
+            || plane.legs[to_leg.idx()].injecting.load(Ordering::Acquire) != 0;
+        if t.out.is_empty() || blocked {
+            return;
+        }
+        let to = t.to;
+        let (clock, step) = (to.codec.clock_rate(), to.codec.timestamp_per_frame());
+        let now = Instant::now();
+        for frame in &t.out {
+            let (seq, ts, ssrc) = {
+                let mut o = plane.out(to_leg);
+                let (seq, ts) = o.audio(now, clock, step);
+                (seq, ts, o.ssrc)
+            };
+            self.buf.clear();
+            let (m, pt) = (frame.marker, to.payload_type);
+            write_rtp(&mut self.buf, m, pt, seq, ts, ssrc, &frame.payload);
+            sent.add(send_leg(plane, to_leg, io.tx, dst, &self.buf));
         }
     }
 
@@ -698,9 +738,8 @@ fn audio_out(mine: Option<LegFormat>, theirs: Option<LegFormat>) -> AudioOut {
     }
     match Transcoder::new(a.codec, b.codec) {
         Ok(t) => AudioOut::Transcode(Box::new(Transcode {
-            t,
+            jt: JitterTranscoder::new(t),
             to: b,
-            last: None,
             out: Vec::with_capacity(2),
             event_map: None,
         })),

@@ -1,7 +1,7 @@
 //! SRTP cost per packet: protect and unprotect of a 20 ms G.711 packet (12-byte header,
 //! 160-byte payload) for each suite, on one core.
 //!
-//! `cargo bench -p switchboard-media --bench srtp` prints ns per packet; a relayed call between
+//! `cargo bench -p switchboard-load --bench srtp` prints ns per packet; a relayed call between
 //! a secured and a plain leg pays one unprotect and one protect per 20 ms and direction pair.
 
 use std::hint::black_box;

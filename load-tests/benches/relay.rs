@@ -1,16 +1,22 @@
 //! Relay micro-benchmark: N concurrent G.711-like calls (172-byte RTP packets, 50 packets/s each
 //! way) through N [`RelaySession`]s, for a few seconds.
 //!
-//! `cargo bench -p switchboard-media --bench relay` with knobs in the environment:
+//! `cargo bench -p switchboard-load --bench relay` with knobs in the environment:
 //! `RELAY_CALLS` (1000), `RELAY_SECONDS` (5), `RELAY_THREADS` (relay runtime workers, 1),
-//! `RELAY_MODE` (`all`, or one of `plain`, `record`, `player`, `conference`, `conference8`).
+//! `RELAY_MODE` (`all`, or one of `plain`, `record`, `transcode`, `player`, `conference`,
+//! `conference8`).
 //!
 //! Modes, each on a fresh runtime and fresh sessions:
 //!
-//! * `plain`: the pass-through relay (no formats set), the cost every call pays;
-//! * `record`: the same traffic with both legs set to PCMU and a stereo WAV recording running on
-//!   every session (the pumps copy packets to the tap task, which runs two jitter buffers and
-//!   decoders and writes 32 KB/s per call to files in the temp directory);
+//! * `plain`: the pass-through relay with both legs set to PCMU (as a call sets them), the cost
+//!   every call pays;
+//! * `record`: the same traffic and formats with a stereo WAV recording running on every session
+//!   (the pumps copy packets to the tap task, which runs two jitter buffers and decoders and
+//!   writes 32 KB/s per call to files in the temp directory). When `plain` ran too (`all`), the
+//!   summary prints the ratio of the two and the recording's own cost per call;
+//! * `transcode`: leg A PCMU, leg B PCMA (the callee side sends PCMA): every packet goes through
+//!   the transcoding path (jitter buffer, decode, encode, playout timer in the pump); the summary
+//!   prints the ratio to `plain`;
 //! * `player`: no generator; every session plays a looping 1 kHz PCMU clip into leg A, and the
 //!   cost is per 20 ms packet the players sent (delivered to the sink).
 //! * `conference` / `conference8`: both legs PCMU, the sessions in pairs in [`Room`]s of four
@@ -54,6 +60,7 @@ fn env(name: &str, default: u64) -> u64 {
 enum Mode {
     Plain,
     Record,
+    Transcode,
     Player,
     /// Rooms mixing at this rate.
     Conference(u32),
@@ -65,6 +72,23 @@ const PCMU: LegFormat = LegFormat {
     dtmf_payload_type: None,
 };
 
+const PCMA: LegFormat = LegFormat {
+    codec: CodecKind::Pcma,
+    payload_type: 8,
+    dtmf_payload_type: None,
+};
+
+/// What one mode measured.
+#[derive(Clone, Copy, Debug)]
+struct Measured {
+    mode: Mode,
+    calls: usize,
+    /// Relay runtime CPU, in cores (CPU seconds per second).
+    cores: f64,
+    /// Relay runtime CPU per packet the relay forwarded, µs.
+    us_per_packet: f64,
+}
+
 fn main() {
     let calls = env("RELAY_CALLS", 1000) as usize;
     let seconds = env("RELAY_SECONDS", 5);
@@ -73,18 +97,55 @@ fn main() {
     let modes = match std::env::var("RELAY_MODE").as_deref() {
         Ok("plain") => vec![Mode::Plain],
         Ok("record") => vec![Mode::Record],
+        Ok("transcode") => vec![Mode::Transcode],
         Ok("player") => vec![Mode::Player],
         Ok("conference") => vec![Mode::Conference(16000)],
         Ok("conference8") => vec![Mode::Conference(8000)],
-        _ => vec![Mode::Plain, Mode::Record, Mode::Player],
+        _ => vec![Mode::Plain, Mode::Record, Mode::Transcode, Mode::Player],
     };
+    let mut results = Vec::new();
     for mode in modes {
-        run(mode, calls, seconds, threads);
+        results.push(run(mode, calls, seconds, threads));
         println!();
+    }
+    summary(&results);
+}
+
+/// The ratios to the plain relay, for the modes that ran.
+fn summary(results: &[Measured]) {
+    let Some(plain) = results.iter().find(|m| m.mode == Mode::Plain) else {
+        return;
+    };
+    println!(
+        "summary ({} calls, relay CPU per call and per packet relayed):",
+        plain.calls
+    );
+    let per_call = |m: &Measured| 100.0 * m.cores / m.calls as f64;
+    println!(
+        "  plain (no tap)     : {:.4} % of a core per call, {:.2} µs per packet",
+        per_call(plain),
+        plain.us_per_packet
+    );
+    for m in results {
+        let what = match m.mode {
+            Mode::Record => "with recording tap",
+            Mode::Transcode => "transcoding PCMU↔PCMA",
+            _ => continue,
+        };
+        let extra = per_call(m) - per_call(plain);
+        println!(
+            "  {what:<19}: {:.4} % of a core per call, {:.2} µs per packet = {:.2}× plain; \
+             its own cost {:.4} % of a core per call ({:.1} µs CPU per 20 ms)",
+            per_call(m),
+            m.us_per_packet,
+            m.us_per_packet / plain.us_per_packet,
+            extra,
+            extra / 100.0 * 20_000.0
+        );
     }
 }
 
-fn run(mode: Mode, calls: usize, seconds: u64, threads: usize) {
+fn run(mode: Mode, calls: usize, seconds: u64, threads: usize) -> Measured {
     let ticks_hz = 1000 / 20;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -118,7 +179,18 @@ fn run(mode: Mode, calls: usize, seconds: u64, threads: usize) {
     let rec_dir = std::env::temp_dir().join(format!("relay-bench-{}", std::process::id()));
     let mut rooms = Vec::new();
     match mode {
-        Mode::Plain => {}
+        Mode::Plain => {
+            for s in &sessions {
+                s.set_format(Leg::A, Some(PCMU));
+                s.set_format(Leg::B, Some(PCMU));
+            }
+        }
+        Mode::Transcode => {
+            for s in &sessions {
+                s.set_format(Leg::A, Some(PCMU));
+                s.set_format(Leg::B, Some(PCMA));
+            }
+        }
         Mode::Conference(rate) => {
             for pair in sessions.chunks(2) {
                 let room = Room::start_with_rate(rt.handle(), rate).expect("room rate");
@@ -166,9 +238,11 @@ fn run(mode: Mode, calls: usize, seconds: u64, threads: usize) {
     let sender = {
         let (sent, sending) = (sent.clone(), sending.clone());
         let (x, y) = (x.try_clone().unwrap(), y.try_clone().unwrap());
+        // The callee side speaks PCMA when its leg is PCMA.
+        let y_pt = if mode == Mode::Transcode { 8 } else { 0 };
         std::thread::Builder::new()
             .name("gen-send".into())
-            .spawn(move || generate(&x, &y, &to_a, &to_b, &sending, &sent))
+            .spawn(move || generate(&x, &y, y_pt, &to_a, &to_b, &sending, &sent))
             .unwrap()
     };
 
@@ -311,6 +385,12 @@ fn run(mode: Mode, calls: usize, seconds: u64, threads: usize) {
     drop(rooms);
     drop(sessions);
     rt.shutdown_timeout(Duration::from_secs(2));
+    Measured {
+        mode,
+        calls,
+        cores: relay_cpu / wall,
+        us_per_packet: 1e6 * relay_cpu / (fwd1 - fwd0).max(1) as f64,
+    }
 }
 
 fn forwarded(sessions: &[Arc<RelaySession>]) -> u64 {
@@ -337,10 +417,12 @@ fn sink() -> UdpSocket {
     s
 }
 
-/// Paces 50 packets/s per call and direction in 2 ms slices with sendmmsg.
+/// Paces 50 packets/s per call and direction in 2 ms slices with sendmmsg; `x` sends PCMU (PT 0)
+/// to the A legs, `y` payload type `y_pt` to the B legs (160 zero bytes: valid G.711).
 fn generate(
     x: &UdpSocket,
     y: &UdpSocket,
+    y_pt: u8,
     to_a: &[SocketAddr],
     to_b: &[SocketAddr],
     sending: &AtomicBool,
@@ -351,6 +433,9 @@ fn generate(
         .map(|i| {
             let mut p = [0u8; PACKET];
             p[0] = 0x80;
+            if i >= n {
+                p[1] = y_pt;
+            }
             p[8..12].copy_from_slice(&(i as u32).to_be_bytes());
             p
         })
