@@ -10,6 +10,7 @@
 
 mod ivr;
 mod queue;
+mod trunk_dial;
 
 pub use ivr::IvrTools;
 
@@ -59,6 +60,8 @@ pub struct CallSetup {
     pub shard: ShardHandle,
     /// Engine-wide services.
     pub services: Services,
+    /// The trunk this call came in on (its admission slot, freed with the call).
+    pub trunk: Option<crate::trunk::Lease>,
 }
 
 /// Messages the router delivers to a call.
@@ -503,10 +506,12 @@ impl CallActor {
         for (n, b) in bindings.iter().enumerate() {
             let i = first + n;
             let call_id = new_call_id(self.setup.shard.shard, &host);
+            // A trunk leg carries the trunk's caller ID and codec preference.
+            let (leg_from, leg_body) = self.trunk_leg(&b.contact).unzip();
             let mut req = new_request(
                 Method::Invite,
                 &b.contact,
-                &from,
+                leg_from.as_deref().unwrap_or(&from),
                 &to,
                 &call_id,
                 1,
@@ -515,9 +520,10 @@ impl CallActor {
             );
             req.headers
                 .set(HeaderName::MaxForwards, max_forwards.to_string());
-            if !self.b_body.is_empty() {
+            let body = leg_body.unwrap_or_else(|| self.b_body.clone());
+            if !body.is_empty() {
                 req.headers.push(HeaderName::ContentType, "application/sdp");
-                req.body = self.b_body.clone();
+                req.body = body;
             }
             let side = Side::B(i as u32);
             self.post(Command::Route {
@@ -573,6 +579,10 @@ impl CallActor {
         let Some(leg) = self.legs.get_mut(i as usize) else {
             return;
         };
+        if leg.state == LegState::Done && resp.status >= 300 {
+            // A leg given up already (cancelled, or timed out towards a trunk gateway).
+            return;
+        }
         if leg.state == LegState::Done && resp.status >= 200 && resp.status < 300 {
             // A late 2xx on a cancelled fork: ACK and BYE it (RFC 3261 §13.2.2.4 / §15).
             if let Some(mut d) = Dialog::uac(
@@ -1307,7 +1317,7 @@ impl Actor for CallActor {
             .trusted
             .iter()
             .any(|n| switchboard_engine::config::cidr_contains(*n, src));
-        if trusted {
+        if trusted || self.setup.trunk.is_some() {
             self.route(ctx);
         } else {
             self.authenticate(ctx);
