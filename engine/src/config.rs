@@ -746,9 +746,6 @@ impl Config {
         const CODECS: [&str; 4] = ["pcmu", "pcma", "g722", "opus"];
         for (name, t) in &self.trunks {
             let k = |s: &str| format!("trunks.{name}.{s}");
-            if t.all_gateways().is_empty() {
-                return err(k("gateways"), "a trunk needs `address` or `gateways`");
-            }
             if t.gateways.iter().any(|g| g.weight == 0) {
                 return err(k("gateways"), "weight must be > 0");
             }

@@ -901,6 +901,9 @@ impl CallActor {
         let Some(creds) = creds else {
             return self.challenge(ctx, false);
         };
+        if self.trunk_credentials(ctx, &creds) {
+            return;
+        }
         let storage = self.setup.services.storage.clone();
         let realm = self.setup.services.auth.realm().to_string();
         let user = creds.username.clone();

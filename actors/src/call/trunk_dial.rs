@@ -185,3 +185,48 @@ impl CallActor {
         self.ivr.as_ref()?.trunk.as_ref()?.failure.clone()
     }
 }
+
+impl CallActor {
+    /// Digest credentials naming a trunk's `inbound_username`: checked against the trunk's
+    /// password; when right, the call is that trunk's inbound call (admitted under its limits,
+    /// 503 with Retry-After over them). Returns false when the user is not a trunk's.
+    pub(super) fn trunk_credentials(
+        &mut self,
+        ctx: &mut Context<Self>,
+        creds: &switchboard_engine::auth::Credentials,
+    ) -> bool {
+        use switchboard_engine::auth::{ha1, Algorithm, Verdict};
+        let trunks = self.setup.services.trunks.clone();
+        let Some(t) = trunks.by_inbound_user(&creds.username) else {
+            return false;
+        };
+        let auth = &self.setup.services.auth;
+        let alg = creds.algorithm().unwrap_or(Algorithm::Md5);
+        let password = t.config.inbound_password.as_deref().unwrap_or_default();
+        let ha1 = ha1(alg, &creds.username, auth.realm(), password);
+        let now = crate::registrar::now_ms().max(0) as u64;
+        match auth.verify(creds, "INVITE", &ha1, now) {
+            Verdict::Ok => match t.admit(Instant::now(), true) {
+                Ok(lease) => {
+                    self.setup.trunk = Some(lease);
+                    self.route(ctx);
+                }
+                Err(why) => {
+                    let mut r = self.a_response(503, Some(why.reason()));
+                    r.headers.push(
+                        HeaderName::RetryAfter,
+                        trunks.retry_after(why).to_string(),
+                    );
+                    self.fail_a(ctx, r, "trunk_limit");
+                }
+            },
+            Verdict::Stale => self.challenge(ctx, true),
+            Verdict::BadNonce => self.challenge(ctx, false),
+            Verdict::WrongPassword => {
+                let r = self.a_response(403, Some("Forbidden (wrong password)"));
+                self.fail_a(ctx, r, "rejected");
+            }
+        }
+        true
+    }
+}

@@ -186,7 +186,8 @@ impl Trunks {
 
     /// The trunk a new INVITE from `source` to `request_uri` belongs to: the first whose
     /// `inbound_sources` hold the address, else the one whose registered Contact user the
-    /// Request-URI names.
+    /// Request-URI names, when it comes from that trunk's registrar or one of its gateways
+    /// (anyone else naming that user still has to authenticate).
     pub fn identify(&self, source: IpAddr, request_uri: &str) -> Option<Arc<Trunk>> {
         if let Some(t) = self.by_name.values().find(|t| {
             t.sources
@@ -201,6 +202,8 @@ impl Trunks {
             .find(|t| {
                 t.config.register.as_ref().is_some_and(|r| {
                     r.contact_user.as_deref().unwrap_or(&r.username) == user
+                        && (r.registrar.is_some_and(|a| a.ip() == source)
+                            || t.gateways.iter().any(|g| g.address.ip() == source))
                 })
             })
             .cloned()
