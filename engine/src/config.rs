@@ -887,6 +887,43 @@ mod tests {
     }
 
     #[test]
+    fn trunk_errors_name_the_key() {
+        let key = |text: &str| {
+            Config::parse(text, "f.toml")
+                .and_then(|c| c.validate("f.toml"))
+                .unwrap_err()
+                .key
+        };
+        assert_eq!(
+            key("[trunks.a]\ninbound_sources = [\"x\"]\n"),
+            "trunks.a.inbound_sources[0]"
+        );
+        assert_eq!(
+            key("[trunks.a]\naddress = \"127.0.0.1:5070\"\ncodecs = [\"GSM\"]\n"),
+            "trunks.a.codecs[0]"
+        );
+        assert_eq!(
+            key("[trunks.a]\nnumber_format = \"e164\"\n"),
+            "trunks.a.country_code"
+        );
+        assert_eq!(
+            key("[trunks.a]\n[trunks.a.register]\npassword = \"p\"\n"),
+            "trunks.a.register.username"
+        );
+        assert_eq!(key("[routes.lcr]\n\"44\" = [\"nope\"]\n"), "routes.lcr.\"44\"");
+        assert_eq!(key("[trunks.a]\nstrategy = \"random\"\n"), "trunks.a.strategy");
+        let c = Config::parse(
+            "[trunks.a]\ngateways = [{ address = \"127.0.0.1:5070\", weight = 2 }]\nmax_cps = 5\n\
+             [routes.lcr]\n\"+44\" = [\"a\"]\n",
+            "f.toml",
+        )
+        .unwrap();
+        c.validate("f.toml").unwrap();
+        assert_eq!(c.trunks["a"].all_gateways()[0].weight, 2);
+        assert_eq!(c.trunks["a"].max_cps, 5.0);
+    }
+
+    #[test]
     fn defaults_are_valid() {
         Config::load(None).unwrap();
     }

@@ -103,7 +103,7 @@ mod tests {
             prefix: "9#".into(),
             ..TrunkConfig::default()
         };
-        assert_eq!(outbound_number(&t, "01 23 45"), "9#332345");
+        assert_eq!(outbound_number(&t, "01 23 45"), "9#3312345");
         assert_eq!(caller_id(&t, None, "0612"), "+33612");
         assert_eq!(caller_id(&t, Some("+1555"), "0612"), "+1555");
         assert_eq!(caller_id(&t, None, "alice"), "alice");
