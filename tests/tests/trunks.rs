@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
+use switchboard_engine::auth::{answer, Algorithm, Credentials};
 use switchboard_tests::{
     free_port, http_get, sipp, sipp_scenario, sipp_uac, stop_wrapped, Engine,
 };
@@ -40,6 +41,9 @@ impl SippServer {
                 "-trace_logs",
                 "-log_file",
                 &log.display().to_string(),
+                "-trace_msg",
+                "-message_file",
+                &log.with_extension("msg").display().to_string(),
             ],
             170,
         );
@@ -188,7 +192,6 @@ fn outbound_registration_refresh_and_recovery() {
         "uas_trunk_registrar.xml",
         &[
             ("TRUNK_USER", "acct42"),
-            ("TRUNK_PASS", "s3cret"),
             ("EXPIRES", "6"),
         ],
     );
@@ -196,7 +199,7 @@ fn outbound_registration_refresh_and_recovery() {
     let extra = format!(
         "[trunks.carrier]\naddress = \"127.0.0.1:{reg_port}\"\n\
          [trunks.carrier.register]\nusername = \"acct42\"\npassword = \"s3cret\"\n\
-         expires_secs = 6\ntimeout_ms = 1000\nretry_min_secs = 1\nretry_max_secs = 2\n"
+         expires_secs = 6\ntimeout_ms = 2000\nretry_min_secs = 1\nretry_max_secs = 2\n"
     );
     let engine = engine_with_plan(CARRIER_CONTEXT, &extra);
     let state = |e: &Engine| trunk(e, "carrier")["registration"]["state"].clone();
@@ -224,6 +227,21 @@ fn outbound_registration_refresh_and_recovery() {
         states.iter().all(|s| s == "registered"),
         "the binding lapsed between refreshes: {states:?}"
     );
+    // Every Authorization the registrar got is a right MD5 digest (qop=auth) of the password.
+    let trace = std::fs::read_to_string(registrar.log.with_extension("msg")).unwrap_or_default();
+    let creds: Vec<Credentials> = trace
+        .lines()
+        .filter_map(|l| l.strip_prefix("Authorization:"))
+        .filter_map(Credentials::parse)
+        .collect();
+    assert!(creds.len() >= 4, "{trace}");
+    for c in &creds {
+        assert_eq!(c.username, "acct42");
+        assert_eq!(c.qop.as_deref(), Some("auth"));
+        assert_eq!(c.response, answer(c, Algorithm::Md5, "REGISTER", "s3cret"), "{c:?}");
+    }
+    let ncs: Vec<&str> = creds.iter().filter_map(|c| c.nc.as_deref()).collect();
+    assert!(ncs.windows(2).all(|w| w[0] < w[1]), "nonce counts grow: {ncs:?}");
     let regs = registrar.lines("registered");
     assert!(regs.len() >= 4, "{regs:?}");
     assert!(
@@ -282,9 +300,9 @@ fn gateway_failover_and_options_probes() {
     let good = SippServer::start(&answering, good_port, dir.path().join("good.log"));
     let extra = format!(
         "[calls]\ntrusted_sources = [\"127.0.0.1\"]\n\
-         [trunks.carrier]\nstrategy = \"priority\"\ninvite_timeout_ms = 1000\n\
+         [trunks.carrier]\nstrategy = \"priority\"\ninvite_timeout_ms = 3000\n\
          gateways = [{{ address = \"127.0.0.1:{bad_port}\", priority = 0 }}, {{ address = \"127.0.0.1:{good_port}\", priority = 1 }}]\n\
-         [trunks.carrier.probe]\ninterval_secs = 1\ntimeout_ms = 500\ndown_after = 2\nup_after = 1\n\
+         [trunks.carrier.probe]\ninterval_secs = 1\ntimeout_ms = 1000\ndown_after = 2\nup_after = 1\n\
          [trunks.backup]\nstrategy = \"priority\"\ninvite_timeout_ms = 1000\n\
          gateways = [{{ address = \"127.0.0.1:{dead_port}\", priority = 0 }}, {{ address = \"127.0.0.1:{good_port}\", priority = 1 }}]\n\
          [routes.lcr]\n\"1\" = [\"backup\"]\n"
