@@ -161,13 +161,7 @@ pub fn run(config: Config) -> ExitCode {
             }
         };
         trunks.start();
-        match crate::http::spawn(
-            http_listen,
-            metrics,
-            contact,
-            ivr.dialplans.clone(),
-            trunks,
-        ) {
+        match crate::http::spawn(http_listen, metrics, contact, ivr.dialplans.clone(), trunks) {
             Ok(addr) => tracing::info!(%addr, "HTTP listening"),
             Err(e) => {
                 eprintln!("{e}");

@@ -726,7 +726,8 @@ fn dial_through_a_route_table() {
         "dial: { trunk: a, route: b, number: \"1\" }",
         "dial: { route: b }",
     ] {
-        let src = format!("contexts:\n  default:\n    rules:\n      - actions:\n          - {bad}\n");
+        let src =
+            format!("contexts:\n  default:\n    rules:\n      - actions:\n          - {bad}\n");
         assert!(parse_str("t.yaml", &src).is_err(), "{bad}");
     }
 }

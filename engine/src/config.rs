@@ -753,7 +753,8 @@ impl Config {
                 return err(k("max_cps"), "must be a number >= 0");
             }
             if t.number_format != NumberFormat::Asis
-                && (t.country_code.is_empty() || !t.country_code.bytes().all(|b| b.is_ascii_digit()))
+                && (t.country_code.is_empty()
+                    || !t.country_code.bytes().all(|b| b.is_ascii_digit()))
             {
                 return err(k("country_code"), "digits, needed by number_format");
             }
@@ -780,9 +781,11 @@ impl Config {
                 return err(k("invite_timeout_ms"), "must be > 0");
             }
             let p = &t.probe;
-            if p.interval_secs > 0 && (p.timeout_ms == 0 || p.down_after == 0 || p.up_after == 0)
-            {
-                return err(k("probe"), "timeout_ms, down_after and up_after must be > 0");
+            if p.interval_secs > 0 && (p.timeout_ms == 0 || p.down_after == 0 || p.up_after == 0) {
+                return err(
+                    k("probe"),
+                    "timeout_ms, down_after and up_after must be > 0",
+                );
             }
             if let Some(r) = &t.register {
                 if r.username.is_empty() {
@@ -803,7 +806,11 @@ impl Config {
         for (table, prefixes) in &self.routes {
             for (prefix, trunks) in prefixes {
                 let key = format!("routes.{table}.\"{prefix}\"");
-                if !prefix.trim_start_matches('+').bytes().all(|b| b.is_ascii_digit()) {
+                if !prefix
+                    .trim_start_matches('+')
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+                {
                     return err(key, "a prefix is digits, optionally after `+`");
                 }
                 if trunks.is_empty() {
@@ -910,8 +917,14 @@ mod tests {
             key("[trunks.a]\n[trunks.a.register]\npassword = \"p\"\n"),
             "trunks.a.register.username"
         );
-        assert_eq!(key("[routes.lcr]\n\"44\" = [\"nope\"]\n"), "routes.lcr.\"44\"");
-        assert_eq!(key("[trunks.a]\nstrategy = \"random\"\n"), "trunks.a.strategy");
+        assert_eq!(
+            key("[routes.lcr]\n\"44\" = [\"nope\"]\n"),
+            "routes.lcr.\"44\""
+        );
+        assert_eq!(
+            key("[trunks.a]\nstrategy = \"random\"\n"),
+            "trunks.a.strategy"
+        );
         let c = Config::parse(
             "[trunks.a]\ngateways = [{ address = \"127.0.0.1:5070\", weight = 2 }]\nmax_cps = 5\n\
              [routes.lcr]\n\"+44\" = [\"a\"]\n",

@@ -6,9 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
 use switchboard_engine::auth::{answer, Algorithm, Credentials};
-use switchboard_tests::{
-    free_port, http_get, sipp, sipp_scenario, sipp_uac, stop_wrapped, Engine,
-};
+use switchboard_tests::{free_port, http_get, sipp, sipp_scenario, sipp_uac, stop_wrapped, Engine};
 
 /// A SIPp scenario of this crate copied into `dir` with placeholders replaced.
 fn scenario(dir: &Path, name: &str, replace: &[(&str, &str)]) -> PathBuf {
@@ -190,10 +188,7 @@ fn outbound_registration_refresh_and_recovery() {
     let sf = scenario(
         dir.path(),
         "uas_trunk_registrar.xml",
-        &[
-            ("TRUNK_USER", "acct42"),
-            ("EXPIRES", "6"),
-        ],
+        &[("TRUNK_USER", "acct42"), ("EXPIRES", "6")],
     );
     let mut registrar = SippServer::start(&sf, reg_port, dir.path().join("reg1.log"));
     let extra = format!(
@@ -210,7 +205,10 @@ fn outbound_registration_refresh_and_recovery() {
         trunk(&engine, "carrier"),
         engine.log()
     );
-    assert!(registrar.count("challenged") >= 1, "the registrar challenged");
+    assert!(
+        registrar.count("challenged") >= 1,
+        "the registrar challenged"
+    );
     // Refreshes: granted 6 s, refreshed every 3 s. While three more go through, the state
     // never leaves `registered` (each refresh lands before the binding expires).
     let before = trunk(&engine, "carrier")["registration"]["registrations"]
@@ -219,7 +217,12 @@ fn outbound_registration_refresh_and_recovery() {
     let mut states = Vec::new();
     let refreshed = wait_for(20, || {
         let t = trunk(&engine, "carrier");
-        states.push(t["registration"]["state"].as_str().unwrap_or("").to_string());
+        states.push(
+            t["registration"]["state"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+        );
         t["registration"]["registrations"].as_u64().unwrap_or(0) >= before + 3
     });
     assert!(refreshed, "{}", trunk(&engine, "carrier"));
@@ -238,10 +241,17 @@ fn outbound_registration_refresh_and_recovery() {
     for c in &creds {
         assert_eq!(c.username, "acct42");
         assert_eq!(c.qop.as_deref(), Some("auth"));
-        assert_eq!(c.response, answer(c, Algorithm::Md5, "REGISTER", "s3cret"), "{c:?}");
+        assert_eq!(
+            c.response,
+            answer(c, Algorithm::Md5, "REGISTER", "s3cret"),
+            "{c:?}"
+        );
     }
     let ncs: Vec<&str> = creds.iter().filter_map(|c| c.nc.as_deref()).collect();
-    assert!(ncs.windows(2).all(|w| w[0] < w[1]), "nonce counts grow: {ncs:?}");
+    assert!(
+        ncs.windows(2).all(|w| w[0] < w[1]),
+        "nonce counts grow: {ncs:?}"
+    );
     let regs = registrar.lines("registered");
     assert!(regs.len() >= 4, "{regs:?}");
     assert!(
@@ -274,7 +284,8 @@ fn outbound_registration_refresh_and_recovery() {
     // It comes back (a new process: no memory of the old binding): registered again.
     let registrar2 = SippServer::start(&sf, reg_port, dir.path().join("reg2.log"));
     assert!(
-        wait_for(15, || state(&engine) == "registered" && registrar2.count("registered") >= 1),
+        wait_for(15, || state(&engine) == "registered"
+            && registrar2.count("registered") >= 1),
         "not registered again: {}",
         trunk(&engine, "carrier")
     );
@@ -327,15 +338,25 @@ fn gateway_failover_and_options_probes() {
     assert_eq!(bad.count("refused"), 3, "each call tried the first gateway");
     let t = trunk(&engine, "carrier");
     assert_eq!(t["gateways"][0]["failures"], 3, "{t}");
-    assert_eq!(t["gateways"][0]["last_failure"], "503 Service Unavailable", "{t}");
+    assert_eq!(
+        t["gateways"][0]["last_failure"], "503 Service Unavailable",
+        "{t}"
+    );
 
     // A gateway that never answers (no probes on this trunk): skipped after invite_timeout_ms.
     // Reached through the least-cost route table `lcr` ("1…" → backup).
     let mut call = sipp_uac(&engine, "1555000", 1, 1, 1, 300);
-    assert!(call.wait().expect("sipp").success(), "log:\n{}", engine.log());
+    assert!(
+        call.wait().expect("sipp").success(),
+        "log:\n{}",
+        engine.log()
+    );
     assert!(wait_for(5, || good.count("answered") == 4));
     let b = trunk(&engine, "backup");
-    assert_eq!(b["gateways"][0]["last_failure"], "408 Request Timeout (gateway did not answer)", "{b}");
+    assert_eq!(
+        b["gateways"][0]["last_failure"], "408 Request Timeout (gateway did not answer)",
+        "{b}"
+    );
 
     // The 503 gateway stops: probes mark it down, and calls no longer try it.
     bad.stop();
@@ -347,9 +368,17 @@ fn gateway_failover_and_options_probes() {
     assert_eq!(gw(&engine, 1)["up"], true);
     let attempts = gw(&engine, 0)["attempts"].clone();
     let mut calls = sipp_uac(&engine, "0612345678", 2, 2, 2, 300);
-    assert!(calls.wait().expect("sipp").success(), "log:\n{}", engine.log());
+    assert!(
+        calls.wait().expect("sipp").success(),
+        "log:\n{}",
+        engine.log()
+    );
     assert!(wait_for(5, || good.count("answered") == 6));
-    assert_eq!(gw(&engine, 0)["attempts"], attempts, "a down gateway is skipped");
+    assert_eq!(
+        gw(&engine, 0)["attempts"],
+        attempts,
+        "a down gateway is skipped"
+    );
 
     // It returns: up again.
     let back = SippServer::start(&refusing, bad_port, dir.path().join("bad2.log"));
@@ -376,13 +405,27 @@ fn per_trunk_cps_limit_under_flood() {
     let flood_ok = flood.wait().expect("sipp").success();
     let calm_ok = calm.wait().expect("sipp").success();
     let (completed, refused) = (count(&flood_log, "completed"), count(&flood_log, "refused"));
-    println!("flood: {completed} completed, {refused} refused with 503; calm: {} completed", count(&calm_log, "completed"));
-    assert!(flood_ok, "no flood call failed otherwise; log:\n{}", engine.log());
+    println!(
+        "flood: {completed} completed, {refused} refused with 503; calm: {} completed",
+        count(&calm_log, "completed")
+    );
+    assert!(
+        flood_ok,
+        "no flood call failed otherwise; log:\n{}",
+        engine.log()
+    );
     assert_eq!(completed + refused, 60);
-    assert!(refused >= 20, "the limit held: {refused} refused, {completed} admitted");
+    assert!(
+        refused >= 20,
+        "the limit held: {refused} refused, {completed} admitted"
+    );
     assert!(completed >= 4, "admitted calls complete: {completed}");
     assert!(calm_ok, "calm trunk");
-    assert_eq!(count(&calm_log, "completed"), 8, "the other trunk is unaffected");
+    assert_eq!(
+        count(&calm_log, "completed"),
+        8,
+        "the other trunk is unaffected"
+    );
     assert_eq!(count(&calm_log, "refused"), 0);
     let f = trunk(&engine, "flood");
     assert_eq!(f["refused_rate"].as_u64(), Some(refused as u64), "{f}");
@@ -390,7 +433,8 @@ fn per_trunk_cps_limit_under_flood() {
     let c = trunk(&engine, "calm");
     assert_eq!(c["refused_rate"], 0, "{c}");
     assert_eq!(c["inbound_calls"], 8, "{c}");
-    assert!(wait_for(10, || trunk(&engine, "flood")["active_calls"] == 0
+    assert!(wait_for(10, || trunk(&engine, "flood")["active_calls"]
+        == 0
         && trunk(&engine, "calm")["active_calls"] == 0));
 }
 

@@ -148,7 +148,12 @@ impl CallActor {
         };
         let wait = Duration::from_millis(hop.trunk.config.invite_timeout_ms);
         ctx.run_later(wait, move |act, ctx| {
-            if act.legs.get(i).is_some_and(|l| l.state == LegState::Calling) && !act.ended {
+            if act
+                .legs
+                .get(i)
+                .is_some_and(|l| l.state == LegState::Calling)
+                && !act.ended
+            {
                 let r = Response {
                     status: 408,
                     reason: "Request Timeout (gateway did not answer)".into(),
@@ -213,10 +218,8 @@ impl CallActor {
                 }
                 Err(why) => {
                     let mut r = self.a_response(503, Some(why.reason()));
-                    r.headers.push(
-                        HeaderName::RetryAfter,
-                        trunks.retry_after(why).to_string(),
-                    );
+                    r.headers
+                        .push(HeaderName::RetryAfter, trunks.retry_after(why).to_string());
                     self.fail_a(ctx, r, "trunk_limit");
                 }
             },

@@ -41,7 +41,10 @@ mod tests {
     fn longest_prefix_wins() {
         let mut m = BTreeMap::new();
         m.insert("".to_string(), vec!["default".to_string()]);
-        m.insert("+44".to_string(), vec!["uk".to_string(), "backup".to_string()]);
+        m.insert(
+            "+44".to_string(),
+            vec!["uk".to_string(), "backup".to_string()],
+        );
         m.insert("4420".to_string(), vec!["london".to_string()]);
         let t = Table::new(&m);
         assert_eq!(t.lookup("+442071234567"), ["london"]);

@@ -123,7 +123,11 @@ impl Trunks {
                 let trunk = Trunk {
                     name: name.clone(),
                     config: t.clone(),
-                    sources: t.inbound_sources.iter().filter_map(|s| parse_cidr(s)).collect(),
+                    sources: t
+                        .inbound_sources
+                        .iter()
+                        .filter_map(|s| parse_cidr(s))
+                        .collect(),
                     gateways,
                     state: Mutex::new(state),
                 };
@@ -335,4 +339,52 @@ impl Drop for Lease {
 /// (5xx, 503 included). A 4xx/6xx is the callee's answer and ends the dial.
 pub fn fails_over(status: u16) -> bool {
     status == 408 || (500..600).contains(&status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trunks(toml: &str) -> Arc<Trunks> {
+        let c = Config::parse(toml, "t.toml").expect("parses");
+        c.validate("t.toml").expect("valid");
+        Trunks::new(&c)
+    }
+
+    #[test]
+    fn identify_plan_and_leases() {
+        let t = trunks(
+            "[trunks.a]\ninbound_sources = [\"10.0.0.0/8\"]\nmax_calls = 1\n\
+             gateways = [{ address = \"127.0.0.1:5071\", priority = 1 }, { address = \"127.0.0.1:5072\" }]\n\
+             [trunks.b]\naddress = \"127.0.0.2:5060\"\n[trunks.b.register]\nusername = \"acct\"\n\
+             [routes.lcr]\n\"44\" = [\"b\", \"a\"]\n",
+        );
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(t.identify(ip("10.1.2.3"), "sip:x@h").unwrap().name, "a");
+        // The registered Contact user counts only from the carrier's own addresses.
+        assert_eq!(t.identify(ip("127.0.0.2"), "sip:acct@h").unwrap().name, "b");
+        assert!(t.identify(ip("127.0.0.9"), "sip:acct@h").is_none());
+        let route = t.route("lcr", "+44 20").unwrap();
+        let hops = t.plan(&route, "+4420");
+        let order: Vec<String> = hops.iter().map(|h| h.address().to_string()).collect();
+        assert_eq!(
+            order,
+            ["127.0.0.2:5060", "127.0.0.1:5072", "127.0.0.1:5071"]
+        );
+        assert_eq!(hops[0].request_uri(), "sip:+4420@127.0.0.2:5060");
+        assert!(t.route("nope", "1").is_none());
+        // max_calls = 1: a second call waits for the first lease to drop.
+        let a = t.get("a").unwrap();
+        let mut lease = a.admit(Instant::now(), true).unwrap();
+        lease.set_gateway(1);
+        assert!(a.admit(Instant::now(), false).is_err());
+        assert_eq!(
+            api::snapshot(a, Instant::now())["gateways"][1]["active_calls"],
+            1
+        );
+        drop(lease);
+        assert!(a.admit(Instant::now(), false).is_ok());
+        assert_eq!(api::snapshot(a, Instant::now())["active_calls"], 0);
+        assert!(fails_over(503) && fails_over(408) && !fails_over(486) && !fails_over(404));
+    }
 }

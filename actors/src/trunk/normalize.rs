@@ -63,7 +63,12 @@ pub fn caller_id(t: &TrunkConfig, explicit: Option<&str>, caller: &str) -> Strin
         return c.clone();
     }
     let c = clean(caller);
-    if c.is_empty() || !c.trim_start_matches('+').bytes().all(|b| b.is_ascii_digit()) {
+    if c.is_empty()
+        || !c
+            .trim_start_matches('+')
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+    {
         // A name, not a number: passed as it is, limited to URI-safe characters.
         return caller
             .chars()

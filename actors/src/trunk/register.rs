@@ -111,7 +111,10 @@ impl Registration {
             Some(d) => format!("sip:{d}"),
             None => format!("sip:{registrar}"),
         };
-        let user = cfg.contact_user.clone().unwrap_or_else(|| cfg.username.clone());
+        let user = cfg
+            .contact_user
+            .clone()
+            .unwrap_or_else(|| cfg.username.clone());
         let contact = format!("sip:{user}@{local}");
         let backoff = Duration::from_secs(cfg.retry_min_secs.max(1));
         Registration {
@@ -183,7 +186,11 @@ impl Registration {
             .push(HeaderName::Expires, self.expires.to_string());
         if let Some((ch, proxy)) = &self.challenge {
             self.nc += 1;
-            let user = self.cfg.auth_username.as_deref().unwrap_or(&self.cfg.username);
+            let user = self
+                .cfg
+                .auth_username
+                .as_deref()
+                .unwrap_or(&self.cfg.username);
             let cnonce = format!("{:08x}", rand::random::<u32>());
             let value = ch.authorization(
                 user,
@@ -230,7 +237,9 @@ impl Registration {
                 let granted = self.granted_expires(resp).unwrap_or(self.expires).max(1);
                 self.state = State::Registered;
                 self.expires_at = Some(now + Duration::from_secs(u64::from(granted)));
-                self.next_at = now + Duration::from_millis(u64::from(granted) * 500).max(Duration::from_millis(500));
+                self.next_at = now
+                    + Duration::from_millis(u64::from(granted) * 500)
+                        .max(Duration::from_millis(500));
                 self.backoff = Duration::from_secs(self.cfg.retry_min_secs.max(1));
                 self.auth_rounds = 0;
                 self.registrations += 1;
@@ -242,10 +251,11 @@ impl Registration {
                     (HeaderName::ProxyAuthenticate, true)
                 };
                 let challenge = resp.headers.get_all(&name).find_map(Challenge::parse);
-                let stale = resp
-                    .headers
-                    .get_all(&name)
-                    .any(|v| v.to_ascii_lowercase().replace(' ', "").contains("stale=true"));
+                let stale = resp.headers.get_all(&name).any(|v| {
+                    v.to_ascii_lowercase()
+                        .replace(' ', "")
+                        .contains("stale=true")
+                });
                 match challenge {
                     // A fresh challenge, or a stale nonce: answer it at once, at most twice in
                     // one attempt (a second plain refusal means wrong credentials).
@@ -329,7 +339,13 @@ impl Registration {
                 .into_iter()
                 .filter_map(|c| parse_name_addr(c).ok())
                 .find(|n| same_contact(&n.uri, &self.contact))
-                .and_then(|n| find_param(&n.params, "expires")?.value.as_deref()?.parse().ok())
+                .and_then(|n| {
+                    find_param(&n.params, "expires")?
+                        .value
+                        .as_deref()?
+                        .parse()
+                        .ok()
+                })
         });
         ours.or_else(|| {
             resp.headers
@@ -421,7 +437,10 @@ mod tests {
         assert_eq!(cseq(&second), 2);
         assert_eq!(second.call_id(), first.call_id());
         let auth = second.headers.get(&HeaderName::Authorization).unwrap();
-        assert!(auth.contains("username=\"trunk1\"") && auth.contains("nc=00000001"), "{auth}");
+        assert!(
+            auth.contains("username=\"trunk1\"") && auth.contains("nc=00000001"),
+            "{auth}"
+        );
         let mut ok = response(&second, 200);
         ok.headers.push(
             HeaderName::Contact,
@@ -429,7 +448,11 @@ mod tests {
         );
         r.handle_response(t0, 2, &ok);
         assert_eq!(r.state(), State::Registered);
-        assert_eq!(r.poll_timeout(), t0 + Duration::from_secs(20), "refresh at half");
+        assert_eq!(
+            r.poll_timeout(),
+            t0 + Duration::from_secs(20),
+            "refresh at half"
+        );
         let t1 = t0 + Duration::from_secs(20);
         r.handle_timeout(t1);
         let refresh = r.poll_request(t1).unwrap();
@@ -462,8 +485,10 @@ mod tests {
         // The registrar is back: wrong credentials are not retried at once.
         let req = r.poll_request(now).unwrap();
         let mut c = response(&req, 401);
-        c.headers
-            .push(HeaderName::WwwAuthenticate, "Digest realm=\"c\", nonce=\"n1\"");
+        c.headers.push(
+            HeaderName::WwwAuthenticate,
+            "Digest realm=\"c\", nonce=\"n1\"",
+        );
         r.handle_response(now, cseq(&req), &c);
         let req = r.poll_request(now).unwrap();
         r.handle_response(now, cseq(&req), &c);

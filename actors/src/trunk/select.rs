@@ -82,7 +82,12 @@ mod tests {
         assert_eq!(order(GatewayStrategy::RoundRobin, &g, &mut turn, 0), [0, 2]);
         let mut first = [0u32; 3];
         for d in 0..4000u64 {
-            let o = order(GatewayStrategy::Weighted, &g, &mut turn, d.wrapping_mul(2654435761));
+            let o = order(
+                GatewayStrategy::Weighted,
+                &g,
+                &mut turn,
+                d.wrapping_mul(2654435761),
+            );
             assert_eq!(o.len(), 2);
             first[o[0]] += 1;
         }
