@@ -197,6 +197,17 @@ impl Router {
                 return;
             }
         }
+        if matches!(req.method, Method::Invite | Method::Register)
+            && !req.in_dialog()
+            && self.services.trunks.banned(source.addr.ip(), cx.now)
+        {
+            let r = switchboard_engine::sip::build::response_with_reason(
+                &req,
+                403,
+                "Forbidden (banned after failed authentications)",
+            );
+            return respond(cx, &tx, r);
+        }
         match req.method {
             Method::Invite if req.in_dialog() => respond(cx, &tx, response(&req, 481)),
             Method::Invite => {
@@ -237,9 +248,14 @@ impl Router {
             }
             Method::Register => {
                 let reply = self.shard.cmd.clone();
+                let trunks = self.services.trunks.clone();
+                let ip = source.addr.ip();
                 let fut = self.services.registrar.send(Register { req, source });
                 actix_rt::spawn(async move {
                     if let Ok(resp) = fut.await {
+                        if resp.status == 403 {
+                            trunks.auth_failed(ip, std::time::Instant::now());
+                        }
                         let _ = reply.send(Command::Respond { tx, resp });
                     }
                 });

@@ -40,6 +40,31 @@ pub struct Config {
     /// prefix → trunks in cost order; the longest matching prefix wins (`""` matches every
     /// number). Used by a dialplan `dial: { route: lcr, number }`.
     pub routes: std::collections::BTreeMap<String, std::collections::BTreeMap<String, Vec<String>>>,
+    /// Temporary bans of sources that fail digest authentication repeatedly (fail2ban-style).
+    pub bans: BanConfig,
+}
+
+/// Temporary bans after repeated authentication failures from one source address.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BanConfig {
+    /// Failed authentications (403 to REGISTER or INVITE) within `window_secs` that ban the
+    /// source (0 = no bans).
+    pub max_auth_failures: u32,
+    /// The counting window, in seconds.
+    pub window_secs: u64,
+    /// How long a ban lasts, in seconds.
+    pub ban_secs: u64,
+}
+
+impl Default for BanConfig {
+    fn default() -> Self {
+        BanConfig {
+            max_auth_failures: 0,
+            window_secs: 60,
+            ban_secs: 300,
+        }
+    }
 }
 
 /// A SIP trunk: a carrier's gateways and how calls to and from it are handled.

@@ -457,3 +457,32 @@ fn bad_trunk_config_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("trunks.x.inbound_sources[0]"), "{err}");
 }
+
+/// Three failed REGISTERs from one source ban it: even the right password then gets 403, and
+/// the ban shows in `GET /api/v1/bans`.
+#[test]
+fn repeated_auth_failures_ban_the_source() {
+    let engine = Engine::start("[bans]\nmax_auth_failures = 3\nwindow_secs = 60\nban_secs = 300\n");
+    engine.add_user("alice", "right");
+    let contact: std::net::SocketAddr = "127.0.0.1:5999".parse().expect("addr");
+    assert_eq!(
+        switchboard_tests::register(&engine, "alice", "right", contact, 60),
+        200
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            switchboard_tests::register(&engine, "alice", "wrong", contact, 60),
+            403
+        );
+    }
+    assert_eq!(
+        switchboard_tests::register(&engine, "alice", "right", contact, 60),
+        403,
+        "banned"
+    );
+    let (status, body) = http_get(engine.http_addr(), "/api/v1/bans").expect("API");
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(v["bans"][0]["source"], "127.0.0.1", "{v}");
+    assert_eq!(v["bans"][0]["failures"], 3, "{v}");
+}

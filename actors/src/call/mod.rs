@@ -931,12 +931,14 @@ impl CallActor {
                         Verdict::Stale => act.challenge(ctx, true),
                         Verdict::BadNonce => act.challenge(ctx, false),
                         Verdict::WrongPassword => {
+                            act.auth_failed();
                             let r = act.a_response(403, Some("Forbidden (wrong password)"));
                             act.fail_a(ctx, r, "rejected")
                         }
                     }
                 }
                 Ok(None) => {
+                    act.auth_failed();
                     let r = act.a_response(403, Some("Forbidden"));
                     act.fail_a(ctx, r, "rejected")
                 }

@@ -192,6 +192,14 @@ impl CallActor {
 }
 
 impl CallActor {
+    /// Counts a failed caller authentication towards a ban of its source.
+    pub(super) fn auth_failed(&self) {
+        self.setup
+            .services
+            .trunks
+            .auth_failed(self.setup.source.addr.ip(), Instant::now());
+    }
+
     /// Digest credentials naming a trunk's `inbound_username`: checked against the trunk's
     /// password; when right, the call is that trunk's inbound call (admitted under its limits,
     /// 503 with Retry-After over them). Returns false when the user is not a trunk's.
@@ -226,6 +234,7 @@ impl CallActor {
             Verdict::Stale => self.challenge(ctx, true),
             Verdict::BadNonce => self.challenge(ctx, false),
             Verdict::WrongPassword => {
+                self.auth_failed();
                 let r = self.a_response(403, Some("Forbidden (wrong password)"));
                 self.fail_a(ctx, r, "rejected");
             }

@@ -11,7 +11,12 @@ use std::time::Instant;
 pub fn configure(cfg: &mut web::ServiceConfig, trunks: Arc<Trunks>) {
     cfg.app_data(web::Data::from(trunks))
         .route("/api/v1/trunks", web::get().to(list))
-        .route("/api/v1/trunks/{name}", web::get().to(one));
+        .route("/api/v1/trunks/{name}", web::get().to(one))
+        .route("/api/v1/bans", web::get().to(bans));
+}
+
+async fn bans(trunks: web::Data<Trunks>) -> HttpResponse {
+    HttpResponse::Ok().json(trunks.bans_json(Instant::now()))
 }
 
 async fn list(trunks: web::Data<Trunks>) -> HttpResponse {

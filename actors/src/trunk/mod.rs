@@ -16,6 +16,7 @@
 
 pub mod admission;
 pub mod api;
+pub mod ban;
 pub mod codecs;
 pub mod lcr;
 pub mod normalize;
@@ -40,6 +41,8 @@ pub struct Trunks {
     shards: Mutex<Vec<ShardHandle>>,
     /// Seconds in the Retry-After of a 503 for the concurrency limit.
     retry_after_secs: u32,
+    /// Sources banned after failed authentications.
+    bans: Mutex<ban::BanList>,
 }
 
 /// One trunk.
@@ -143,6 +146,11 @@ impl Trunks {
                 .collect(),
             shards: Mutex::new(Vec::new()),
             retry_after_secs: config.limits.retry_after_secs.max(1),
+            bans: Mutex::new(ban::BanList::new(
+                config.bans.max_auth_failures,
+                std::time::Duration::from_secs(config.bans.window_secs),
+                std::time::Duration::from_secs(config.bans.ban_secs),
+            )),
         })
     }
 
@@ -211,6 +219,28 @@ impl Trunks {
                 })
             })
             .cloned()
+    }
+
+    /// Whether new requests from `ip` are refused (a ban in force).
+    pub fn banned(&self, ip: IpAddr, now: Instant) -> bool {
+        lock(&self.bans).is_banned(ip, now)
+    }
+
+    /// A failed digest authentication from `ip` (counts towards a ban).
+    pub fn auth_failed(&self, ip: IpAddr, now: Instant) {
+        lock(&self.bans).failure(ip, now);
+    }
+
+    /// The bans in force as JSON (`GET /api/v1/bans`).
+    pub fn bans_json(&self, now: Instant) -> serde_json::Value {
+        let list: Vec<_> = lock(&self.bans)
+            .list(now)
+            .into_iter()
+            .map(|(ip, left, n)| {
+                serde_json::json!({ "source": ip.to_string(), "remaining_secs": left.as_secs(), "failures": n })
+            })
+            .collect();
+        serde_json::json!({ "bans": list })
     }
 
     /// The trunk whose inbound digest user is `username`.
