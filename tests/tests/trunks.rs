@@ -312,6 +312,7 @@ fn gateway_failover_and_options_probes() {
     let extra = format!(
         "[calls]\ntrusted_sources = [\"127.0.0.1\"]\n\
          [trunks.carrier]\nstrategy = \"priority\"\ninvite_timeout_ms = 3000\n\
+         number_format = \"e164\"\ncountry_code = \"33\"\ncaller_id = \"+33100000000\"\ncodecs = [\"PCMU\"]\n\
          gateways = [{{ address = \"127.0.0.1:{bad_port}\", priority = 0 }}, {{ address = \"127.0.0.1:{good_port}\", priority = 1 }}]\n\
          [trunks.carrier.probe]\ninterval_secs = 1\ntimeout_ms = 1000\ndown_after = 2\nup_after = 1\n\
          [trunks.backup]\nstrategy = \"priority\"\ninvite_timeout_ms = 1000\n\
@@ -336,6 +337,16 @@ fn gateway_failover_and_options_probes() {
     );
     assert!(wait_for(5, || good.count("answered") == 3), "good gateway");
     assert_eq!(bad.count("refused"), 3, "each call tried the first gateway");
+    // The trunk's number format and caller ID: 0612345678 in France is +33612345678.
+    let trace = std::fs::read_to_string(good.log.with_extension("msg")).unwrap_or_default();
+    assert!(
+        trace.contains("INVITE sip:+33612345678@127.0.0.1:"),
+        "{trace}"
+    );
+    assert!(
+        trace.contains("From: <sip:+33100000000@127.0.0.1>"),
+        "{trace}"
+    );
     let t = trunk(&engine, "carrier");
     assert_eq!(t["gateways"][0]["failures"], 3, "{t}");
     assert_eq!(
