@@ -188,13 +188,13 @@ fn outbound_registration_refresh_and_recovery() {
     let sf = scenario(
         dir.path(),
         "uas_trunk_registrar.xml",
-        &[("TRUNK_USER", "acct42"), ("EXPIRES", "6")],
+        &[("TRUNK_USER", "acct42"), ("EXPIRES", "10")],
     );
     let mut registrar = SippServer::start(&sf, reg_port, dir.path().join("reg1.log"));
     let extra = format!(
         "[trunks.carrier]\naddress = \"127.0.0.1:{reg_port}\"\n\
          [trunks.carrier.register]\nusername = \"acct42\"\npassword = \"s3cret\"\n\
-         expires_secs = 6\ntimeout_ms = 2000\nretry_min_secs = 1\nretry_max_secs = 2\n"
+         expires_secs = 10\ntimeout_ms = 3000\nretry_min_secs = 1\nretry_max_secs = 2\n"
     );
     let engine = engine_with_plan(CARRIER_CONTEXT, &extra);
     let state = |e: &Engine| trunk(e, "carrier")["registration"]["state"].clone();
@@ -209,13 +209,13 @@ fn outbound_registration_refresh_and_recovery() {
         registrar.count("challenged") >= 1,
         "the registrar challenged"
     );
-    // Refreshes: granted 6 s, refreshed every 3 s. While three more go through, the state
+    // Refreshes: granted 10 s, refreshed every 5 s. While three more go through, the state
     // never leaves `registered` (each refresh lands before the binding expires).
     let before = trunk(&engine, "carrier")["registration"]["registrations"]
         .as_u64()
         .unwrap_or(0);
     let mut states = Vec::new();
-    let refreshed = wait_for(20, || {
+    let refreshed = wait_for(30, || {
         let t = trunk(&engine, "carrier");
         states.push(
             t["registration"]["state"]
@@ -269,7 +269,7 @@ fn outbound_registration_refresh_and_recovery() {
     // The registrar dies: the next refresh times out and the state says so.
     registrar.stop();
     assert!(
-        wait_for(15, || state(&engine) == "failed"),
+        wait_for(25, || state(&engine) == "failed"),
         "{}",
         trunk(&engine, "carrier")
     );
@@ -314,7 +314,7 @@ fn gateway_failover_and_options_probes() {
          [trunks.carrier]\nstrategy = \"priority\"\ninvite_timeout_ms = 3000\n\
          number_format = \"e164\"\ncountry_code = \"33\"\ncaller_id = \"+33100000000\"\ncodecs = [\"PCMU\"]\n\
          gateways = [{{ address = \"127.0.0.1:{bad_port}\", priority = 0 }}, {{ address = \"127.0.0.1:{good_port}\", priority = 1 }}]\n\
-         [trunks.carrier.probe]\ninterval_secs = 1\ntimeout_ms = 1000\ndown_after = 2\nup_after = 1\n\
+         [trunks.carrier.probe]\ninterval_secs = 1\ntimeout_ms = 2000\ndown_after = 2\nup_after = 1\n\
          [trunks.backup]\nstrategy = \"priority\"\ninvite_timeout_ms = 1000\n\
          gateways = [{{ address = \"127.0.0.1:{dead_port}\", priority = 0 }}, {{ address = \"127.0.0.1:{good_port}\", priority = 1 }}]\n\
          [routes.lcr]\n\"1\" = [\"backup\"]\n"
@@ -372,7 +372,7 @@ fn gateway_failover_and_options_probes() {
     // The 503 gateway stops: probes mark it down, and calls no longer try it.
     bad.stop();
     assert!(
-        wait_for(15, || gw(&engine, 0)["up"] == false),
+        wait_for(20, || gw(&engine, 0)["up"] == false),
         "{}",
         trunk(&engine, "carrier")
     );
