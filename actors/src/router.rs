@@ -312,6 +312,7 @@ impl TransactionUser for Router {
                 self.client_tx.remove(&tx);
                 self.invite_tx.remove(&tx);
                 switchboard_engine::memory::shrink_sparse(&mut self.client_tx);
+                switchboard_engine::memory::shrink_sparse(&mut self.engine_tx);
                 switchboard_engine::memory::shrink_sparse(&mut self.invite_tx);
             }
             TuEvent::StrayResponse { resp, source } => {

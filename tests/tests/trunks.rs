@@ -399,6 +399,11 @@ fn gateway_failover_and_options_probes() {
         trunk(&engine, "carrier")
     );
     assert!(back.count("probe") >= 1);
+    // Every call's slot on the trunks is free again.
+    assert!(wait_for(10, || trunk(&engine, "carrier")["active_calls"]
+        == 0
+        && trunk(&engine, "backup")["active_calls"] == 0));
+    assert_eq!(trunk(&engine, "carrier")["outbound_calls"], 5);
 }
 
 /// A flood at five times a trunk's CPS limit: the excess gets 503 with Retry-After, every

@@ -1001,6 +1001,10 @@ impl CallActor {
         }
         self.winner = None;
         self.unbridge_media();
+        if let Some(i) = self.ivr.as_mut() {
+            // The trunk call is over: its slot on the trunk is free again.
+            i.trunk = None;
+        }
         self.step(ctx, Event::ActionCompleted);
         true
     }
