@@ -105,6 +105,11 @@ pub struct TrunkConfig {
     /// A gateway that sends no response to an INVITE within this time is skipped (408) and the
     /// next one is tried, in milliseconds.
     pub invite_timeout_ms: u64,
+    /// Digest user for calls to the carrier that it challenges (401/407); default: the
+    /// registration's credentials.
+    pub outbound_username: Option<String>,
+    /// Digest password of `outbound_username`.
+    pub outbound_password: Option<String>,
     /// OPTIONS keep-alive probes of the gateways.
     pub probe: ProbeConfig,
     /// Outbound registration to the carrier (RFC 3261 §10), when present.
@@ -129,6 +134,8 @@ impl Default for TrunkConfig {
             inbound_username: None,
             inbound_password: None,
             invite_timeout_ms: 5000,
+            outbound_username: None,
+            outbound_password: None,
             probe: ProbeConfig::default(),
             register: None,
         }
@@ -136,6 +143,20 @@ impl Default for TrunkConfig {
 }
 
 impl TrunkConfig {
+    /// Digest credentials for challenged calls to the carrier: `outbound_username`/
+    /// `outbound_password`, else the registration's.
+    pub fn outbound_credentials(&self) -> Option<(&str, &str)> {
+        if let (Some(u), Some(p)) = (&self.outbound_username, &self.outbound_password) {
+            return Some((u, p));
+        }
+        self.register.as_ref().map(|r| {
+            (
+                r.auth_username.as_deref().unwrap_or(&r.username),
+                r.password.as_str(),
+            )
+        })
+    }
+
     /// Every gateway: `address` first, then `gateways`.
     pub fn all_gateways(&self) -> Vec<GatewayConfig> {
         let mut v: Vec<GatewayConfig> = self
@@ -800,6 +821,12 @@ impl Config {
                 return err(
                     k("inbound_password"),
                     "inbound_username and inbound_password go together",
+                );
+            }
+            if t.outbound_username.is_some() != t.outbound_password.is_some() {
+                return err(
+                    k("outbound_password"),
+                    "outbound_username and outbound_password go together",
                 );
             }
             if t.invite_timeout_ms == 0 {

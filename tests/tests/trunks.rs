@@ -502,3 +502,51 @@ fn repeated_auth_failures_ban_the_source() {
     assert_eq!(v["bans"][0]["source"], "127.0.0.1", "{v}");
     assert_eq!(v["bans"][0]["failures"], 3, "{v}");
 }
+
+/// A gateway that challenges calls (407): the engine answers with the trunk's digest
+/// credentials (a right MD5 digest, next CSeq, ACKed with that CSeq) and the call completes.
+#[test]
+fn carrier_challenges_the_invite() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let sf = scenario(
+        dir.path(),
+        "uas_trunk_gateway_auth.xml",
+        &[("TRUNK_USER", "out7")],
+    );
+    let gw = SippServer::start(&sf, port, dir.path().join("auth.log"));
+    let plan = "contexts:\n  default:\n    rules:\n      - called: \"_0.\"\n        actions:\n          - dial: { trunk: secure, number: \"${called}\" }\n";
+    let extra = format!(
+        "[calls]\ntrusted_sources = [\"127.0.0.1\"]\n[trunks.secure]\naddress = \"127.0.0.1:{port}\"\n\
+         outbound_username = \"out7\"\noutbound_password = \"pw7\"\n"
+    );
+    let engine = engine_with_plan(plan, &extra);
+    let mut call = sipp_uac(&engine, "0612345678", 1, 1, 1, 300);
+    assert!(
+        call.wait().expect("sipp").success(),
+        "log:\n{}",
+        engine.log()
+    );
+    assert!(
+        wait_for(5, || gw.count("answered") == 1),
+        "{}",
+        engine.log()
+    );
+    assert_eq!(gw.count("authorized"), 1);
+    let trace = std::fs::read_to_string(gw.log.with_extension("msg")).unwrap_or_default();
+    let creds: Vec<Credentials> = trace
+        .lines()
+        .filter_map(|l| l.strip_prefix("Proxy-Authorization:"))
+        .filter_map(Credentials::parse)
+        .collect();
+    assert_eq!(creds.len(), 1, "{trace}");
+    assert_eq!(creds[0].username, "out7");
+    assert_eq!(
+        creds[0].response,
+        answer(&creds[0], Algorithm::Md5, "INVITE", "pw7")
+    );
+    assert!(
+        trace.contains("CSeq: 2 ACK"),
+        "the ACK carries the INVITE's CSeq:\n{trace}"
+    );
+}

@@ -11,6 +11,7 @@
 mod ivr;
 mod queue;
 mod trunk_dial;
+use trunk_dial::cseq_number;
 
 pub use ivr::IvrTools;
 
@@ -591,7 +592,7 @@ impl CallActor {
                 leg.dest,
                 self.setup.shard.shared.local_addr(leg.dest.transport),
             ) {
-                let ack = d.ack(1);
+                let ack = d.ack(cseq_number(&leg.invite));
                 let bye = d.request(Method::Bye);
                 shard.post(Command::Stateless {
                     msg: Message::Request(ack),
@@ -627,7 +628,7 @@ impl CallActor {
                 let Some(mut d) = Dialog::uac(&leg.invite, &resp, leg.dest, local) else {
                     return;
                 };
-                let ack = d.ack(1);
+                let ack = d.ack(cseq_number(&leg.invite));
                 shard.post(Command::Stateless {
                     msg: Message::Request(ack),
                     dest: leg.dest,
@@ -680,7 +681,11 @@ impl CallActor {
                     panic!("panic injected by X-Switchboard-Panic (debug_panic_injection is on)");
                 }
             }
+            401 | 407 if self.trunk_auth_retry(ctx, i, &resp) => {}
             _ => {
+                let Some(leg) = self.legs.get_mut(i as usize) else {
+                    return;
+                };
                 leg.state = LegState::Done;
                 self.guard
                     .state

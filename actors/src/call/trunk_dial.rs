@@ -242,3 +242,95 @@ impl CallActor {
         true
     }
 }
+
+/// The CSeq number of a request (1 when unreadable).
+pub(super) fn cseq_number(req: &switchboard_engine::sip::Request) -> u32 {
+    req.headers
+        .get(&HeaderName::CSeq)
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(1)
+}
+
+impl CallActor {
+    /// A trunk gateway challenged our INVITE (401/407): sends it again once, with the trunk's
+    /// digest credentials, a new branch and the next CSeq (same Call-ID and From tag). False
+    /// when this is not the trunk leg, there are no credentials, or we already answered a
+    /// challenge on this leg.
+    pub(super) fn trunk_auth_retry(
+        &mut self,
+        ctx: &mut Context<Self>,
+        i: u32,
+        resp: &Response,
+    ) -> bool {
+        use super::{Command, TxTag};
+        use switchboard_engine::auth::Challenge;
+        let Some(td) = self.ivr.as_ref().and_then(|iv| iv.trunk.as_ref()) else {
+            return false;
+        };
+        let (Some(hop), Some((uri, _, _))) = (&td.current, &td.leg) else {
+            return false;
+        };
+        let Some((user, password)) = hop.trunk.config.outbound_credentials() else {
+            return false;
+        };
+        let (user, password) = (user.to_string(), password.to_string());
+        let Some(leg) = self.legs.get(i as usize) else {
+            return false;
+        };
+        if &leg.invite.uri != uri
+            || leg.invite.headers.get(&HeaderName::Authorization).is_some()
+            || leg
+                .invite
+                .headers
+                .get(&HeaderName::ProxyAuthorization)
+                .is_some()
+        {
+            return false;
+        }
+        let (from, to) = if resp.status == 401 {
+            (HeaderName::WwwAuthenticate, HeaderName::Authorization)
+        } else {
+            (
+                HeaderName::ProxyAuthenticate,
+                HeaderName::ProxyAuthorization,
+            )
+        };
+        let Some(ch) = resp.headers.get_all(&from).find_map(Challenge::parse) else {
+            return false;
+        };
+        let local = self.setup.shard.shared.local_addr(leg.dest.transport);
+        let mut req = leg.invite.clone();
+        let cseq = cseq_number(&req) + 1;
+        req.headers.set(
+            HeaderName::Via,
+            switchboard_engine::dialog::via_value(local, leg.dest.transport),
+        );
+        req.headers.set(HeaderName::CSeq, format!("{cseq} INVITE"));
+        let cnonce = format!("{:08x}", rand::random::<u32>());
+        req.headers.push(
+            to,
+            ch.authorization(&user, &password, "INVITE", &req.uri, 1, &cnonce),
+        );
+        let dest = leg.dest;
+        let call_id = leg.call_id.clone();
+        if let Some(l) = self.legs.get_mut(i as usize) {
+            l.invite = req.clone();
+        }
+        for (r, _) in self.guard.state.b_calling.iter_mut() {
+            if r.headers.get(&HeaderName::CallId) == Some(call_id.as_str()) {
+                *r = req.clone();
+            }
+        }
+        tracing::debug!(
+            status = resp.status,
+            "trunk gateway challenged the INVITE; answering"
+        );
+        self.post(Command::Send {
+            req,
+            dest,
+            owner: Some(ctx.address()),
+            tag: TxTag::Invite(i),
+        });
+        true
+    }
+}
