@@ -26,6 +26,7 @@ pub fn spawn(
     metrics: Metrics,
     contact: Option<ContactCentre>,
     dialplans: std::sync::Arc<crate::dialplan::Dialplans>,
+    trunks: std::sync::Arc<crate::trunk::Trunks>,
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(listen)
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot bind HTTP {listen}: {e}")))?;
@@ -41,11 +42,13 @@ pub fn spawn(
             let server = HttpServer::new(move || {
                 let contact = contact.clone();
                 let dialplans = dialplans.clone();
+                let trunks = trunks.clone();
                 App::new()
                     .app_data(state.clone())
                     .route("/health", web::get().to(health))
                     .route("/metrics", web::get().to(metrics_text))
                     .configure(move |cfg| crate::dialplan::configure(cfg, dialplans))
+                    .configure(move |cfg| crate::trunk::api::configure(cfg, trunks))
                     .configure(move |cfg| {
                         if let Some(cc) = contact {
                             cfg.app_data(web::Data::new(cc));

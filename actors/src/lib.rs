@@ -10,4 +10,5 @@ pub mod registrar;
 pub mod router;
 pub mod routing;
 pub mod serve;
+pub mod trunk;
 pub mod webhook;

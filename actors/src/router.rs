@@ -52,6 +52,18 @@ pub enum Command {
         /// Which side of the call it is.
         side: Side,
     },
+    /// Start a client transaction for engine work outside calls (trunk registration, OPTIONS
+    /// probes): its responses and timeout go to `reply` with `tag`.
+    Request {
+        /// The request (with our Via and a fresh branch; its Call-ID maps to this shard).
+        req: Request,
+        /// Where to send it.
+        dest: Peer,
+        /// Where the outcome goes.
+        reply: UnboundedSender<ClientReply>,
+        /// The sender's name for the request.
+        tag: u64,
+    },
     /// A call has ended: forget its Call-IDs (those still pointing at `owner`).
     Forget {
         /// The Call-IDs.
@@ -59,6 +71,15 @@ pub enum Command {
         /// The call that owned them (a new call may already reuse a Call-ID, e.g. after 407).
         owner: Option<Recipient<CallMsg>>,
     },
+}
+
+/// The outcome of a [`Command::Request`]: each response (provisional ones too), or `None` when
+/// the transaction timed out or could not be sent.
+pub struct ClientReply {
+    /// The tag of the request.
+    pub tag: u64,
+    /// The response; `None` for a timeout.
+    pub response: Option<Response>,
 }
 
 /// Handle a call actor keeps to its shard.
@@ -98,6 +119,8 @@ pub struct Services {
     pub ivr: Arc<crate::call::IvrTools>,
     /// The contact-centre router (queues and agents), when running.
     pub contact: Option<crate::contact::ContactCentre>,
+    /// SIP trunks (inbound identification and admission, outbound gateways).
+    pub trunks: Arc<crate::trunk::Trunks>,
 }
 
 /// Where RTP relays run: a dedicated multi-thread tokio runtime (not an actor mailbox) and the
@@ -119,6 +142,7 @@ pub struct Router {
     calls: HashMap<String, (Recipient<CallMsg>, Side)>,
     client_tx: HashMap<TxKey, (Recipient<CallMsg>, TxTag)>,
     invite_tx: HashMap<TxKey, Recipient<CallMsg>>,
+    engine_tx: HashMap<TxKey, (UnboundedSender<ClientReply>, u64)>,
 }
 
 /// Builds the factory the SIP server uses to create each shard's router.
@@ -134,12 +158,14 @@ pub fn factory(services: Services) -> TuFactory<Router> {
                 });
             }
         }
+        services.trunks.attach_shard(handle.clone());
         Router {
             shard: handle,
             services: services.clone(),
             calls: HashMap::new(),
             client_tx: HashMap::new(),
             invite_tx: HashMap::new(),
+            engine_tx: HashMap::new(),
         }
     })
 }
@@ -180,15 +206,50 @@ impl Router {
                 return;
             }
         }
+        if matches!(req.method, Method::Invite | Method::Register)
+            && !req.in_dialog()
+            && self.services.trunks.banned(source.addr.ip(), cx.now)
+        {
+            let r = switchboard_engine::sip::build::response_with_reason(
+                &req,
+                403,
+                "Forbidden (banned after failed authentications)",
+            );
+            return respond(cx, &tx, r);
+        }
         match req.method {
             Method::Invite if req.in_dialog() => respond(cx, &tx, response(&req, 481)),
             Method::Invite => {
+                // Carrier calls: identified by source or registered Contact, admitted under
+                // the trunk's limits (503 + Retry-After here, before any actor exists).
+                let mut trunk = None;
+                if !self.services.trunks.is_empty() {
+                    if let Some(t) = self.services.trunks.identify(source.addr.ip(), &req.uri) {
+                        match t.admit(cx.now, true) {
+                            Ok(lease) => trunk = Some(lease),
+                            Err(why) => {
+                                let mut r = switchboard_engine::sip::build::response_with_reason(
+                                    &req,
+                                    503,
+                                    why.reason(),
+                                );
+                                r.headers.push(
+                                    switchboard_engine::sip::HeaderName::RetryAfter,
+                                    self.services.trunks.retry_after(why).to_string(),
+                                );
+                                tracing::debug!(trunk = %t.name, ?why, "trunk call refused");
+                                return respond(cx, &tx, r);
+                            }
+                        }
+                    }
+                }
                 let setup = CallSetup {
                     tx,
                     invite: req,
                     source,
                     shard: self.shard.clone(),
                     services: self.services.clone(),
+                    trunk,
                 };
                 let actor = CallActor::new(setup).start().recipient();
                 self.invite_tx.insert(tx, actor.clone());
@@ -196,9 +257,14 @@ impl Router {
             }
             Method::Register => {
                 let reply = self.shard.cmd.clone();
+                let trunks = self.services.trunks.clone();
+                let ip = source.addr.ip();
                 let fut = self.services.registrar.send(Register { req, source });
                 actix_rt::spawn(async move {
                     if let Ok(resp) = fut.await {
+                        if resp.status == 403 {
+                            trunks.auth_failed(ip, std::time::Instant::now());
+                        }
                         let _ = reply.send(Command::Respond { tx, resp });
                     }
                 });
@@ -233,17 +299,29 @@ impl TransactionUser for Router {
             TuEvent::Response { tx, resp } => {
                 if let Some((actor, tag)) = self.client_tx.get(&tx) {
                     actor.do_send(CallMsg::Response { tag: *tag, resp });
+                } else if let Some((reply, tag)) = self.engine_tx.get(&tx) {
+                    let _ = reply.send(ClientReply {
+                        tag: *tag,
+                        response: Some(resp),
+                    });
                 }
             }
             TuEvent::Timeout { tx } => {
                 if let Some((actor, tag)) = self.client_tx.get(&tx) {
                     actor.do_send(CallMsg::Timeout { tag: *tag });
+                } else if let Some((reply, tag)) = self.engine_tx.remove(&tx) {
+                    let _ = reply.send(ClientReply {
+                        tag,
+                        response: None,
+                    });
                 }
             }
             TuEvent::Terminated { tx } => {
+                self.engine_tx.remove(&tx);
                 self.client_tx.remove(&tx);
                 self.invite_tx.remove(&tx);
                 switchboard_engine::memory::shrink_sparse(&mut self.client_tx);
+                switchboard_engine::memory::shrink_sparse(&mut self.engine_tx);
                 switchboard_engine::memory::shrink_sparse(&mut self.invite_tx);
             }
             TuEvent::StrayResponse { resp, source } => {
@@ -271,6 +349,23 @@ impl TransactionUser for Router {
                     if let Some(owner) = owner {
                         owner.do_send(CallMsg::Timeout { tag });
                     }
+                }
+            },
+            Command::Request {
+                req,
+                dest,
+                reply,
+                tag,
+            } => match cx.layer.send_request(cx.now, req, dest) {
+                Ok(tx) => {
+                    self.engine_tx.insert(tx, (reply, tag));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot send request");
+                    let _ = reply.send(ClientReply {
+                        tag,
+                        response: None,
+                    });
                 }
             },
             Command::Stateless { msg, dest } => cx.layer.send_stateless(msg, dest),

@@ -124,7 +124,9 @@ pub fn run(config: Config) -> ExitCode {
         } else {
             None
         };
+        let trunks = crate::trunk::Trunks::new(&config);
         let services = Services {
+            trunks: trunks.clone(),
             ivr: ivr.clone(),
             contact: contact.clone(),
             registrar,
@@ -158,7 +160,8 @@ pub fn run(config: Config) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
-        match crate::http::spawn(http_listen, metrics, contact, ivr.dialplans.clone()) {
+        trunks.start();
+        match crate::http::spawn(http_listen, metrics, contact, ivr.dialplans.clone(), trunks) {
             Ok(addr) => tracing::info!(%addr, "HTTP listening"),
             Err(e) => {
                 eprintln!("{e}");

@@ -61,6 +61,14 @@ pub enum DialTarget {
         /// The number to call.
         number: String,
     },
+    /// A number through a least-cost routing table: the trunks for its longest matching
+    /// prefix, in cost order (`[routes.NAME]` in the engine's config).
+    Route {
+        /// The table's name.
+        table: String,
+        /// The number to call.
+        number: String,
+    },
     /// A SIP URI.
     Uri(String),
 }

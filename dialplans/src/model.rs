@@ -150,6 +150,7 @@ pub(crate) enum PromptT {
 pub(crate) enum TargetT {
     User(Template),
     Trunk(Template, Template),
+    Route(Template, Template),
     Uri(Template),
 }
 

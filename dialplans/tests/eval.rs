@@ -742,3 +742,59 @@ fn monitor_and_callback_errors_name_the_value() {
         assert!(all.iter().any(|d| d.contains(needle)), "{src}: {all:?}");
     }
 }
+
+/// `dial: { route, number }` names a least-cost routing table; as a target in `targets` too.
+#[test]
+fn dial_through_a_route_table() {
+    let p = plan(
+        r#"contexts:
+  default:
+    rules:
+      - actions:
+          - dial: { route: lcr, number: "+${called}", caller_id: "+33100000000" }
+          - dial:
+              targets: [ { route: cheap, number: "${called}" }, { trunk: t1, number: "1" } ]
+"#,
+    );
+    let now = monday_open();
+    let mut s = Session::new(p, CallFacts::new("44207", "42"));
+    assert_eq!(
+        s.handle(&now, Event::Started),
+        Decision::Execute(Command::Dial {
+            targets: vec![DialTarget::Route {
+                table: "lcr".into(),
+                number: "+44207".into(),
+            }],
+            strategy: Strategy::Parallel,
+            timeout_secs: 30,
+            caller_id: Some("+33100000000".into()),
+        })
+    );
+    let Decision::Execute(Command::Dial { targets, .. }) =
+        s.handle(&now, Event::DialFailed { code: 503 })
+    else {
+        panic!("expected the second dial")
+    };
+    assert_eq!(
+        targets,
+        [
+            DialTarget::Route {
+                table: "cheap".into(),
+                number: "44207".into()
+            },
+            DialTarget::Trunk {
+                trunk: "t1".into(),
+                number: "1".into()
+            }
+        ]
+    );
+    // `trunk` and `route` together, or either without `number`, is refused.
+    for bad in [
+        "dial: { trunk: a, route: b, number: \"1\" }",
+        "dial: { route: b }",
+    ] {
+        let src =
+            format!("contexts:\n  default:\n    rules:\n      - actions:\n          - {bad}\n");
+        assert!(parse_str("t.yaml", &src).is_err(), "{bad}");
+    }
+}

@@ -32,20 +32,260 @@ pub struct Config {
     pub dialplan: DialplanConfig,
     /// The contact centre (queues, agents, routing).
     pub contact_centre: ContactCentreConfig,
-    /// Outbound SIP trunks by name (`[trunks.carrier] address = "192.0.2.10:5060"`): the
-    /// targets of a dialplan `dial: { trunk, number }`.
+    /// SIP trunks by name (`[trunks.carrier]`): gateways for outbound calls (the targets of a
+    /// dialplan `dial: { trunk, number }`), outbound registration, inbound identification and
+    /// per-trunk admission control.
     pub trunks: std::collections::BTreeMap<String, TrunkConfig>,
+    /// Least-cost routing tables by name (`[routes.lcr] "44" = ["cheap", "backup"]`): number
+    /// prefix → trunks in cost order; the longest matching prefix wins (`""` matches every
+    /// number). Used by a dialplan `dial: { route: lcr, number }`.
+    pub routes: std::collections::BTreeMap<String, std::collections::BTreeMap<String, Vec<String>>>,
+    /// Temporary bans of sources that fail digest authentication repeatedly (fail2ban-style).
+    pub bans: BanConfig,
 }
 
-/// An outbound trunk: where calls to numbers through it are sent.
+/// Temporary bans after repeated authentication failures from one source address.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BanConfig {
+    /// Failed authentications (403 to REGISTER or INVITE) within `window_secs` that ban the
+    /// source (0 = no bans).
+    pub max_auth_failures: u32,
+    /// The counting window, in seconds.
+    pub window_secs: u64,
+    /// How long a ban lasts, in seconds.
+    pub ban_secs: u64,
+}
+
+impl Default for BanConfig {
+    fn default() -> Self {
+        BanConfig {
+            max_auth_failures: 0,
+            window_secs: 60,
+            ban_secs: 300,
+        }
+    }
+}
+
+/// A SIP trunk: a carrier's gateways and how calls to and from it are handled.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrunkConfig {
+    /// A single gateway (shorthand for `gateways = [{ address = … }]`).
+    pub address: Option<SocketAddr>,
+    /// The carrier's gateways (IP and port; calls go over UDP).
+    pub gateways: Vec<GatewayConfig>,
+    /// How a call picks its first gateway; the others follow as failover.
+    pub strategy: GatewayStrategy,
+    /// Number format sent to the carrier: `asis`, `e164` (`+CC…`) or `national` (`0…`).
+    pub number_format: NumberFormat,
+    /// The country code used by `e164`/`national` (e.g. `"33"`).
+    pub country_code: String,
+    /// Removed from the start of the (formatted) number when present (e.g. `"+"`).
+    pub strip_prefix: String,
+    /// Prepended to the dialled number after formatting and stripping (`00`, a tech prefix).
+    pub prefix: String,
+    /// Caller ID (the From user) on calls through this trunk; default: the caller's number in
+    /// `number_format`. A dialplan `dial … caller_id` wins over it.
+    pub caller_id: Option<String>,
+    /// Codecs offered to the carrier, in preference order (`PCMA`, `PCMU`, `G722`, `opus`);
+    /// empty: the caller's or the engine's offer unchanged.
+    pub codecs: Vec<String>,
+    /// Most concurrent calls through this trunk, in and out (0 = no limit).
+    pub max_calls: u32,
+    /// Most new calls per second through this trunk, in and out (0 = no limit).
+    pub max_cps: f64,
+    /// Source addresses (IP or CIDR) whose INVITEs are this trunk's inbound calls (accepted
+    /// without digest authentication).
+    pub inbound_sources: Vec<String>,
+    /// Digest user a carrier authenticates its inbound calls with (with `inbound_password`).
+    pub inbound_username: Option<String>,
+    /// Digest password of `inbound_username`.
+    pub inbound_password: Option<String>,
+    /// A gateway that sends no response to an INVITE within this time is skipped (408) and the
+    /// next one is tried, in milliseconds.
+    pub invite_timeout_ms: u64,
+    /// Digest user for calls to the carrier that it challenges (401/407); default: the
+    /// registration's credentials.
+    pub outbound_username: Option<String>,
+    /// Digest password of `outbound_username`.
+    pub outbound_password: Option<String>,
+    /// OPTIONS keep-alive probes of the gateways.
+    pub probe: ProbeConfig,
+    /// Outbound registration to the carrier (RFC 3261 §10), when present.
+    pub register: Option<RegisterConfig>,
+}
+
+impl Default for TrunkConfig {
+    fn default() -> Self {
+        TrunkConfig {
+            address: None,
+            gateways: Vec::new(),
+            strategy: GatewayStrategy::Priority,
+            number_format: NumberFormat::Asis,
+            country_code: String::new(),
+            strip_prefix: String::new(),
+            prefix: String::new(),
+            caller_id: None,
+            codecs: Vec::new(),
+            max_calls: 0,
+            max_cps: 0.0,
+            inbound_sources: Vec::new(),
+            inbound_username: None,
+            inbound_password: None,
+            invite_timeout_ms: 5000,
+            outbound_username: None,
+            outbound_password: None,
+            probe: ProbeConfig::default(),
+            register: None,
+        }
+    }
+}
+
+impl TrunkConfig {
+    /// Digest credentials for challenged calls to the carrier: `outbound_username`/
+    /// `outbound_password`, else the registration's.
+    pub fn outbound_credentials(&self) -> Option<(&str, &str)> {
+        if let (Some(u), Some(p)) = (&self.outbound_username, &self.outbound_password) {
+            return Some((u, p));
+        }
+        self.register.as_ref().map(|r| {
+            (
+                r.auth_username.as_deref().unwrap_or(&r.username),
+                r.password.as_str(),
+            )
+        })
+    }
+
+    /// Every gateway: `address` first, then `gateways`.
+    pub fn all_gateways(&self) -> Vec<GatewayConfig> {
+        let mut v: Vec<GatewayConfig> = self
+            .address
+            .map(|address| GatewayConfig {
+                address,
+                weight: 1,
+                priority: 0,
+            })
+            .into_iter()
+            .collect();
+        v.extend(self.gateways.iter().cloned());
+        v
+    }
+}
+
+/// One gateway of a trunk.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TrunkConfig {
-    /// The carrier's SIP address (IP and port; calls go over UDP).
+pub struct GatewayConfig {
+    /// IP and port.
     pub address: SocketAddr,
-    /// Prepended to the dialled number (`00`, `+`, a tech prefix).
+    /// Share of calls under the `weighted` strategy.
+    #[serde(default = "one")]
+    pub weight: u32,
+    /// Order under the `priority` strategy (lower first).
     #[serde(default)]
-    pub prefix: String,
+    pub priority: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// How a trunk orders its gateways for a new call.
+#[derive(Clone, Copy, Debug, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum GatewayStrategy {
+    /// Lowest `priority` first (ties in configuration order).
+    #[default]
+    Priority,
+    /// Each call starts at the next gateway.
+    RoundRobin,
+    /// First gateway drawn at random in proportion to `weight`.
+    Weighted,
+    /// The gateway with the fewest calls in progress first.
+    LeastCalls,
+}
+
+/// How numbers are written towards a carrier.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum NumberFormat {
+    /// Unchanged (only visual separators removed).
+    #[default]
+    Asis,
+    /// E.164 with `+`: `00…` → `+…`, national `0…` → `+CC…`.
+    E164,
+    /// National: `+CC…`/`00CC…` → `0…`, other countries `00…`.
+    National,
+}
+
+/// OPTIONS keep-alive probes (like Kamailio's dispatcher).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProbeConfig {
+    /// Seconds between probes of one gateway (0 = no probes: gateways are always up).
+    pub interval_secs: u64,
+    /// A probe without a final response after this long has failed, in milliseconds.
+    pub timeout_ms: u64,
+    /// Consecutive failed probes (timeout, 5xx, 6xx) that mark a gateway down.
+    pub down_after: u32,
+    /// Consecutive answered probes that mark a down gateway up again.
+    pub up_after: u32,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        ProbeConfig {
+            interval_secs: 0,
+            timeout_ms: 2000,
+            down_after: 2,
+            up_after: 1,
+        }
+    }
+}
+
+/// Outbound registration of a trunk (RFC 3261 §10, as a client).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegisterConfig {
+    /// The registrar (default: the trunk's first gateway).
+    pub registrar: Option<SocketAddr>,
+    /// The domain of the address of record (default: the registrar's IP).
+    pub domain: Option<String>,
+    /// The user registered (the AOR's user part and the digest user).
+    pub username: String,
+    /// Digest user when it differs from `username`.
+    pub auth_username: Option<String>,
+    /// Digest password.
+    pub password: String,
+    /// The user part of our Contact (default `username`); INVITEs to it are this trunk's
+    /// inbound calls.
+    pub contact_user: Option<String>,
+    /// Registration lifetime asked for, in seconds.
+    pub expires_secs: u32,
+    /// A REGISTER without a final response after this long has failed, in milliseconds.
+    pub timeout_ms: u64,
+    /// First wait after a failure, in seconds; doubles on each further failure.
+    pub retry_min_secs: u64,
+    /// Longest wait between attempts, in seconds.
+    pub retry_max_secs: u64,
+}
+
+impl Default for RegisterConfig {
+    fn default() -> Self {
+        RegisterConfig {
+            registrar: None,
+            domain: None,
+            username: String::new(),
+            auth_username: None,
+            password: String::new(),
+            contact_user: None,
+            expires_secs: 600,
+            timeout_ms: 5000,
+            retry_min_secs: 2,
+            retry_max_secs: 300,
+        }
+    }
 }
 
 /// The contact centre: queues, agents and workflows are configured through the REST API and
@@ -571,8 +811,104 @@ impl Config {
                 );
             }
         }
+        self.validate_trunks(file)?;
         if l.max_transactions == 0 {
             return err("limits.max_transactions", "must be > 0");
+        }
+        Ok(())
+    }
+
+    fn validate_trunks(&self, file: &str) -> Result<(), ConfigError> {
+        let err = |key: String, reason: &str| {
+            Err(ConfigError {
+                file: file.to_string(),
+                key,
+                reason: reason.to_string(),
+            })
+        };
+        const CODECS: [&str; 4] = ["pcmu", "pcma", "g722", "opus"];
+        for (name, t) in &self.trunks {
+            let k = |s: &str| format!("trunks.{name}.{s}");
+            if t.gateways.iter().any(|g| g.weight == 0) {
+                return err(k("gateways"), "weight must be > 0");
+            }
+            if !t.max_cps.is_finite() || t.max_cps < 0.0 {
+                return err(k("max_cps"), "must be a number >= 0");
+            }
+            if t.number_format != NumberFormat::Asis
+                && (t.country_code.is_empty()
+                    || !t.country_code.bytes().all(|b| b.is_ascii_digit()))
+            {
+                return err(k("country_code"), "digits, needed by number_format");
+            }
+            for (i, c) in t.codecs.iter().enumerate() {
+                if !CODECS.contains(&c.to_ascii_lowercase().as_str()) {
+                    return err(k(&format!("codecs[{i}]")), "one of PCMU, PCMA, G722, opus");
+                }
+            }
+            for (i, s) in t.inbound_sources.iter().enumerate() {
+                if parse_cidr(s).is_none() {
+                    return err(
+                        k(&format!("inbound_sources[{i}]")),
+                        "not an IP address or CIDR",
+                    );
+                }
+            }
+            if t.inbound_username.is_some() != t.inbound_password.is_some() {
+                return err(
+                    k("inbound_password"),
+                    "inbound_username and inbound_password go together",
+                );
+            }
+            if t.outbound_username.is_some() != t.outbound_password.is_some() {
+                return err(
+                    k("outbound_password"),
+                    "outbound_username and outbound_password go together",
+                );
+            }
+            if t.invite_timeout_ms == 0 {
+                return err(k("invite_timeout_ms"), "must be > 0");
+            }
+            let p = &t.probe;
+            if p.interval_secs > 0 && (p.timeout_ms == 0 || p.down_after == 0 || p.up_after == 0) {
+                return err(
+                    k("probe"),
+                    "timeout_ms, down_after and up_after must be > 0",
+                );
+            }
+            if let Some(r) = &t.register {
+                if r.username.is_empty() {
+                    return err(k("register.username"), "needed for registration");
+                }
+                if r.expires_secs < 2 {
+                    return err(k("register.expires_secs"), "must be >= 2");
+                }
+                if r.timeout_ms == 0 || r.retry_min_secs == 0 || r.retry_max_secs < r.retry_min_secs
+                {
+                    return err(
+                        k("register.retry_min_secs"),
+                        "timeout_ms and retry_min_secs > 0, retry_max_secs >= retry_min_secs",
+                    );
+                }
+            }
+        }
+        for (table, prefixes) in &self.routes {
+            for (prefix, trunks) in prefixes {
+                let key = format!("routes.{table}.\"{prefix}\"");
+                if !prefix
+                    .trim_start_matches('+')
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+                {
+                    return err(key, "a prefix is digits, optionally after `+`");
+                }
+                if trunks.is_empty() {
+                    return err(key, "lists at least one trunk");
+                }
+                if let Some(t) = trunks.iter().find(|t| !self.trunks.contains_key(*t)) {
+                    return err(key, &format!("no trunk `{t}`"));
+                }
+            }
         }
         Ok(())
     }
@@ -644,6 +980,49 @@ mod tests {
             "10.0.0.1".parse().unwrap()
         ));
         assert!(parse_cidr("1.2.3.4/33").is_none());
+    }
+
+    #[test]
+    fn trunk_errors_name_the_key() {
+        let key = |text: &str| {
+            Config::parse(text, "f.toml")
+                .and_then(|c| c.validate("f.toml"))
+                .unwrap_err()
+                .key
+        };
+        assert_eq!(
+            key("[trunks.a]\ninbound_sources = [\"x\"]\n"),
+            "trunks.a.inbound_sources[0]"
+        );
+        assert_eq!(
+            key("[trunks.a]\naddress = \"127.0.0.1:5070\"\ncodecs = [\"GSM\"]\n"),
+            "trunks.a.codecs[0]"
+        );
+        assert_eq!(
+            key("[trunks.a]\nnumber_format = \"e164\"\n"),
+            "trunks.a.country_code"
+        );
+        assert_eq!(
+            key("[trunks.a]\n[trunks.a.register]\npassword = \"p\"\n"),
+            "trunks.a.register.username"
+        );
+        assert_eq!(
+            key("[routes.lcr]\n\"44\" = [\"nope\"]\n"),
+            "routes.lcr.\"44\""
+        );
+        assert_eq!(
+            key("[trunks.a]\nstrategy = \"random\"\n"),
+            "trunks.a.strategy"
+        );
+        let c = Config::parse(
+            "[trunks.a]\ngateways = [{ address = \"127.0.0.1:5070\", weight = 2 }]\nmax_cps = 5\n\
+             [routes.lcr]\n\"+44\" = [\"a\"]\n",
+            "f.toml",
+        )
+        .unwrap();
+        c.validate("f.toml").unwrap();
+        assert_eq!(c.trunks["a"].all_gateways()[0].weight, 2);
+        assert_eq!(c.trunks["a"].max_cps, 5.0);
     }
 
     #[test]

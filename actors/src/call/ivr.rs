@@ -109,6 +109,10 @@ pub(super) struct Ivr {
     pub(super) a_format: Option<LegFormat>,
     /// The last dial failure, answered to an unanswered caller when the plan ends.
     pub(super) last_failure: Option<(u16, String)>,
+    /// The trunk side of the dial in progress (gateways left, the trunk slot held).
+    pub(super) trunk: Option<Box<super::trunk_dial::TrunkDial>>,
+    /// The caller ID the running dial asked for.
+    pub(super) dial_caller_id: Option<String>,
 }
 
 /// A digit from the caller (RFC 4733, in-band or SIP INFO).
@@ -183,12 +187,13 @@ impl CallActor {
             .get(&HeaderName::From)
             .map(user_part)
             .unwrap_or_default();
-        let source = match &self.authenticated_user {
-            Some(u) => Source::User {
+        let source = match (&self.setup.trunk, &self.authenticated_user) {
+            (Some(t), _) => Source::Trunk(t.trunk().name.clone()),
+            (None, Some(u)) => Source::User {
                 name: u.clone(),
                 groups: Vec::new(),
             },
-            None => Source::Unknown,
+            (None, None) => Source::Unknown,
         };
         let mut facts = CallFacts::new(called, calling).from_source(source);
         for h in inv.headers.iter() {
@@ -202,6 +207,8 @@ impl CallActor {
             next_id: 0,
             a_format: None,
             last_failure: None,
+            trunk: None,
+            dial_caller_id: None,
         }));
         if let Some(relay) = &self.relay {
             if let Some(mut rx) = relay.take_events() {
@@ -360,7 +367,9 @@ impl CallActor {
                 timeout_secs,
                 caller_id,
             } => {
-                let _ = caller_id;
+                if let Some(i) = self.ivr.as_mut() {
+                    i.dial_caller_id = caller_id;
+                }
                 let timeout = Duration::from_secs(u64::from(timeout_secs.clamp(1, 3600)));
                 let mut rest: VecDeque<DialTarget> = targets.into();
                 let now: Vec<DialTarget> = match strategy {
@@ -891,6 +900,8 @@ impl CallActor {
         }
         let mut direct = Vec::new();
         let mut users = Vec::new();
+        let mut trunk_sets = Vec::new();
+        let trunks = self.setup.services.trunks.clone();
         for t in targets {
             match t {
                 DialTarget::User(u) => users.push(u),
@@ -898,23 +909,20 @@ impl CallActor {
                     Some(b) => direct.push(b),
                     None => tracing::warn!(uri = %u, "dial: SIP URI without an IP host; skipped"),
                 },
-                DialTarget::Trunk { trunk, number } => {
-                    let trunks = &self.setup.shard.shared.config.trunks;
-                    match trunks.get(&trunk) {
-                        Some(t) => {
-                            let digits: String = number
-                                .chars()
-                                .filter(|c| {
-                                    c.is_ascii_alphanumeric() || matches!(c, '+' | '*' | '#')
-                                })
-                                .collect();
-                            let uri = format!("sip:{}{digits}@{}", t.prefix, t.address);
-                            direct.extend(direct_binding(&uri));
-                        }
-                        None => tracing::warn!(%trunk, %number, "dial: no such trunk; skipped"),
-                    }
-                }
+                DialTarget::Trunk { trunk, number } => match trunks.get(&trunk) {
+                    Some(t) => trunk_sets.push((vec![t.clone()], number)),
+                    None => tracing::warn!(%trunk, %number, "dial: no such trunk; skipped"),
+                },
+                DialTarget::Route { table, number } => match trunks.route(&table, &number) {
+                    Some(ts) if !ts.is_empty() => trunk_sets.push((ts, number)),
+                    Some(_) => tracing::warn!(%table, %number, "dial: no route for the number"),
+                    None => tracing::warn!(%table, "dial: no such route table; skipped"),
+                },
             }
+        }
+        if !trunk_sets.is_empty() {
+            let caller_id = self.ivr.as_ref().and_then(|i| i.dial_caller_id.clone());
+            direct.extend(self.start_trunk_dial(trunk_sets, caller_id));
         }
         let registrar = self.setup.services.registrar.clone();
         let realm = self.setup.services.auth.realm().to_string();
@@ -935,15 +943,32 @@ impl CallActor {
         .into_actor(self)
         .map(move |bindings, act, ctx| {
             if bindings.is_empty() {
-                return act.dial_failed(ctx, 404, "Not Found (not registered)");
+                let (code, reason) = act
+                    .trunk_failure()
+                    .unwrap_or((404, "Not Found (not registered)".into()));
+                if let Some(i) = act.ivr.as_mut() {
+                    i.trunk = None;
+                }
+                return act.dial_failed(ctx, code, &reason);
             }
             act.start_b_legs(ctx, bindings, ring);
+            act.arm_trunk_timeout(ctx);
         })
         .wait(ctx);
     }
 
     /// A dial attempt failed with `code`: next target in sequence, or `DialFailed`.
     pub(super) fn dial_failed(&mut self, ctx: &mut Context<Self>, code: u16, reason: &str) {
+        if let Some(b) = self.trunk_failover(code, reason) {
+            // The next gateway of the trunk (or of the next trunk of the route).
+            let ring = match self.ivr.as_ref().map(|i| &i.running) {
+                Some(Running::Dial { timeout, .. }) => *timeout,
+                _ => Duration::from_secs(30),
+            };
+            self.start_b_legs(ctx, vec![b], ring);
+            self.arm_trunk_timeout(ctx);
+            return;
+        }
         let Some(ivr) = self.ivr.as_mut() else { return };
         ivr.last_failure = Some((code, reason.to_string()));
         if let Running::Dial { rest, timeout, .. } = &mut ivr.running {
@@ -1002,6 +1027,10 @@ impl CallActor {
         }
         self.winner = None;
         self.unbridge_media();
+        if let Some(i) = self.ivr.as_mut() {
+            // The trunk call is over: its slot on the trunk is free again.
+            i.trunk = None;
+        }
         self.step(ctx, Event::ActionCompleted);
         true
     }

@@ -13,6 +13,8 @@ mod ivr;
 mod queue;
 mod srtp;
 mod supervise;
+mod trunk_dial;
+use trunk_dial::cseq_number;
 
 pub use callback::{CallbackCall, CallbackEnv};
 pub use ivr::IvrTools;
@@ -64,6 +66,8 @@ pub struct CallSetup {
     pub shard: ShardHandle,
     /// Engine-wide services.
     pub services: Services,
+    /// The trunk this call came in on (its admission slot, freed with the call).
+    pub trunk: Option<crate::trunk::Lease>,
 }
 
 /// Messages the router delivers to a call.
@@ -534,10 +538,12 @@ impl CallActor {
         for (n, b) in bindings.iter().enumerate() {
             let i = first + n;
             let call_id = new_call_id(self.setup.shard.shard, &host);
+            // A trunk leg carries the trunk's caller ID and codec preference.
+            let (leg_from, leg_body) = self.trunk_leg(&b.contact).unzip();
             let mut req = new_request(
                 Method::Invite,
                 &b.contact,
-                &from,
+                leg_from.as_deref().unwrap_or(&from),
                 &to,
                 &call_id,
                 1,
@@ -547,9 +553,10 @@ impl CallActor {
             req.headers
                 .set(HeaderName::MaxForwards, max_forwards.to_string());
             self.identity_headers(&mut req, b.destination().addr.ip());
-            if !self.b_body.is_empty() {
+            let body = leg_body.unwrap_or_else(|| self.b_body.clone());
+            if !body.is_empty() {
                 req.headers.push(HeaderName::ContentType, "application/sdp");
-                req.body = self.b_body.clone();
+                req.body = body;
             }
             let side = Side::B(i as u32);
             self.post(Command::Route {
@@ -605,6 +612,10 @@ impl CallActor {
         let Some(leg) = self.legs.get_mut(i as usize) else {
             return;
         };
+        if leg.state == LegState::Done && resp.status >= 300 {
+            // A leg given up already (cancelled, or timed out towards a trunk gateway).
+            return;
+        }
         if leg.state == LegState::Done && resp.status >= 200 && resp.status < 300 {
             // A late 2xx on a cancelled fork: ACK and BYE it (RFC 3261 §13.2.2.4 / §15).
             if let Some(mut d) = Dialog::uac(
@@ -613,7 +624,7 @@ impl CallActor {
                 leg.dest,
                 self.setup.shard.shared.local_addr(leg.dest.transport),
             ) {
-                let ack = d.ack(1);
+                let ack = d.ack(cseq_number(&leg.invite));
                 let bye = d.request(Method::Bye);
                 shard.post(Command::Stateless {
                     msg: Message::Request(ack),
@@ -649,7 +660,7 @@ impl CallActor {
                 let Some(mut d) = Dialog::uac(&leg.invite, &resp, leg.dest, local) else {
                     return;
                 };
-                let ack = d.ack(1);
+                let ack = d.ack(cseq_number(&leg.invite));
                 shard.post(Command::Stateless {
                     msg: Message::Request(ack),
                     dest: leg.dest,
@@ -702,7 +713,11 @@ impl CallActor {
                     panic!("panic injected by X-Switchboard-Panic (debug_panic_injection is on)");
                 }
             }
+            401 | 407 if self.trunk_auth_retry(ctx, i, &resp) => {}
             _ => {
+                let Some(leg) = self.legs.get_mut(i as usize) else {
+                    return;
+                };
                 leg.state = LegState::Done;
                 self.guard
                     .state
@@ -1006,6 +1021,9 @@ impl CallActor {
         let Some(creds) = creds else {
             return self.challenge(ctx, false);
         };
+        if self.trunk_credentials(ctx, &creds) {
+            return;
+        }
         let storage = self.setup.services.storage.clone();
         let realm = self.setup.services.auth.realm().to_string();
         let user = creds.username.clone();
@@ -1033,12 +1051,14 @@ impl CallActor {
                         Verdict::Stale => act.challenge(ctx, true),
                         Verdict::BadNonce => act.challenge(ctx, false),
                         Verdict::WrongPassword => {
+                            act.auth_failed();
                             let r = act.a_response(403, Some("Forbidden (wrong password)"));
                             act.fail_a(ctx, r, "rejected")
                         }
                     }
                 }
                 Ok(None) => {
+                    act.auth_failed();
                     let r = act.a_response(403, Some("Forbidden"));
                     act.fail_a(ctx, r, "rejected")
                 }
@@ -1419,7 +1439,7 @@ impl Actor for CallActor {
             tx: self.setup.tx,
             resp: response(&self.setup.invite, 100),
         });
-        if self.is_trusted(self.setup.source.addr.ip()) {
+        if self.is_trusted(self.setup.source.addr.ip()) || self.setup.trunk.is_some() {
             self.route(ctx);
         } else {
             self.authenticate(ctx);

@@ -85,6 +85,10 @@ impl Session {
                             trunk: self.render(t),
                             number: self.render(n),
                         },
+                        TargetT::Route(t, n) => DialTarget::Route {
+                            table: self.render(t),
+                            number: self.render(n),
+                        },
                         TargetT::Uri(u) => DialTarget::Uri(self.render(u)),
                     })
                     .collect(),

@@ -230,21 +230,23 @@ impl Builder<'_> {
         let mut m = MapRead::new(node, "dial target", self.sink)?;
         let user = m.get("user").map(|n| template(n, "dial user", self.sink));
         let trunk = m.get("trunk").map(|n| template(n, "dial trunk", self.sink));
+        let route = m.get("route").map(|n| template(n, "dial route", self.sink));
         let number = m
             .get("number")
             .map(|n| template(n, "dial number", self.sink));
         let uri = m.get("uri").map(|n| template(n, "dial uri", self.sink));
         let pos = m.pos;
         m.finish("dial target", self.sink);
-        match (user, trunk, number, uri) {
-            (Some(u), None, None, None) => Some(TargetT::User(u?)),
-            (None, Some(t), Some(n), None) => Some(TargetT::Trunk(t?, n?)),
-            (None, None, None, Some(u)) => Some(TargetT::Uri(u?)),
+        match (user, trunk, route, number, uri) {
+            (Some(u), None, None, None, None) => Some(TargetT::User(u?)),
+            (None, Some(t), None, Some(n), None) => Some(TargetT::Trunk(t?, n?)),
+            (None, None, Some(r), Some(n), None) => Some(TargetT::Route(r?, n?)),
+            (None, None, None, None, Some(u)) => Some(TargetT::Uri(u?)),
             _ => {
                 self.sink.error(
                     pos,
                     DiagKind::MissingKey,
-                    "a dial target is one of `user`, `trunk` with `number`, or `uri`",
+                    "a dial target is one of `user`, `trunk` or `route` with `number`, or `uri`",
                 );
                 None
             }
@@ -288,19 +290,33 @@ impl Builder<'_> {
             }
         }
         let trunk = m.get("trunk");
+        let route = m.get("route");
         let number = m.get("number");
-        match (trunk, number) {
-            (Some(t), Some(n)) => {
+        match (trunk, route, number) {
+            (Some(t), None, Some(n)) => {
                 let t = template(t, "dial trunk", self.sink);
                 let n = template(n, "dial number", self.sink);
                 ok &= push(&mut targets, t.zip(n).map(|(t, n)| TargetT::Trunk(t, n)));
             }
-            (None, None) => {}
+            (None, Some(r), Some(n)) => {
+                let r = template(r, "dial route", self.sink);
+                let n = template(n, "dial number", self.sink);
+                ok &= push(&mut targets, r.zip(n).map(|(r, n)| TargetT::Route(r, n)));
+            }
+            (None, None, None) => {}
+            (Some(_), Some(_), _) => {
+                self.sink.error(
+                    pos,
+                    DiagKind::BadValue,
+                    "`dial` takes `trunk` or `route`, not both",
+                );
+                ok = false;
+            }
             _ => {
                 self.sink.error(
                     pos,
                     DiagKind::MissingKey,
-                    "`dial` needs both `trunk` and `number`",
+                    "`dial` needs `number` with `trunk` or `route`",
                 );
                 ok = false;
             }
@@ -347,7 +363,7 @@ impl Builder<'_> {
             return self.missing(
                 pos,
                 "dial",
-                "a target (`user`, `users`, `trunk`+`number`, `uri` or `targets`)",
+                "a target (`user`, `users`, `trunk`+`number`, `route`+`number`, `uri` or `targets`)",
             );
         }
         Some(Action::Dial {
