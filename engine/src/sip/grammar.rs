@@ -73,7 +73,25 @@ pub fn list_elems(value: &str) -> ListElems<'_> {
 
 /// Checks a comma-separated header value as [`split_list`] does, without allocating.
 pub fn check_list(value: &str) -> Result<(), &'static str> {
+    if let Some(sole) = sole_elem(value) {
+        return sole.map(|_| ());
+    }
     list_elems(value).try_for_each(|e| e.map(|_| ()))
+}
+
+/// What [`list_elems`] yields for a value without `"`, `<` or `,` (one search): its only
+/// element, the trimmed value, or the empty-element fault. `None` for any other value.
+#[inline]
+pub fn sole_elem(value: &str) -> Option<Result<&str, &'static str>> {
+    if memchr::memchr3(b'"', b'<', b',', value.as_bytes()).is_some() {
+        return None;
+    }
+    let item = value.trim();
+    Some(if item.is_empty() {
+        Err("empty list element")
+    } else {
+        Ok(item)
+    })
 }
 
 /// The iterator of [`list_elems`].

@@ -20,6 +20,9 @@ macro_rules! header_names {
         impl HeaderName {
             /// Parses a header name (already checked to be a `token`).
             pub fn from_token(name: &str) -> HeaderName {
+                if let Some(known) = common_name(name) {
+                    return known;
+                }
                 $(
                     if name.eq_ignore_ascii_case($long) $(|| name.eq_ignore_ascii_case($compact))? {
                         return HeaderName::$variant;
@@ -78,6 +81,27 @@ header_names! {
     Warning => "Warning";
     Date => "Date";
     Timestamp => "Timestamp";
+}
+
+/// The names nearly every message carries, found by length and first letter before the
+/// general search (which tries every known name in turn).
+#[inline]
+fn common_name(name: &str) -> Option<HeaderName> {
+    let b = name.as_bytes();
+    let first = b.first()?.to_ascii_lowercase();
+    let (long, known) = match (b.len(), first) {
+        (3, b'v') => ("Via", HeaderName::Via),
+        (4, b'f') => ("From", HeaderName::From),
+        (2, b't') => ("To", HeaderName::To),
+        (7, b'c') if b[1].eq_ignore_ascii_case(&b'a') => ("Call-ID", HeaderName::CallId),
+        (7, b'c') => ("Contact", HeaderName::Contact),
+        (4, b'c') => ("CSeq", HeaderName::CSeq),
+        (12, b'm') => ("Max-Forwards", HeaderName::MaxForwards),
+        (14, b'c') => ("Content-Length", HeaderName::ContentLength),
+        (12, b'c') => ("Content-Type", HeaderName::ContentType),
+        _ => return None,
+    };
+    name.eq_ignore_ascii_case(long).then_some(known)
 }
 
 impl fmt::Display for HeaderName {

@@ -2,7 +2,7 @@
 
 use super::grammar::{
     check_list, check_params, find_param, find_param_in, is_token, is_ws, list_elems, parse_params,
-    split_list, Param,
+    sole_elem, split_list, Param,
 };
 use std::fmt;
 
@@ -138,6 +138,9 @@ impl<'a> ViaRef<'a> {
     /// The first Via element of a header value, provided every element of the value parses
     /// (as [`Via::parse_list`] requires).
     pub fn first_of_list(value: &'a str) -> Result<ViaRef<'a>, &'static str> {
+        if let Some(sole) = sole_elem(value) {
+            return ViaRef::parse(sole?);
+        }
         check_list(value)?;
         let mut first = None;
         for elem in list_elems(value) {
