@@ -26,6 +26,56 @@ pub fn is_token_char(b: u8) -> bool {
     TOKEN_CHARS[usize::from(b)]
 }
 
+/// Which bytes may appear in an unquoted parameter value: `token` characters and `:`.
+const VALUE_CHARS: [bool; 256] = {
+    let mut t = TOKEN_CHARS;
+    t[b':' as usize] = true;
+    t
+};
+
+/// The ASCII white space `str::trim` removes (`char::is_whitespace` below U+0080).
+#[inline]
+fn is_trim_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
+/// Exactly `s.trim()`, cheaper on the usual values (ASCII at both ends).
+#[inline]
+pub fn trim(s: &str) -> &str {
+    let b = s.as_bytes();
+    let start = b.iter().position(|&c| !is_trim_ws(c)).unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|&c| !is_trim_ws(c))
+        .map_or(start, |i| i + 1);
+    // Both ends are now ASCII non-space bytes, unless the value starts or ends with a
+    // non-ASCII character, which may be Unicode white space: `str::trim` decides those.
+    match s.get(start..end) {
+        Some(v)
+            if v.as_bytes().first().is_none_or(u8::is_ascii)
+                && v.as_bytes().last().is_none_or(u8::is_ascii) =>
+        {
+            v
+        }
+        Some(v) => v.trim(),
+        None => s.trim(),
+    }
+}
+
+/// The length of the run of bytes at the start of `b` for which `table` is true.
+#[inline]
+fn run_of(b: &[u8], table: &[bool; 256]) -> usize {
+    b.iter()
+        .position(|&c| !table[usize::from(c)])
+        .unwrap_or(b.len())
+}
+
+/// The length of the `token` at the start of `b` (0 when none).
+#[inline]
+pub fn token_len(b: &[u8]) -> usize {
+    run_of(b, &TOKEN_CHARS)
+}
+
 /// True when `s` is a non-empty `token`.
 #[inline]
 pub fn is_token(s: &str) -> bool {
@@ -244,9 +294,7 @@ impl<'a> Iterator for ParamIter<'a> {
         }
         i = skip_ws(b, i + 1);
         let name_start = i;
-        while i < b.len() && is_token_char(b[i]) {
-            i += 1;
-        }
+        i += token_len(&b[i..]);
         if i == name_start {
             return self.fail("empty parameter");
         }
@@ -270,9 +318,7 @@ impl<'a> Iterator for ParamIter<'a> {
                 }
                 i += 1;
             } else {
-                while i < b.len() && (is_token_char(b[i]) || b[i] == b':') {
-                    i += 1;
-                }
+                i += run_of(&b[i..], &VALUE_CHARS);
             }
             if i == v_start {
                 return self.fail("empty parameter value");
@@ -354,7 +400,7 @@ pub fn parse_name_addr(s: &str) -> Result<NameAddr, &'static str> {
 
 /// [`parse_name_addr`] without copying: the same checks, the parts as slices of `s`.
 pub fn parse_name_addr_ref(s: &str) -> Result<NameAddrRef<'_>, &'static str> {
-    let s = s.trim();
+    let s = trim(s);
     let b = s.as_bytes();
     if b.is_empty() {
         return Err("empty address");
@@ -367,12 +413,11 @@ pub fn parse_name_addr_ref(s: &str) -> Result<NameAddrRef<'_>, &'static str> {
         }
         (Some(&s[..end]), rest)
     } else if let Some(lt) = memchr::memchr(b'<', b) {
-        let name = s[..lt].trim();
-        if !name.is_empty()
-            && !name
-                .split([' ', '\t'])
-                .filter(|w| !w.is_empty())
-                .all(is_token)
+        let name = trim(&s[..lt]);
+        // Words of token characters separated by white space.
+        if !name
+            .bytes()
+            .all(|c| is_token_char(c) || c == b' ' || c == b'\t')
         {
             return Err("display name has characters that need quoting");
         }
@@ -380,9 +425,9 @@ pub fn parse_name_addr_ref(s: &str) -> Result<NameAddrRef<'_>, &'static str> {
     } else {
         // addr-spec: the URI runs to the first ';', which starts the header parameters.
         let end = memchr::memchr(b';', b).unwrap_or(b.len());
-        let uri = s[..end].trim();
+        let uri = trim(&s[..end]);
         check_uri_chars(uri)?;
-        if uri.contains(['?', ',']) {
+        if uri.bytes().any(|c| c == b'?' || c == b',') {
             return Err("URI with ? or , must be enclosed in <>");
         }
         let params = &s[end..];
@@ -410,18 +455,30 @@ pub fn parse_name_addr_ref(s: &str) -> Result<NameAddrRef<'_>, &'static str> {
     })
 }
 
-/// Checks that a URI has a scheme and no whitespace, quotes or angle brackets.
-pub fn check_uri_chars(uri: &str) -> Result<(), &'static str> {
+/// The bytes a URI may not hold: controls, space, DEL, `<`, `>` and `"`.
+const URI_FORBIDDEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i <= b' ' as usize {
+        t[i] = true;
+        i += 1;
+    }
+    t[b'<' as usize] = true;
+    t[b'>' as usize] = true;
+    t[b'"' as usize] = true;
+    t[0x7f] = true;
+    t
+};
+
+/// Checks that a URI has a scheme and no whitespace, quotes or angle brackets; the scheme's kind.
+pub fn check_uri_chars(uri: &str) -> Result<crate::sip::uri::SchemeKind, &'static str> {
     if uri.is_empty() {
         return Err("empty URI");
     }
-    if uri
-        .bytes()
-        .any(|c| c <= b' ' || matches!(c, b'<' | b'>' | b'"' | 0x7f))
-    {
+    if uri.bytes().any(|c| URI_FORBIDDEN[usize::from(c)]) {
         return Err("URI contains whitespace or a forbidden character");
     }
-    crate::sip::uri::scheme(uri).map(|_| ())
+    crate::sip::uri::scheme(uri)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 
 use super::grammar::{
     check_list, find_param_in, is_token, is_token_char, list_elems, parse_name_addr_ref, sole_elem,
+    trim,
 };
 use super::header::{HeaderName, Headers};
 use super::message::{parse_cseq, Message, Request, Response};
@@ -81,35 +82,6 @@ fn split_head(buf: &[u8]) -> Result<Head<'_>, ParseError> {
     }
 }
 
-/// The ASCII whitespace `str::trim` removes (`char::is_whitespace` below U+0080).
-#[inline]
-fn is_trim_ws(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
-}
-
-/// `s.trim()`, cheaper on the usual ASCII-bounded values.
-#[inline]
-fn trim_value(s: &str) -> &str {
-    let b = s.as_bytes();
-    let start = b.iter().position(|&c| !is_trim_ws(c)).unwrap_or(b.len());
-    let end = b
-        .iter()
-        .rposition(|&c| !is_trim_ws(c))
-        .map_or(start, |i| i + 1);
-    // Both ends are ASCII bytes here unless the value starts or ends with a non-ASCII
-    // character, which may be Unicode white space: `trim` decides those.
-    match s.get(start..end) {
-        Some(v)
-            if v.as_bytes().first().is_none_or(u8::is_ascii)
-                && v.as_bytes().last().is_none_or(u8::is_ascii) =>
-        {
-            v
-        }
-        Some(v) => v.trim(),
-        None => s.trim(),
-    }
-}
-
 /// [`split_head_general`] for the common message: a complete head, valid UTF-8, every line
 /// ending in CRLF (no bare CR or LF), no folded lines, every header line `token *WS ":"`, and
 /// room under [`MAX_HEADERS`]. One pass; `None` sends anything else to the general path, which
@@ -166,7 +138,7 @@ fn split_head_plain(buf: &[u8]) -> Option<Head<'_>> {
         if name != HeaderName::ContentLength && headers.len() >= MAX_HEADERS {
             return None;
         }
-        let value = trim_value(&head[pos + colon + 1..this_end]);
+        let value = trim(&head[pos + colon + 1..this_end]);
         headers.push(name, value);
         pos = this_end + 2;
     }

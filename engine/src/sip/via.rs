@@ -1,8 +1,8 @@
 //! The Via header (RFC 3261 §20.42, RFC 3581 rport): parsing, and the RFC 3261 magic cookie.
 
 use super::grammar::{
-    check_list, check_params, find_param, find_param_in, is_token, is_ws, list_elems, parse_params,
-    sole_elem, split_list, Param,
+    check_list, check_params, find_param, find_param_in, is_ws, list_elems, parse_params,
+    sole_elem, split_list, token_len, trim, Param,
 };
 use std::fmt;
 
@@ -95,21 +95,15 @@ impl<'a> ViaRef<'a> {
         let mut i = 0;
         let mut parts: [&str; 3] = [""; 3];
         for (n, part) in parts.iter_mut().enumerate() {
-            while i < b.len() && is_ws(b[i]) {
-                i += 1;
-            }
+            i = skip_ws(b, i);
             let start = i;
-            while i < b.len() && !is_ws(b[i]) && b[i] != b'/' {
-                i += 1;
-            }
-            let tok = &elem[start..i];
-            if !is_token(tok) {
+            i += token_len(&b[i..]);
+            // The part runs to white space or `/`; anything else in it is not a token.
+            if i == start || b.get(i).is_some_and(|&c| !is_ws(c) && c != b'/') {
                 return Err("malformed Via sent-protocol");
             }
-            *part = tok;
-            while i < b.len() && is_ws(b[i]) {
-                i += 1;
-            }
+            *part = &elem[start..i];
+            i = skip_ws(b, i);
             if n < 2 {
                 if i >= b.len() || b[i] != b'/' {
                     return Err("malformed Via sent-protocol");
@@ -122,7 +116,7 @@ impl<'a> ViaRef<'a> {
         }
         let rest = &elem[i..];
         let semi = memchr::memchr(b';', rest.as_bytes()).unwrap_or(rest.len());
-        let sent_by = rest[..semi].trim();
+        let sent_by = trim(&rest[..semi]);
         let (host, port) = split_sent_by(sent_by)?;
         let params = &rest[semi..];
         check_params(params)?;
@@ -180,15 +174,15 @@ impl<'a> ViaRef<'a> {
 
 fn split_sent_by(s: &str) -> Result<(&str, Option<u16>), &'static str> {
     let (host, port) = if s.starts_with('[') {
-        let end = s.find(']').ok_or("unterminated IPv6 sent-by")?;
+        let end = pos(s, b']').ok_or("unterminated IPv6 sent-by")?;
         (&s[..=end], &s[end + 1..])
     } else {
-        match s.find(':') {
+        match pos(s, b':') {
             Some(c) => (&s[..c], &s[c..]),
             None => (s, ""),
         }
     };
-    let host = host.trim();
+    let host = trim(host);
     if host.is_empty()
         || !host
             .bytes()
@@ -196,14 +190,28 @@ fn split_sent_by(s: &str) -> Result<(&str, Option<u16>), &'static str> {
     {
         return Err("invalid Via sent-by host");
     }
-    let port = match port.trim() {
+    let port = match trim(port) {
         "" => None,
         p => {
-            let digits = p.strip_prefix(':').ok_or("junk after Via host")?.trim();
+            let digits = trim(p.strip_prefix(':').ok_or("junk after Via host")?);
             Some(digits.parse::<u16>().map_err(|_| "invalid Via port")?)
         }
     };
     Ok((host, port))
+}
+
+/// Where the ASCII byte `c` first occurs in `s` (a character boundary).
+#[inline]
+fn pos(s: &str, c: u8) -> Option<usize> {
+    s.bytes().position(|b| b == c)
+}
+
+#[inline]
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && is_ws(b[i]) {
+        i += 1;
+    }
+    i
 }
 
 impl fmt::Display for Via {
