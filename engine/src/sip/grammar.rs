@@ -129,12 +129,19 @@ pub fn check_list(value: &str) -> Result<(), &'static str> {
     list_elems(value).try_for_each(|e| e.map(|_| ()))
 }
 
-/// What [`list_elems`] yields for a value without `"`, `<` or `,` (one search): its only
-/// element, the trimmed value, or the empty-element fault. `None` for any other value.
+/// What [`list_elems`] yields for a value without `"` or `,` (two searches): its only
+/// element, the trimmed value, or its fault (unterminated `<`, empty element). `None` for any
+/// other value.
 #[inline]
 pub fn sole_elem(value: &str) -> Option<Result<&str, &'static str>> {
-    if memchr::memchr3(b'"', b'<', b',', value.as_bytes()).is_some() {
+    let b = value.as_bytes();
+    if memchr::memchr2(b'"', b',', b).is_some() {
         return None;
+    }
+    // Without quotes, `<` opens and `>` closes: the value ends inside <…> exactly when its
+    // last `<` comes after its last `>`.
+    if memchr::memrchr(b'<', b) > memchr::memrchr(b'>', b) {
+        return Some(Err("unterminated <"));
     }
     let item = value.trim();
     Some(if item.is_empty() {
@@ -242,6 +249,21 @@ pub fn parse_params(s: &str) -> Result<Vec<Param>, &'static str> {
 /// Checks `;a=b;c` as [`parse_params`] does, without allocating.
 pub fn check_params(s: &str) -> Result<(), &'static str> {
     param_iter(s).try_for_each(|p| p.map(|_| ()))
+}
+
+/// [`check_params`] and, in the same pass, what [`find_param_in`] says about `name`.
+pub fn check_params_finding<'a>(
+    s: &'a str,
+    name: &str,
+) -> Result<Option<Option<&'a str>>, &'static str> {
+    let mut found = None;
+    for p in param_iter(s) {
+        let (n, v) = p?;
+        if found.is_none() && n.eq_ignore_ascii_case(name) {
+            found = Some(v);
+        }
+    }
+    Ok(found)
 }
 
 /// The first parameter called `name` (case-insensitive) of a parameter string that
@@ -370,12 +392,20 @@ pub struct NameAddrRef<'a> {
     pub bracketed: bool,
     /// The header parameters after the URI, unparsed but checked (`;tag=…;expires=…`).
     pub params: &'a str,
+    /// The first `tag` parameter, found while checking `params`: `Some(None)` when it has no
+    /// value.
+    tag_param: Option<Option<&'a str>>,
 }
 
 impl<'a> NameAddrRef<'a> {
     /// The value of the `tag` parameter, if any.
     pub fn tag(&self) -> Option<&'a str> {
-        find_param_in(self.params, "tag").flatten()
+        self.tag_param.flatten()
+    }
+
+    /// True when a `tag` parameter is present without a value.
+    pub fn has_valueless_tag(&self) -> bool {
+        self.tag_param.is_some_and(|v| v.is_none())
     }
 
     /// The owned form.
@@ -431,12 +461,13 @@ pub fn parse_name_addr_ref(s: &str) -> Result<NameAddrRef<'_>, &'static str> {
             return Err("URI with ? or , must be enclosed in <>");
         }
         let params = &s[end..];
-        check_params(params)?;
+        let tag_param = check_params_finding(params, "tag")?;
         return Ok(NameAddrRef {
             display: None,
             uri,
             bracketed: false,
             params,
+            tag_param,
         });
     };
     // b[after_display] == '<'
@@ -446,12 +477,13 @@ pub fn parse_name_addr_ref(s: &str) -> Result<NameAddrRef<'_>, &'static str> {
     let uri = &s[after_display + 1..gt];
     check_uri_chars(uri)?;
     let params = &s[gt + 1..];
-    check_params(params)?;
+    let tag_param = check_params_finding(params, "tag")?;
     Ok(NameAddrRef {
         display,
         uri,
         bracketed: true,
         params,
+        tag_param,
     })
 }
 
@@ -491,6 +523,49 @@ mod tests {
         assert_eq!(v.len(), 2);
         assert!(split_list("a,,b").is_err());
         assert!(split_list(r#""open"#).is_err());
+    }
+
+    /// `sole_elem` says what `list_elems` yields, for every short string over the list
+    /// grammar's delimiters.
+    #[test]
+    fn sole_elem_agrees_with_list_elems() {
+        let alphabet = ['a', ',', '"', '<', '>', ' ', '\\'];
+        let mut stack = vec![String::new()];
+        let mut checked = 0;
+        while let Some(v) = stack.pop() {
+            if let Some(sole) = sole_elem(&v) {
+                checked += 1;
+                let all: Vec<_> = list_elems(&v).collect();
+                assert_eq!(all, vec![sole], "{v:?}");
+                assert_eq!(check_list(&v), sole.map(|_| ()), "{v:?}");
+            }
+            if v.len() < 6 {
+                for c in alphabet {
+                    stack.push(format!("{v}{c}"));
+                }
+            }
+        }
+        assert!(checked > 1000, "{checked}");
+    }
+
+    #[test]
+    fn params_found_while_checking() {
+        for s in [
+            "",
+            ";tag=1",
+            ";a;TAG=2;tag=3",
+            ";tag",
+            ";x=1;tag",
+            ";;tag=1",
+            ";tag=\"q\"",
+        ] {
+            let checked = check_params(s);
+            let found = check_params_finding(s, "tag");
+            assert_eq!(checked.is_ok(), found.is_ok(), "{s}");
+            if checked.is_ok() {
+                assert_eq!(found, Ok(find_param_in(s, "tag")), "{s}");
+            }
+        }
     }
 
     #[test]

@@ -156,6 +156,11 @@ impl Headers {
         Headers(Arc::new(Vec::with_capacity(n)))
     }
 
+    /// A header list made of these lines.
+    pub(crate) fn from_lines(lines: Vec<Header>) -> Headers {
+        Headers(Arc::new(lines))
+    }
+
     fn lines_mut(&mut self) -> &mut Vec<Header> {
         Arc::make_mut(&mut self.0)
     }

@@ -8,10 +8,9 @@
 //! Content-Length framing (RFC 3261 §7, §8.2, §18.3 and the RFC 4475 torture cases).
 
 use super::grammar::{
-    check_list, find_param_in, is_token, is_token_char, list_elems, parse_name_addr_ref, sole_elem,
-    trim,
+    check_list, is_token, is_token_char, list_elems, parse_name_addr_ref, sole_elem, trim,
 };
-use super::header::{HeaderName, Headers};
+use super::header::{Header, HeaderName, Headers};
 use super::message::{parse_cseq, Message, Request, Response};
 use super::method::Method;
 use super::uri::check_request_uri;
@@ -110,7 +109,8 @@ fn split_head_plain(buf: &[u8]) -> Option<Head<'_>> {
     if start_line.is_empty() {
         return None;
     }
-    let mut headers = Headers::with_capacity(16);
+    // The lines are collected first and shared once at the end.
+    let mut lines: Vec<Header> = Vec::with_capacity(16);
     let mut pos = match first_end {
         Some(e) => e + 2,
         None => hb.len() + 1,
@@ -135,16 +135,16 @@ fn split_head_plain(buf: &[u8]) -> Option<Head<'_>> {
             return None;
         }
         let name = HeaderName::from_token(&head[pos..pos + name_len]);
-        if name != HeaderName::ContentLength && headers.len() >= MAX_HEADERS {
+        if name != HeaderName::ContentLength && lines.len() >= MAX_HEADERS {
             return None;
         }
-        let value = trim(&head[pos + colon + 1..this_end]);
-        headers.push(name, value);
+        let value = trim(&head[pos + colon + 1..this_end]).to_string();
+        lines.push(Header { name, value });
         pos = this_end + 2;
     }
     Some(Head {
         start_line,
-        headers,
+        headers: Headers::from_lines(lines),
         fault: None,
         body,
     })
@@ -509,7 +509,7 @@ fn check_common_headers(h: &Headers) -> Result<(), String> {
             }
         };
         let na = parse_name_addr_ref(first).map_err(|e| format!("Malformed {name}: {e}"))?;
-        if find_param_in(na.params, "tag").is_some_and(|v| v.is_none()) {
+        if na.has_valueless_tag() {
             return Err(format!("Malformed {name}: tag without a value"));
         }
     }

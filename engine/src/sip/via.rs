@@ -1,7 +1,7 @@
 //! The Via header (RFC 3261 §20.42, RFC 3581 rport): parsing, and the RFC 3261 magic cookie.
 
 use super::grammar::{
-    check_list, check_params, find_param, find_param_in, is_ws, list_elems, parse_params,
+    check_list, check_params_finding, find_param, find_param_in, is_ws, list_elems, parse_params,
     sole_elem, split_list, token_len, trim, Param,
 };
 use std::fmt;
@@ -86,6 +86,8 @@ pub struct ViaRef<'a> {
     pub port: Option<u16>,
     /// The parameters (`;branch=…;rport`), checked.
     pub params: &'a str,
+    /// The first `branch` parameter, found while checking `params`.
+    branch_param: Option<Option<&'a str>>,
 }
 
 impl<'a> ViaRef<'a> {
@@ -119,13 +121,14 @@ impl<'a> ViaRef<'a> {
         let sent_by = trim(&rest[..semi]);
         let (host, port) = split_sent_by(sent_by)?;
         let params = &rest[semi..];
-        check_params(params)?;
+        let branch_param = check_params_finding(params, "branch")?;
         Ok(ViaRef {
             protocol: (parts[0], parts[1]),
             transport: parts[2],
             host,
             port,
             params,
+            branch_param,
         })
     }
 
@@ -146,7 +149,7 @@ impl<'a> ViaRef<'a> {
 
     /// The branch parameter.
     pub fn branch(&self) -> Option<&'a str> {
-        self.param("branch")
+        self.branch_param.flatten()
     }
 
     /// True when the branch starts with the RFC 3261 magic cookie and has an identifier after it.
