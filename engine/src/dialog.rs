@@ -96,18 +96,25 @@ pub struct Dialog {
 }
 
 fn header_uri(h: &Headers, name: &HeaderName) -> String {
-    h.get(name)
-        .map(|v| match parse_name_addr_ref(v) {
-            Ok(n) => {
-                let mut s = String::with_capacity(n.uri.len() + 2);
-                s.push('<');
-                s.push_str(n.uri);
-                s.push('>');
-                s
-            }
-            Err(_) => v.to_string(),
-        })
-        .unwrap_or_default()
+    uri_and_tag(h, name).0
+}
+
+/// What `header_uri` and the tag accessor (`from_tag`, `to_tag`) say about one header, from
+/// one parse: `<uri>` (or the raw value when it does not parse) and the tag.
+fn uri_and_tag(h: &Headers, name: &HeaderName) -> (String, Option<String>) {
+    let Some(v) = h.get(name) else {
+        return (String::new(), None);
+    };
+    match parse_name_addr_ref(v) {
+        Ok(n) => {
+            let mut s = String::with_capacity(n.uri.len() + 2);
+            s.push('<');
+            s.push_str(n.uri);
+            s.push('>');
+            (s, n.tag().map(str::to_string))
+        }
+        Err(_) => (v.to_string(), None),
+    }
 }
 
 fn contact_uri(h: &Headers) -> Option<String> {
@@ -128,12 +135,14 @@ fn record_routes(h: &Headers) -> Vec<String> {
 impl Dialog {
     /// The dialog a UAS creates by answering `invite` with `local_tag`.
     pub fn uas(invite: &Request, local_tag: &str, peer: Peer, local: SocketAddr) -> Option<Dialog> {
+        let call_id = invite.call_id()?.to_string();
+        let (remote_uri, remote_tag) = uri_and_tag(&invite.headers, &HeaderName::From);
         Some(Dialog {
-            call_id: invite.call_id()?.to_string(),
+            call_id,
             local_tag: local_tag.to_string(),
-            remote_tag: invite.from_tag().unwrap_or_default(),
+            remote_tag: remote_tag.unwrap_or_default(),
             local_uri: header_uri(&invite.headers, &HeaderName::To),
-            remote_uri: header_uri(&invite.headers, &HeaderName::From),
+            remote_uri,
             remote_target: contact_uri(&invite.headers).unwrap_or_else(|| invite.uri.clone()),
             route_set: record_routes(&invite.headers),
             local_cseq: rand::random::<u16>() as u32 + 1,
@@ -146,11 +155,13 @@ impl Dialog {
     pub fn uac(invite: &Request, resp: &Response, peer: Peer, local: SocketAddr) -> Option<Dialog> {
         let mut routes = record_routes(&resp.headers);
         routes.reverse();
+        let call_id = invite.call_id()?.to_string();
+        let (local_uri, local_tag) = uri_and_tag(&invite.headers, &HeaderName::From);
         Some(Dialog {
-            call_id: invite.call_id()?.to_string(),
-            local_tag: invite.from_tag().unwrap_or_default(),
+            call_id,
+            local_tag: local_tag.unwrap_or_default(),
             remote_tag: resp.to_tag().unwrap_or_default(),
-            local_uri: header_uri(&invite.headers, &HeaderName::From),
+            local_uri,
             remote_uri: header_uri(&invite.headers, &HeaderName::To),
             remote_target: contact_uri(&resp.headers).unwrap_or_else(|| invite.uri.clone()),
             route_set: routes,
