@@ -520,16 +520,10 @@ fn check_common_headers(h: &Headers) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks one Via header value: a list whose every element is a valid Via.
+/// Checks one Via header value: a list whose every element is a valid Via (what
+/// `first_of_list` checks, which then remembers the value for the transaction layer's read).
 fn check_via_value(v: &str) -> Result<(), &'static str> {
-    if let Some(sole) = sole_elem(v) {
-        return ViaRef::parse(sole?).map(|_| ());
-    }
-    check_list(v)?;
-    for elem in list_elems(v) {
-        ViaRef::parse(elem?)?;
-    }
-    Ok(())
+    ViaRef::first_of_list(v).map(|_| ())
 }
 
 fn parse_response(head: Head<'_>, framing: Framing) -> Result<Response, ParseError> {

@@ -134,7 +134,19 @@ impl<'a> ViaRef<'a> {
 
     /// The first Via element of a header value, provided every element of the value parses
     /// (as [`Via::parse_list`] requires).
+    ///
+    /// The last value found valid on this thread is remembered (by content), so the same Via
+    /// checked by the parser and then read by the transaction layer is parsed once.
     pub fn first_of_list(value: &'a str) -> Result<ViaRef<'a>, &'static str> {
+        if let Some(v) = memo::recall(value) {
+            return Ok(v);
+        }
+        let v = Self::first_of_list_uncached(value)?;
+        memo::remember(value, &v);
+        Ok(v)
+    }
+
+    fn first_of_list_uncached(value: &'a str) -> Result<ViaRef<'a>, &'static str> {
         if let Some(sole) = sole_elem(value) {
             return ViaRef::parse(sole?);
         }
@@ -172,6 +184,105 @@ impl<'a> ViaRef<'a> {
             port: self.port,
             params: parse_params(self.params)?,
         })
+    }
+}
+
+/// The per-thread memory of [`ViaRef::first_of_list`]: the last valid Via value and where
+/// its parts lie in it. A hit compares the whole text, so it returns exactly what parsing the
+/// value again would.
+mod memo {
+    use super::ViaRef;
+    use std::cell::RefCell;
+
+    /// Longer values are not remembered.
+    const MAX_LEN: usize = 512;
+
+    /// A part of the value: (start, length).
+    type Span = (u32, u32);
+
+    #[derive(Default)]
+    struct Memo {
+        text: String,
+        valid: bool,
+        protocol: (Span, Span),
+        transport: Span,
+        host: Span,
+        port: Option<u16>,
+        params: Span,
+        branch: Option<Option<Span>>,
+    }
+
+    thread_local! {
+        static LAST: RefCell<Memo> = RefCell::new(Memo::default());
+    }
+
+    fn span(value: &str, part: &str) -> Option<Span> {
+        let start = (part.as_ptr() as usize).checked_sub(value.as_ptr() as usize)?;
+        (start + part.len() <= value.len()).then_some((start as u32, part.len() as u32))
+    }
+
+    fn part(value: &str, (start, len): Span) -> Option<&str> {
+        value.get(start as usize..start as usize + len as usize)
+    }
+
+    /// The parse of `value` when it is the value last remembered.
+    pub(super) fn recall(value: &str) -> Option<ViaRef<'_>> {
+        LAST.with(|m| {
+            let m = m.try_borrow().ok()?;
+            if !m.valid || m.text != value {
+                return None;
+            }
+            Some(ViaRef {
+                protocol: (part(value, m.protocol.0)?, part(value, m.protocol.1)?),
+                transport: part(value, m.transport)?,
+                host: part(value, m.host)?,
+                port: m.port,
+                params: part(value, m.params)?,
+                branch_param: match m.branch {
+                    None => None,
+                    Some(None) => Some(None),
+                    Some(Some(b)) => Some(Some(part(value, b)?)),
+                },
+            })
+        })
+    }
+
+    /// Remembers that `value` parses to `v` (whose parts all lie inside `value`).
+    pub(super) fn remember(value: &str, v: &ViaRef<'_>) {
+        if value.len() > MAX_LEN {
+            return;
+        }
+        let spans = (|| {
+            Some((
+                (span(value, v.protocol.0)?, span(value, v.protocol.1)?),
+                span(value, v.transport)?,
+                span(value, v.host)?,
+                span(value, v.params)?,
+                match v.branch_param {
+                    None => None,
+                    Some(None) => Some(None),
+                    Some(Some(b)) => Some(Some(span(value, b)?)),
+                },
+            ))
+        })();
+        LAST.with(|m| {
+            let Ok(mut m) = m.try_borrow_mut() else {
+                return;
+            };
+            let Some((protocol, transport, host, params, branch)) = spans else {
+                m.valid = false;
+                return;
+            };
+            m.text.clear();
+            m.text.push_str(value);
+            m.valid = true;
+            m.protocol = protocol;
+            m.transport = transport;
+            m.host = host;
+            m.port = v.port;
+            m.params = params;
+            m.branch = branch;
+        });
     }
 }
 
@@ -240,6 +351,35 @@ impl fmt::Display for Via {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remembered_values_read_as_parsed() {
+        let values = [
+            "SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1;rport",
+            "SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1;rport, SIP/2.0/TCP [::1]:5061",
+            "SIP / 2.0 / TCP h;BRANCH=x;branch=y",
+            "SIP/2.0/UDP h;branch",
+            "SIP/2.0/UDP h",
+            "SIP/2.0/UDP 192.0.2.15;;,;,,",
+        ];
+        for round in 0..3 {
+            for v in values.iter().chain(values.iter().rev()) {
+                // A copy at another address: the memory is by content.
+                let copy = v.to_string();
+                for value in [*v, copy.as_str()] {
+                    let got = ViaRef::first_of_list(value);
+                    assert_eq!(
+                        got,
+                        ViaRef::first_of_list_uncached(value),
+                        "{round} {value}"
+                    );
+                    if let Ok(r) = got {
+                        assert_eq!(r.branch(), r.param("branch"), "{value}");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn folded_sent_protocol() {
