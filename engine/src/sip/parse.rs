@@ -91,17 +91,16 @@ fn split_head_plain(buf: &[u8]) -> Option<Head<'_>> {
     let hb = head.as_bytes();
     let body = &buf[end + 4..];
     // Line ends: every CR must start a CRLF and every LF end one.
-    let mut ends = memchr::memchr2_iter(b'\r', b'\n', hb);
-    let mut line_end = |from: usize| -> Option<Option<usize>> {
-        match ends.next() {
+    // Where the line starting at `from` ends: at the CR of its CRLF, or (`None`) at the end of
+    // the head; a bare CR or LF sends the message to the general path.
+    let line_end = |from: usize| -> Option<Option<usize>> {
+        let rest = hb.get(from..)?;
+        match memchr::memchr2(b'\r', b'\n', rest) {
             None => Some(None),
-            Some(i) if hb[i] == b'\r' && hb.get(i + 1) == Some(&b'\n') && i >= from => {
-                // Consume the LF.
-                let lf = ends.next();
-                debug_assert_eq!(lf, Some(i + 1));
-                Some(Some(i))
+            Some(k) => {
+                let i = from + k;
+                (hb[i] == b'\r' && hb.get(i + 1) == Some(&b'\n')).then_some(Some(i))
             }
-            Some(_) => None,
         }
     };
     let first_end = line_end(0)?;
