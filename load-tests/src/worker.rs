@@ -57,6 +57,8 @@ pub fn run(
             return Ok(());
         }
         let mut received = 0;
+        // True when the batch ended full: more datagrams may be waiting.
+        let mut more = true;
         for _ in 0..RECV_BATCH {
             match socket.recv_from(&mut buf) {
                 Ok((n, from)) => {
@@ -65,9 +67,12 @@ pub fn run(
                         agent.handle_datagram(now, data, from);
                     }
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                // ICMP port unreachable and the like: the transaction timers deal with it.
-                Err(_) => break,
+                // Drained; or ICMP port unreachable and the like, which the transaction timers
+                // deal with.
+                Err(_) => {
+                    more = false;
+                    break;
+                }
             }
         }
         agent.handle_timeout(now);
@@ -79,7 +84,10 @@ pub fn run(
             .poll_timeout()
             .map_or(MAX_WAIT, |t| t.saturating_duration_since(Instant::now()))
             .min(MAX_WAIT);
-        if wait.is_zero() {
+        // Never sleep while datagrams wait: a full batch is read again at once (sleeping
+        // after it capped a worker at RECV_BATCH datagrams per tick, and the backlog then
+        // turned into drops and retransmissions well below the CPU's limit).
+        if wait.is_zero() || more {
             continue;
         }
         if received > 0 {
