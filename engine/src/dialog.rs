@@ -3,24 +3,37 @@
 //! Contact. Pure data and functions: no I/O.
 
 use crate::server::BRANCH_PREFIX;
-use crate::sip::grammar::split_list;
+use crate::sip::grammar::{check_list, list_elems, parse_name_addr_ref, split_list};
 use crate::sip::{HeaderName, Headers, Method, Request, Response, SipHeaders};
 use crate::transaction::{Peer, TransportKind};
 use bytes::Bytes;
 use std::net::SocketAddr;
 
-/// A fresh branch for a Via this engine creates (prefixed for loop detection).
+/// A fresh branch for a Via this engine creates (prefixed for loop detection): the prefix
+/// and 96 random bits in hex.
 pub fn new_branch() -> String {
-    format!(
-        "{BRANCH_PREFIX}{:016x}{:08x}",
-        rand::random::<u64>(),
-        rand::random::<u32>()
-    )
+    let bits: u128 = rand::random();
+    let mut s = String::with_capacity(BRANCH_PREFIX.len() + 24);
+    s.push_str(BRANCH_PREFIX);
+    push_hex(&mut s, (bits >> 32) as u64, 16);
+    push_hex(&mut s, bits as u64 & 0xffff_ffff, 8);
+    s
 }
 
-/// A fresh tag for From/To.
+/// A fresh tag for From/To: 48 random bits in hex.
 pub fn new_tag() -> String {
-    format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
+    let mut s = String::with_capacity(12);
+    push_hex(&mut s, rand::random::<u64>() & 0xffff_ffff_ffff, 12);
+    s
+}
+
+/// Appends the low `digits` hex digits of `n` (lower case, leading zeros kept), as
+/// `format!("{n:0digits$x}")` writes a number below `16^digits`.
+pub(crate) fn push_hex(out: &mut String, n: u64, digits: u32) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for i in (0..digits).rev() {
+        out.push(char::from(HEX[((n >> (4 * i)) & 0xf) as usize]));
+    }
 }
 
 /// Our Via value for a request sent from `local` over `transport`.
@@ -46,9 +59,7 @@ pub fn contact_value(local: SocketAddr, transport: TransportKind) -> String {
 
 /// The URI inside a name-addr header value (`"A" <sip:a@b>;tag=1` → `sip:a@b`).
 pub fn uri_of(value: &str) -> Option<String> {
-    crate::sip::grammar::parse_name_addr(value)
-        .ok()
-        .map(|n| n.uri)
+    parse_name_addr_ref(value).ok().map(|n| n.uri.to_string())
 }
 
 /// The user part of a SIP URI (`sip:alice@host` → `alice`).
@@ -85,20 +96,32 @@ pub struct Dialog {
 }
 
 fn header_uri(h: &Headers, name: &HeaderName) -> String {
-    h.get(name)
-        .map(|v| {
-            let mut n = crate::sip::grammar::parse_name_addr(v).ok();
-            match n.as_mut() {
-                Some(n) => format!("<{}>", n.uri),
-                None => v.to_string(),
-            }
-        })
-        .unwrap_or_default()
+    uri_and_tag(h, name).0
+}
+
+/// What `header_uri` and the tag accessor (`from_tag`, `to_tag`) say about one header, from
+/// one parse: `<uri>` (or the raw value when it does not parse) and the tag.
+fn uri_and_tag(h: &Headers, name: &HeaderName) -> (String, Option<String>) {
+    let Some(v) = h.get(name) else {
+        return (String::new(), None);
+    };
+    match parse_name_addr_ref(v) {
+        Ok(n) => {
+            let mut s = String::with_capacity(n.uri.len() + 2);
+            s.push('<');
+            s.push_str(n.uri);
+            s.push('>');
+            (s, n.tag().map(str::to_string))
+        }
+        Err(_) => (v.to_string(), None),
+    }
 }
 
 fn contact_uri(h: &Headers) -> Option<String> {
     let c = h.get(&HeaderName::Contact)?;
-    let first = split_list(c).ok()?.into_iter().next()?;
+    // The first element of a well-formed list.
+    check_list(c).ok()?;
+    let first = list_elems(c).next()?.ok()?;
     uri_of(first)
 }
 
@@ -112,12 +135,14 @@ fn record_routes(h: &Headers) -> Vec<String> {
 impl Dialog {
     /// The dialog a UAS creates by answering `invite` with `local_tag`.
     pub fn uas(invite: &Request, local_tag: &str, peer: Peer, local: SocketAddr) -> Option<Dialog> {
+        let call_id = invite.call_id()?.to_string();
+        let (remote_uri, remote_tag) = uri_and_tag(&invite.headers, &HeaderName::From);
         Some(Dialog {
-            call_id: invite.call_id()?.to_string(),
+            call_id,
             local_tag: local_tag.to_string(),
-            remote_tag: invite.from_tag().unwrap_or_default(),
+            remote_tag: remote_tag.unwrap_or_default(),
             local_uri: header_uri(&invite.headers, &HeaderName::To),
-            remote_uri: header_uri(&invite.headers, &HeaderName::From),
+            remote_uri,
             remote_target: contact_uri(&invite.headers).unwrap_or_else(|| invite.uri.clone()),
             route_set: record_routes(&invite.headers),
             local_cseq: rand::random::<u16>() as u32 + 1,
@@ -130,11 +155,13 @@ impl Dialog {
     pub fn uac(invite: &Request, resp: &Response, peer: Peer, local: SocketAddr) -> Option<Dialog> {
         let mut routes = record_routes(&resp.headers);
         routes.reverse();
+        let call_id = invite.call_id()?.to_string();
+        let (local_uri, local_tag) = uri_and_tag(&invite.headers, &HeaderName::From);
         Some(Dialog {
-            call_id: invite.call_id()?.to_string(),
-            local_tag: invite.from_tag().unwrap_or_default(),
+            call_id,
+            local_tag: local_tag.unwrap_or_default(),
             remote_tag: resp.to_tag().unwrap_or_default(),
-            local_uri: header_uri(&invite.headers, &HeaderName::From),
+            local_uri,
             remote_uri: header_uri(&invite.headers, &HeaderName::To),
             remote_target: contact_uri(&resp.headers).unwrap_or_else(|| invite.uri.clone()),
             route_set: routes,
@@ -269,6 +296,25 @@ pub fn with_to_tag(mut resp: Response, tag: &str) -> Response {
 mod tests {
     use super::*;
     use crate::sip::{parse_datagram, Message};
+
+    #[test]
+    fn hex_as_format_writes_it() {
+        for n in [0u64, 1, 0xabc, 0xffff_ffff, 0x0123_4567_89ab_cdef, u64::MAX] {
+            let mut s = String::new();
+            push_hex(&mut s, n, 16);
+            assert_eq!(s, format!("{n:016x}"));
+            let mut s = String::new();
+            push_hex(&mut s, n & 0xffff_ffff_ffff, 12);
+            assert_eq!(s, format!("{:012x}", n & 0xffff_ffff_ffff));
+        }
+        let b = new_branch();
+        assert!(
+            b.starts_with(BRANCH_PREFIX) && b.len() == BRANCH_PREFIX.len() + 24,
+            "{b}"
+        );
+        assert_eq!(new_tag().len(), 12);
+        assert_ne!(new_branch(), new_branch());
+    }
 
     #[test]
     fn contact_and_via_per_transport() {

@@ -383,37 +383,112 @@ pub fn run(args: LoadArgs) -> ExitCode {
     }
 }
 
-/// Binds one socket per worker: the uas all on the listen address (SO_REUSEPORT spreads
-/// callers over them), the uac on consecutive ports (or any port).
+/// Binds one socket per worker: the uas all on the listen address (SO_REUSEPORT, a caller's
+/// source port picking the worker, see [`spread_by_source_port`]), the uac on consecutive
+/// ports (from the given one, or from the first port the system picks), so that its workers'
+/// flows land on different uas workers.
 fn bind_sockets(plan: &Plan) -> Result<Vec<UdpSocket>, String> {
-    let mut out = Vec::with_capacity(plan.threads);
+    let mut out: Vec<UdpSocket> = Vec::with_capacity(plan.threads);
     for i in 0..plan.threads {
+        let first_port = out
+            .first()
+            .and_then(|s| s.local_addr().ok())
+            .map(|a| a.port());
         let addr = match (plan.args.role, plan.args.listen) {
             (Role::Uas, l) => l.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5080))),
             (Role::Uac, Some(l)) if l.port() != 0 => {
                 SocketAddr::new(l.ip(), l.port().saturating_add(i as u16))
             }
-            (Role::Uac, Some(l)) => l,
-            (Role::Uac, None) => SocketAddr::from(([127, 0, 0, 1], 0)),
+            (Role::Uac, l) => {
+                let ip = l.map_or(IpAddr::from([127, 0, 0, 1]), |l| l.ip());
+                let port = first_port.map_or(0, |p| p.saturating_add(i as u16));
+                SocketAddr::new(ip, port)
+            }
         };
-        let s = socket2::Socket::new(
-            socket2::Domain::for_address(addr),
-            socket2::Type::DGRAM,
-            Some(socket2::Protocol::UDP),
-        )
-        .map_err(|e| format!("socket: {e}"))?;
-        if plan.args.role == Role::Uas {
-            s.set_reuse_port(true)
-                .map_err(|e| format!("SO_REUSEPORT: {e}"))?;
+        let bind = |addr: SocketAddr| -> Result<UdpSocket, String> {
+            let s = socket2::Socket::new(
+                socket2::Domain::for_address(addr),
+                socket2::Type::DGRAM,
+                Some(socket2::Protocol::UDP),
+            )
+            .map_err(|e| format!("socket: {e}"))?;
+            if plan.args.role == Role::Uas {
+                s.set_reuse_port(true)
+                    .map_err(|e| format!("SO_REUSEPORT: {e}"))?;
+            }
+            // Large buffers: bursts of thousands of messages must not be dropped by the kernel.
+            let _ = s.set_recv_buffer_size(8 << 20);
+            let _ = s.set_send_buffer_size(8 << 20);
+            s.bind(&addr.into())
+                .map_err(|e| format!("bind {addr}: {e}"))?;
+            Ok(s.into())
+        };
+        let socket = match bind(addr) {
+            // The next port up was taken: any port will do.
+            Err(_) if plan.args.role == Role::Uac && first_port.is_some() && addr.port() != 0 => {
+                bind(SocketAddr::new(addr.ip(), 0))?
+            }
+            r => r?,
+        };
+        out.push(socket);
+    }
+    if plan.args.role == Role::Uas && out.len() > 1 {
+        if let Some(first) = out.first() {
+            spread_by_source_port(first, out.len());
         }
-        // Large buffers: bursts of thousands of messages must not be dropped by the kernel.
-        let _ = s.set_recv_buffer_size(8 << 20);
-        let _ = s.set_send_buffer_size(8 << 20);
-        s.bind(&addr.into())
-            .map_err(|e| format!("bind {addr}: {e}"))?;
-        out.push(s.into());
     }
     Ok(out)
+}
+
+/// Makes the SO_REUSEPORT group of `socket` (IPv4) pick the worker of a datagram by its
+/// source port modulo `workers`, instead of the kernel's flow hash: with a few callers (a uac
+/// has one socket per worker) the hash often put every flow on one worker, which then did all
+/// the work (seen in 2 of 3 runs) while the others idled. Consecutive caller ports (as our uac
+/// binds them) spread evenly. Best effort: on failure, or for IPv6 (the program reads an IPv4
+/// header; an index out of range makes the kernel fall back to the hash), the hash stays.
+fn spread_by_source_port(socket: &UdpSocket, workers: usize) {
+    if !socket.local_addr().is_ok_and(|a| a.is_ipv4()) {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        /// `SO_ATTACH_REUSEPORT_CBPF` (asm-generic/socket.h).
+        const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
+        /// `SKF_NET_OFF`: offsets from the network (IP) header.
+        const SKF_NET_OFF: u32 = (-0x10_0000i32) as u32;
+        let op = |code: u16, k: u32| libc::sock_filter {
+            code,
+            jt: 0,
+            jf: 0,
+            k,
+        };
+        let mut program = [
+            // X = 4 * (ip[0] & 0xf): the IPv4 header length (BPF_LDX | BPF_B | BPF_MSH).
+            op(0x01 | 0x10 | 0xa0, SKF_NET_OFF),
+            // A = the UDP source port, the first half-word after it (BPF_LD | BPF_H | BPF_IND).
+            op(0x48, SKF_NET_OFF),
+            // A %= workers (BPF_ALU | BPF_MOD | BPF_K).
+            op(0x04 | 0x90, workers as u32),
+            // Return A (BPF_RET | BPF_A).
+            op(0x06 | 0x10, 0),
+        ];
+        let prog = libc::sock_fprog {
+            len: program.len() as u16,
+            filter: program.as_mut_ptr(),
+        };
+        // SAFETY: `prog` points at `program`, which outlives the call (the kernel copies it);
+        // the option length is that of `sock_fprog`.
+        let _ = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                SO_ATTACH_REUSEPORT_CBPF,
+                std::ptr::addr_of!(prog).cast(),
+                std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+            )
+        };
+    }
 }
 
 /// A media reading: streams ended and the sum of their MOS × 1000.

@@ -2,12 +2,14 @@
 //! built-in scenario for each, and counts what happened. Sans-IO over the engine's transaction
 //! layer.
 
-use crate::agent::{earliest, remote_audio, sdp_body, Agent, IdMap, MediaEvent, SdpTemplate, Sip};
+use crate::agent::{
+    earliest, remote_audio, sdp_body, Agent, CallIdMap, IdMap, MediaEvent, SdpTemplate, Sip,
+};
 use crate::pace::Pacer;
 use crate::stats::{Counters, Failure};
 use bytes::Bytes;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -121,7 +123,7 @@ pub struct Uac {
     sip: Sip,
     pacer: Pacer,
     calls: IdMap<Call>,
-    by_call_id: HashMap<String, u64>,
+    by_call_id: CallIdMap<u64>,
     by_tx: IdMap<u64>,
     timers: BinaryHeap<Reverse<(Instant, u64, Timer)>>,
     next_call: u64,
@@ -182,7 +184,7 @@ impl Uac {
             sip: Sip::new(local, t1_ms, counters),
             cfg,
             calls: IdMap::default(),
-            by_call_id: HashMap::new(),
+            by_call_id: CallIdMap::default(),
             by_tx: IdMap::default(),
             timers: BinaryHeap::new(),
             next_call: 0,

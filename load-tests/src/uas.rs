@@ -3,11 +3,11 @@
 //! the engine's transaction layer.
 
 use crate::agent::{
-    earliest, sdp_body, Agent, IdMap, MediaEvent, RemoteAudioMemo, SdpTemplate, Sip,
+    earliest, sdp_body, Agent, CallIdMap, IdMap, MediaEvent, RemoteAudioMemo, SdpTemplate, Sip,
 };
 use crate::stats::{Counters, Failure};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -67,7 +67,7 @@ pub struct Uas {
     t1: Duration,
     t2: Duration,
     calls: IdMap<Call>,
-    by_call_id: HashMap<String, u64>,
+    by_call_id: CallIdMap<u64>,
     timers: BinaryHeap<Reverse<(Instant, u64, Timer)>>,
     next_call: u64,
     draining: bool,
@@ -96,7 +96,7 @@ impl Uas {
             t1,
             t2: Duration::from_secs(4),
             calls: IdMap::default(),
-            by_call_id: HashMap::new(),
+            by_call_id: CallIdMap::default(),
             timers: BinaryHeap::new(),
             next_call: 0,
             draining: false,

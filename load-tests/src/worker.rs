@@ -24,6 +24,12 @@ const MAX_WAIT: Duration = Duration::from_millis(20);
 /// datagram: waking per message cost more than the SIP work itself (a third of the CPU went to
 /// context switches at 8 000 CPS), and 1 ms batches are well inside SIP's timers.
 const BUSY_TICK: Duration = Duration::from_millis(1);
+/// Timers (the pacer's next call above all) are served at most once per tick while the socket
+/// is quiet: at thousands of calls per second the next call is due every few hundred
+/// microseconds, and waking for each one cost a context switch per call (the UAC spent more
+/// CPU than the UAS for the same SIP work). Due calls are started together on waking, so the
+/// rate is unchanged; a datagram still wakes the worker at once.
+const TIMER_TICK: Duration = Duration::from_millis(1);
 
 /// Runs `agent` on `socket` until it has finished, the stop flag is raised (then it drains),
 /// or the abandon deadline passes. Media changes go to `on_media`.
@@ -51,6 +57,8 @@ pub fn run(
             return Ok(());
         }
         let mut received = 0;
+        // True when the batch ended full: more datagrams may be waiting.
+        let mut more = true;
         for _ in 0..RECV_BATCH {
             match socket.recv_from(&mut buf) {
                 Ok((n, from)) => {
@@ -59,9 +67,12 @@ pub fn run(
                         agent.handle_datagram(now, data, from);
                     }
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                // ICMP port unreachable and the like: the transaction timers deal with it.
-                Err(_) => break,
+                // Drained; or ICMP port unreachable and the like, which the transaction timers
+                // deal with.
+                Err(_) => {
+                    more = false;
+                    break;
+                }
             }
         }
         agent.handle_timeout(now);
@@ -73,13 +84,16 @@ pub fn run(
             .poll_timeout()
             .map_or(MAX_WAIT, |t| t.saturating_duration_since(Instant::now()))
             .min(MAX_WAIT);
-        if wait.is_zero() {
+        // Never sleep while datagrams wait: a full batch is read again at once (sleeping
+        // after it capped a worker at RECV_BATCH datagrams per tick, and the backlog then
+        // turned into drops and retransmissions well below the CPU's limit).
+        if wait.is_zero() || more {
             continue;
         }
         if received > 0 {
-            std::thread::sleep(wait.min(BUSY_TICK));
+            std::thread::sleep(BUSY_TICK);
         } else {
-            wait_readable(socket, wait);
+            wait_readable(socket, wait.max(TIMER_TICK).min(MAX_WAIT));
         }
     }
 }

@@ -4,7 +4,7 @@
 use super::header::{HeaderName, Headers};
 use super::message::{Request, Response};
 use bytes::Bytes;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 
 /// The Server header value the engine sends.
 pub const SERVER: &str = concat!("switchboard/", env!("CARGO_PKG_VERSION"));
@@ -100,7 +100,9 @@ pub fn local_tag(req: &Request) -> String {
 }
 
 fn local_tag_of(headers: &Headers) -> String {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+    // A fixed seed: the same request gets the same tag for the life of the process (and
+    // across restarts), as the stateless answer to a retransmission needs.
+    let mut h = foldhash::fast::FixedState::with_seed(0x7362_7461_6773).build_hasher();
     for name in [
         HeaderName::CallId,
         HeaderName::From,
@@ -109,5 +111,11 @@ fn local_tag_of(headers: &Headers) -> String {
     ] {
         headers.get(&name).hash(&mut h);
     }
-    format!("sb{:x}", h.finish())
+    let n = h.finish();
+    // `format!("sb{n:x}")`: hex without leading zeros.
+    let digits = (64 - n.leading_zeros()).div_ceil(4).max(1);
+    let mut tag = String::with_capacity(2 + 16);
+    tag.push_str("sb");
+    crate::dialog::push_hex(&mut tag, n, digits);
+    tag
 }

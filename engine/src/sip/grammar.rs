@@ -26,6 +26,69 @@ pub fn is_token_char(b: u8) -> bool {
     TOKEN_CHARS[usize::from(b)]
 }
 
+/// Which bytes may appear in an unquoted parameter value: `token` characters and `:`.
+const VALUE_CHARS: [bool; 256] = {
+    let mut t = TOKEN_CHARS;
+    t[b':' as usize] = true;
+    t
+};
+
+/// The ASCII white space `str::trim` removes (`char::is_whitespace` below U+0080).
+#[inline]
+fn is_trim_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
+/// Exactly `s.trim()`, cheaper on the usual values (ASCII at both ends).
+#[inline]
+pub fn trim(s: &str) -> &str {
+    let b = s.as_bytes();
+    let start = b.iter().position(|&c| !is_trim_ws(c)).unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|&c| !is_trim_ws(c))
+        .map_or(start, |i| i + 1);
+    // Both ends are now ASCII non-space bytes, unless the value starts or ends with a
+    // non-ASCII character, which may be Unicode white space: `str::trim` decides those.
+    match s.get(start..end) {
+        Some(v)
+            if v.as_bytes().first().is_none_or(u8::is_ascii)
+                && v.as_bytes().last().is_none_or(u8::is_ascii) =>
+        {
+            v
+        }
+        Some(v) => v.trim(),
+        None => s.trim(),
+    }
+}
+
+/// The length of the run of bytes at the start of `b` for which `table` is true.
+#[inline]
+fn run_of(b: &[u8], table: &[bool; 256]) -> usize {
+    // Eight bytes at a time while they all belong (no branch per byte), then byte by byte.
+    let mut i = 0;
+    while let Some(chunk) = b.get(i..i + 8) {
+        if !chunk
+            .iter()
+            .fold(true, |all, &c| all & table[usize::from(c)])
+        {
+            break;
+        }
+        i += 8;
+    }
+    let rest = &b[i..];
+    i + rest
+        .iter()
+        .position(|&c| !table[usize::from(c)])
+        .unwrap_or(rest.len())
+}
+
+/// The length of the `token` at the start of `b` (0 when none).
+#[inline]
+pub fn token_len(b: &[u8]) -> usize {
+    run_of(b, &TOKEN_CHARS)
+}
+
 /// True when `s` is a non-empty `token`.
 #[inline]
 pub fn is_token(s: &str) -> bool {
@@ -73,7 +136,32 @@ pub fn list_elems(value: &str) -> ListElems<'_> {
 
 /// Checks a comma-separated header value as [`split_list`] does, without allocating.
 pub fn check_list(value: &str) -> Result<(), &'static str> {
+    if let Some(sole) = sole_elem(value) {
+        return sole.map(|_| ());
+    }
     list_elems(value).try_for_each(|e| e.map(|_| ()))
+}
+
+/// What [`list_elems`] yields for a value without `"` or `,` (two searches): its only
+/// element, the trimmed value, or its fault (unterminated `<`, empty element). `None` for any
+/// other value.
+#[inline]
+pub fn sole_elem(value: &str) -> Option<Result<&str, &'static str>> {
+    let b = value.as_bytes();
+    if memchr::memchr2(b'"', b',', b).is_some() {
+        return None;
+    }
+    // Without quotes, `<` opens and `>` closes: the value ends inside <…> exactly when its
+    // last `<` comes after its last `>`.
+    if memchr::memrchr(b'<', b) > memchr::memrchr(b'>', b) {
+        return Some(Err("unterminated <"));
+    }
+    let item = value.trim();
+    Some(if item.is_empty() {
+        Err("empty list element")
+    } else {
+        Ok(item)
+    })
 }
 
 /// The iterator of [`list_elems`].
@@ -176,6 +264,21 @@ pub fn check_params(s: &str) -> Result<(), &'static str> {
     param_iter(s).try_for_each(|p| p.map(|_| ()))
 }
 
+/// [`check_params`] and, in the same pass, what [`find_param_in`] says about `name`.
+pub fn check_params_finding<'a>(
+    s: &'a str,
+    name: &str,
+) -> Result<Option<Option<&'a str>>, &'static str> {
+    let mut found = None;
+    for p in param_iter(s) {
+        let (n, v) = p?;
+        if found.is_none() && n.eq_ignore_ascii_case(name) {
+            found = Some(v);
+        }
+    }
+    Ok(found)
+}
+
 /// The first parameter called `name` (case-insensitive) of a parameter string that
 /// [`check_params`] accepts: `Some(value)` when present (`value` is `None` when it has none).
 /// Stops at the first fault of an unchecked string.
@@ -226,9 +329,7 @@ impl<'a> Iterator for ParamIter<'a> {
         }
         i = skip_ws(b, i + 1);
         let name_start = i;
-        while i < b.len() && is_token_char(b[i]) {
-            i += 1;
-        }
+        i += token_len(&b[i..]);
         if i == name_start {
             return self.fail("empty parameter");
         }
@@ -252,9 +353,7 @@ impl<'a> Iterator for ParamIter<'a> {
                 }
                 i += 1;
             } else {
-                while i < b.len() && (is_token_char(b[i]) || b[i] == b':') {
-                    i += 1;
-                }
+                i += run_of(&b[i..], &VALUE_CHARS);
             }
             if i == v_start {
                 return self.fail("empty parameter value");
@@ -306,12 +405,20 @@ pub struct NameAddrRef<'a> {
     pub bracketed: bool,
     /// The header parameters after the URI, unparsed but checked (`;tag=…;expires=…`).
     pub params: &'a str,
+    /// The first `tag` parameter, found while checking `params`: `Some(None)` when it has no
+    /// value.
+    tag_param: Option<Option<&'a str>>,
 }
 
 impl<'a> NameAddrRef<'a> {
     /// The value of the `tag` parameter, if any.
     pub fn tag(&self) -> Option<&'a str> {
-        find_param_in(self.params, "tag").flatten()
+        self.tag_param.flatten()
+    }
+
+    /// True when a `tag` parameter is present without a value.
+    pub fn has_valueless_tag(&self) -> bool {
+        self.tag_param.is_some_and(|v| v.is_none())
     }
 
     /// The owned form.
@@ -336,7 +443,7 @@ pub fn parse_name_addr(s: &str) -> Result<NameAddr, &'static str> {
 
 /// [`parse_name_addr`] without copying: the same checks, the parts as slices of `s`.
 pub fn parse_name_addr_ref(s: &str) -> Result<NameAddrRef<'_>, &'static str> {
-    let s = s.trim();
+    let s = trim(s);
     let b = s.as_bytes();
     if b.is_empty() {
         return Err("empty address");
@@ -349,12 +456,11 @@ pub fn parse_name_addr_ref(s: &str) -> Result<NameAddrRef<'_>, &'static str> {
         }
         (Some(&s[..end]), rest)
     } else if let Some(lt) = memchr::memchr(b'<', b) {
-        let name = s[..lt].trim();
-        if !name.is_empty()
-            && !name
-                .split([' ', '\t'])
-                .filter(|w| !w.is_empty())
-                .all(is_token)
+        let name = trim(&s[..lt]);
+        // Words of token characters separated by white space.
+        if !name
+            .bytes()
+            .all(|c| is_token_char(c) || c == b' ' || c == b'\t')
         {
             return Err("display name has characters that need quoting");
         }
@@ -362,18 +468,19 @@ pub fn parse_name_addr_ref(s: &str) -> Result<NameAddrRef<'_>, &'static str> {
     } else {
         // addr-spec: the URI runs to the first ';', which starts the header parameters.
         let end = memchr::memchr(b';', b).unwrap_or(b.len());
-        let uri = s[..end].trim();
+        let uri = trim(&s[..end]);
         check_uri_chars(uri)?;
-        if uri.contains(['?', ',']) {
+        if uri.bytes().any(|c| c == b'?' || c == b',') {
             return Err("URI with ? or , must be enclosed in <>");
         }
         let params = &s[end..];
-        check_params(params)?;
+        let tag_param = check_params_finding(params, "tag")?;
         return Ok(NameAddrRef {
             display: None,
             uri,
             bracketed: false,
             params,
+            tag_param,
         });
     };
     // b[after_display] == '<'
@@ -383,27 +490,40 @@ pub fn parse_name_addr_ref(s: &str) -> Result<NameAddrRef<'_>, &'static str> {
     let uri = &s[after_display + 1..gt];
     check_uri_chars(uri)?;
     let params = &s[gt + 1..];
-    check_params(params)?;
+    let tag_param = check_params_finding(params, "tag")?;
     Ok(NameAddrRef {
         display,
         uri,
         bracketed: true,
         params,
+        tag_param,
     })
 }
 
-/// Checks that a URI has a scheme and no whitespace, quotes or angle brackets.
-pub fn check_uri_chars(uri: &str) -> Result<(), &'static str> {
+/// The bytes a URI may not hold: controls, space, DEL, `<`, `>` and `"`.
+const URI_FORBIDDEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i <= b' ' as usize {
+        t[i] = true;
+        i += 1;
+    }
+    t[b'<' as usize] = true;
+    t[b'>' as usize] = true;
+    t[b'"' as usize] = true;
+    t[0x7f] = true;
+    t
+};
+
+/// Checks that a URI has a scheme and no whitespace, quotes or angle brackets; the scheme's kind.
+pub fn check_uri_chars(uri: &str) -> Result<crate::sip::uri::SchemeKind, &'static str> {
     if uri.is_empty() {
         return Err("empty URI");
     }
-    if uri
-        .bytes()
-        .any(|c| c <= b' ' || matches!(c, b'<' | b'>' | b'"' | 0x7f))
-    {
+    if uri.bytes().any(|c| URI_FORBIDDEN[usize::from(c)]) {
         return Err("URI contains whitespace or a forbidden character");
     }
-    crate::sip::uri::scheme(uri).map(|_| ())
+    crate::sip::uri::scheme(uri)
 }
 
 #[cfg(test)]
@@ -416,6 +536,49 @@ mod tests {
         assert_eq!(v.len(), 2);
         assert!(split_list("a,,b").is_err());
         assert!(split_list(r#""open"#).is_err());
+    }
+
+    /// `sole_elem` says what `list_elems` yields, for every short string over the list
+    /// grammar's delimiters.
+    #[test]
+    fn sole_elem_agrees_with_list_elems() {
+        let alphabet = ['a', ',', '"', '<', '>', ' ', '\\'];
+        let mut stack = vec![String::new()];
+        let mut checked = 0;
+        while let Some(v) = stack.pop() {
+            if let Some(sole) = sole_elem(&v) {
+                checked += 1;
+                let all: Vec<_> = list_elems(&v).collect();
+                assert_eq!(all, vec![sole], "{v:?}");
+                assert_eq!(check_list(&v), sole.map(|_| ()), "{v:?}");
+            }
+            if v.len() < 6 {
+                for c in alphabet {
+                    stack.push(format!("{v}{c}"));
+                }
+            }
+        }
+        assert!(checked > 1000, "{checked}");
+    }
+
+    #[test]
+    fn params_found_while_checking() {
+        for s in [
+            "",
+            ";tag=1",
+            ";a;TAG=2;tag=3",
+            ";tag",
+            ";x=1;tag",
+            ";;tag=1",
+            ";tag=\"q\"",
+        ] {
+            let checked = check_params(s);
+            let found = check_params_finding(s, "tag");
+            assert_eq!(checked.is_ok(), found.is_ok(), "{s}");
+            if checked.is_ok() {
+                assert_eq!(found, Ok(find_param_in(s, "tag")), "{s}");
+            }
+        }
     }
 
     #[test]

@@ -20,6 +20,9 @@ macro_rules! header_names {
         impl HeaderName {
             /// Parses a header name (already checked to be a `token`).
             pub fn from_token(name: &str) -> HeaderName {
+                if let Some(known) = common_name(name) {
+                    return known;
+                }
                 $(
                     if name.eq_ignore_ascii_case($long) $(|| name.eq_ignore_ascii_case($compact))? {
                         return HeaderName::$variant;
@@ -80,6 +83,45 @@ header_names! {
     Timestamp => "Timestamp";
 }
 
+/// The names nearly every message carries, found by length and first letter before the
+/// general search (which tries every known name in turn).
+#[inline]
+fn common_name(name: &str) -> Option<HeaderName> {
+    let b = name.as_bytes();
+    let first = b.first()?.to_ascii_lowercase();
+    let (lower, known): (&[u8], HeaderName) = match (b.len(), first) {
+        (3, b'v') => (b"via", HeaderName::Via),
+        (4, b'f') => (b"from", HeaderName::From),
+        (2, b't') => (b"to", HeaderName::To),
+        (7, b'c') if b[1] | 0x20 == b'a' => (b"call-id", HeaderName::CallId),
+        (7, b'c') => (b"contact", HeaderName::Contact),
+        (4, b'c') => (b"cseq", HeaderName::CSeq),
+        (12, b'm') => (b"max-forwards", HeaderName::MaxForwards),
+        (14, b'c') => (b"content-length", HeaderName::ContentLength),
+        (12, b'c') => (b"content-type", HeaderName::ContentType),
+        (6, b's') => (b"server", HeaderName::Server),
+        (10, b'u') => (b"user-agent", HeaderName::UserAgent),
+        (5, b'r') => (b"route", HeaderName::Route),
+        (12, b'r') => (b"record-route", HeaderName::RecordRoute),
+        (5, b'a') => (b"allow", HeaderName::Allow),
+        (9, b's') => (b"supported", HeaderName::Supported),
+        _ => return None,
+    };
+    eq_lower(b, lower).then_some(known)
+}
+
+/// `name.eq_ignore_ascii_case(lower)` for an all-lowercase `lower`, without an early exit
+/// per byte (the loop compiles to a few wide operations).
+#[inline]
+fn eq_lower(name: &[u8], lower: &[u8]) -> bool {
+    name.len() == lower.len()
+        && name
+            .iter()
+            .zip(lower)
+            .fold(0u8, |acc, (&a, &k)| acc | (a.to_ascii_lowercase() ^ k))
+            == 0
+}
+
 impl fmt::Display for HeaderName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -112,6 +154,11 @@ impl Headers {
     /// An empty header list with room for `n` lines.
     pub fn with_capacity(n: usize) -> Headers {
         Headers(Arc::new(Vec::with_capacity(n)))
+    }
+
+    /// A header list made of these lines.
+    pub(crate) fn from_lines(lines: Vec<Header>) -> Headers {
+        Headers(Arc::new(lines))
     }
 
     fn lines_mut(&mut self) -> &mut Vec<Header> {
@@ -190,5 +237,52 @@ impl Headers {
     /// True when there are no headers.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_match_in_any_case() {
+        let names = [
+            "Via",
+            "From",
+            "To",
+            "Call-ID",
+            "Contact",
+            "CSeq",
+            "Max-Forwards",
+            "Content-Length",
+            "Content-Type",
+            "Server",
+            "User-Agent",
+            "Route",
+            "Record-Route",
+            "Allow",
+            "Supported",
+            "Subject",
+            "Expires",
+            "Accept",
+        ];
+        for n in names {
+            let known = HeaderName::from_token(n);
+            assert!(!matches!(known, HeaderName::Other(_)), "{n}");
+            assert_eq!(known.as_str(), n);
+            assert_eq!(HeaderName::from_token(&n.to_ascii_lowercase()), known);
+            assert_eq!(HeaderName::from_token(&n.to_ascii_uppercase()), known);
+            // One letter off: another name.
+            let mut odd = n.as_bytes().to_vec();
+            let last = odd.len() - 1;
+            odd[last] = if odd[last] == b'x' { b'y' } else { b'x' };
+            let odd = String::from_utf8(odd).expect("ASCII");
+            assert_ne!(HeaderName::from_token(&odd), known, "{odd}");
+        }
+        assert_eq!(
+            HeaderName::from_token("Cbll-ID"),
+            HeaderName::Other("Cbll-ID".into())
+        );
+        assert_eq!(HeaderName::from_token("m"), HeaderName::Contact);
     }
 }

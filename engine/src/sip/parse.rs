@@ -7,8 +7,10 @@
 //! values where the RFC wants one, CSeq against the method, Via, From/To/Contact syntax and
 //! Content-Length framing (RFC 3261 §7, §8.2, §18.3 and the RFC 4475 torture cases).
 
-use super::grammar::{check_list, find_param_in, is_token, list_elems, parse_name_addr_ref};
-use super::header::{HeaderName, Headers};
+use super::grammar::{
+    check_list, is_token, is_token_char, list_elems, parse_name_addr_ref, sole_elem, trim,
+};
+use super::header::{Header, HeaderName, Headers};
 use super::message::{parse_cseq, Message, Request, Response};
 use super::method::Method;
 use super::uri::check_request_uri;
@@ -73,6 +75,82 @@ static HEAD_END: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
     std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n\r\n"));
 
 fn split_head(buf: &[u8]) -> Result<Head<'_>, ParseError> {
+    match split_head_plain(buf) {
+        Some(head) => Ok(head),
+        None => split_head_general(buf),
+    }
+}
+
+/// [`split_head_general`] for the common message: a complete head, valid UTF-8, every line
+/// ending in CRLF (no bare CR or LF), no folded lines, every header line `token *WS ":"`, and
+/// room under [`MAX_HEADERS`]. One pass; `None` sends anything else to the general path, which
+/// produces the same result for the messages accepted here.
+fn split_head_plain(buf: &[u8]) -> Option<Head<'_>> {
+    let end = HEAD_END.find(buf)?;
+    let head = std::str::from_utf8(&buf[..end]).ok()?;
+    let hb = head.as_bytes();
+    let body = &buf[end + 4..];
+    // Line ends: every CR must start a CRLF and every LF end one.
+    // Where the line starting at `from` ends: at the CR of its CRLF, or (`None`) at the end of
+    // the head; a bare CR or LF sends the message to the general path.
+    let line_end = |from: usize| -> Option<Option<usize>> {
+        let rest = hb.get(from..)?;
+        match memchr::memchr2(b'\r', b'\n', rest) {
+            None => Some(None),
+            Some(k) => {
+                let i = from + k;
+                (hb[i] == b'\r' && hb.get(i + 1) == Some(&b'\n')).then_some(Some(i))
+            }
+        }
+    };
+    let first_end = line_end(0)?;
+    let start_line = &head[..first_end.unwrap_or(hb.len())];
+    if start_line.is_empty() {
+        return None;
+    }
+    // The lines are collected first and shared once at the end.
+    let mut lines: Vec<Header> = Vec::with_capacity(16);
+    let mut pos = match first_end {
+        Some(e) => e + 2,
+        None => hb.len() + 1,
+    };
+    while pos <= hb.len() {
+        let this_end = line_end(pos)?.unwrap_or(hb.len());
+        let line = &hb[pos..this_end];
+        // A header name: token characters, optional white space, then the colon.
+        let name_len = line
+            .iter()
+            .position(|&c| !is_token_char(c))
+            .unwrap_or(line.len());
+        if name_len == 0 {
+            // Folded line, empty name or another fault: the general path sorts it out.
+            return None;
+        }
+        let mut colon = name_len;
+        while colon < line.len() && (line[colon] == b' ' || line[colon] == b'\t') {
+            colon += 1;
+        }
+        if line.get(colon) != Some(&b':') {
+            return None;
+        }
+        let name = HeaderName::from_token(&head[pos..pos + name_len]);
+        if name != HeaderName::ContentLength && lines.len() >= MAX_HEADERS {
+            return None;
+        }
+        let value = trim(&head[pos + colon + 1..this_end]).to_string();
+        lines.push(Header { name, value });
+        pos = this_end + 2;
+    }
+    Some(Head {
+        start_line,
+        headers: Headers::from_lines(lines),
+        fault: None,
+        body,
+    })
+}
+
+/// Splits the head of any message, noting the first lexical fault.
+fn split_head_general(buf: &[u8]) -> Result<Head<'_>, ParseError> {
     let (head, body, mut fault) = match HEAD_END.find(buf) {
         Some(end) => (&buf[..end], &buf[end + 4..], None),
         None => {
@@ -356,58 +434,95 @@ pub fn content_length_value(v: &str) -> ContentLength {
 /// The checks requests and responses share: mandatory headers present once, Via, From and To
 /// well formed.
 fn check_common_headers(h: &Headers) -> Result<(), String> {
-    for name in [
+    // One pass: how many lines carry each checked name, and the first From, To and Call-ID.
+    const VIA: usize = 0;
+    const FROM: usize = 1;
+    const TO: usize = 2;
+    const CALL_ID: usize = 3;
+    const CSEQ: usize = 4;
+    const MAX_FORWARDS: usize = 5;
+    const CONTENT_TYPE: usize = 6;
+    const NAMES: [HeaderName; 7] = [
         HeaderName::Via,
-        HeaderName::From,
-        HeaderName::To,
-        HeaderName::CallId,
-        HeaderName::CSeq,
-    ] {
-        if h.count(&name) == 0 {
-            return Err(format!("Missing {name} header"));
-        }
-    }
-    for name in [
         HeaderName::From,
         HeaderName::To,
         HeaderName::CallId,
         HeaderName::CSeq,
         HeaderName::MaxForwards,
         HeaderName::ContentType,
-    ] {
-        if h.count(&name) > 1 {
-            return Err(format!("Multiple {name} headers"));
+    ];
+    let mut count = [0usize; 7];
+    let mut first: [&str; 7] = [""; 7];
+    for line in h.iter() {
+        let i = match line.name {
+            HeaderName::Via => VIA,
+            HeaderName::From => FROM,
+            HeaderName::To => TO,
+            HeaderName::CallId => CALL_ID,
+            HeaderName::CSeq => CSEQ,
+            HeaderName::MaxForwards => MAX_FORWARDS,
+            HeaderName::ContentType => CONTENT_TYPE,
+            _ => continue,
+        };
+        if count[i] == 0 {
+            first[i] = &line.value;
+        }
+        count[i] += 1;
+    }
+    for i in [VIA, FROM, TO, CALL_ID, CSEQ] {
+        if count[i] == 0 {
+            return Err(format!("Missing {} header", NAMES[i]));
         }
     }
-    for v in h.get_all(&HeaderName::Via) {
-        let malformed = |e: &str| format!("Malformed Via: {e}");
-        check_list(v).map_err(malformed)?;
-        for elem in list_elems(v) {
-            ViaRef::parse(elem.map_err(malformed)?).map_err(malformed)?;
+    for i in [FROM, TO, CALL_ID, CSEQ, MAX_FORWARDS, CONTENT_TYPE] {
+        if count[i] > 1 {
+            return Err(format!("Multiple {} headers", NAMES[i]));
         }
     }
-    for name in [HeaderName::From, HeaderName::To] {
-        let v = h.get(&name).unwrap_or_default();
-        let mut first = None;
-        let mut n = 0;
-        for elem in list_elems(v) {
-            let elem = elem.map_err(|e| format!("Malformed {name}: {e}"))?;
-            first.get_or_insert(elem);
-            n += 1;
+    let malformed_via = |e: &str| format!("Malformed Via: {e}");
+    if count[VIA] == 1 {
+        // The usual single Via line, often a single element.
+        check_via_value(first[VIA]).map_err(malformed_via)?;
+    } else {
+        for v in h.get_all(&HeaderName::Via) {
+            check_via_value(v).map_err(malformed_via)?;
         }
-        let (Some(first), 1) = (first, n) else {
-            return Err(format!("Multiple {name} values"));
+    }
+    for i in [FROM, TO] {
+        let name = &NAMES[i];
+        let v = first[i];
+        let first = match sole_elem(v) {
+            Some(sole) => sole.map_err(|e| format!("Malformed {name}: {e}"))?,
+            None => {
+                let mut first = None;
+                let mut n = 0;
+                for elem in list_elems(v) {
+                    let elem = elem.map_err(|e| format!("Malformed {name}: {e}"))?;
+                    first.get_or_insert(elem);
+                    n += 1;
+                }
+                let (Some(first), 1) = (first, n) else {
+                    return Err(format!("Multiple {name} values"));
+                };
+                first
+            }
         };
         let na = parse_name_addr_ref(first).map_err(|e| format!("Malformed {name}: {e}"))?;
-        if find_param_in(na.params, "tag").is_some_and(|v| v.is_none()) {
+        if na.has_valueless_tag() {
             return Err(format!("Malformed {name}: tag without a value"));
         }
     }
-    let call_id = h.get(&HeaderName::CallId).unwrap_or_default();
+    let call_id = first[CALL_ID];
     if call_id.is_empty() || call_id.contains([' ', '\t', ',']) {
         return Err("Malformed Call-ID".into());
     }
     Ok(())
+}
+
+/// Checks one Via header value: a list whose every element is a valid Via (what
+/// `first_of_list` checks, which then remembers the value for the transaction layer's read).
+fn check_via_value(v: &str) -> Result<(), &'static str> {
+    ViaRef::first_of_list(v).map(|_| ())
 }
 
 fn parse_response(head: Head<'_>, framing: Framing) -> Result<Response, ParseError> {
@@ -464,6 +579,48 @@ Call-ID: abc@host\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
         assert_eq!(r.top_via().unwrap().branch(), Some("z9hG4bK-1"));
         let again = parse_datagram(&r.to_bytes()).unwrap();
         assert_eq!(again, Message::Request(r));
+    }
+
+    /// The one-pass head splitter agrees with the general one wherever it accepts a message:
+    /// every message below with each interesting byte inserted at, or replacing, every offset.
+    #[test]
+    fn plain_head_split_agrees_with_general() {
+        let samples: [&[u8]; 3] = [
+            OPTIONS,
+            b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKa\r\nf: <sip:a@b>;tag=1\r\nTo: <sip:x@y>;tag=2\r\ni: c1\r\nCSeq: 1 INVITE\r\nX-\xc3\xa9: \xc2\xa0v\xc2\xa0\r\nl: 3\r\n\r\nabc",
+            b"INVITE sip:x@y SIP/2.0\r\nSubject:\r\nA  :  b \r\nCall-ID:x\r\nContent-Length: 0\r\n\r\n",
+        ];
+        let bytes = [
+            b' ', b'\t', b'\r', b'\n', b':', b',', b'"', b'<', 0xc3, 0x0b, b'a',
+        ];
+        let mut seen = 0;
+        let mut check = |m: &[u8]| {
+            let Some(plain) = split_head_plain(m) else {
+                return;
+            };
+            seen += 1;
+            let general = split_head_general(m).expect("the general path accepts it too");
+            assert_eq!(plain.start_line, general.start_line, "{m:?}");
+            assert_eq!(plain.headers, general.headers, "{m:?}");
+            assert_eq!(plain.fault, general.fault, "{m:?}");
+            assert_eq!(plain.body, general.body, "{m:?}");
+        };
+        for m in samples {
+            check(m);
+            for i in 0..=m.len() {
+                for b in bytes {
+                    let mut v = m.to_vec();
+                    v.insert(i, b);
+                    check(&v);
+                    if i < m.len() {
+                        let mut v = m.to_vec();
+                        v[i] = b;
+                        check(&v);
+                    }
+                }
+            }
+        }
+        assert!(seen > 1000, "{seen}");
     }
 
     #[test]

@@ -17,21 +17,27 @@ pub enum SchemeKind {
 /// Extracts and classifies the scheme of an absolute URI (`scheme = ALPHA *( ALPHA / DIGIT /
 /// "+" / "-" / "." )` followed by `:`).
 pub fn scheme(uri: &str) -> Result<SchemeKind, &'static str> {
-    let colon = uri.find(':').ok_or("URI without a scheme")?;
-    let sch = &uri[..colon];
-    let mut chars = sch.bytes();
-    match chars.next() {
+    let b = uri.as_bytes();
+    let colon = b
+        .iter()
+        .position(|&c| c == b':')
+        .ok_or("URI without a scheme")?;
+    let sch = &b[..colon];
+    match sch.first() {
         Some(c) if c.is_ascii_alphabetic() => {}
         _ => return Err("URI scheme must start with a letter"),
     }
-    if !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.')) {
+    if !sch[1..]
+        .iter()
+        .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
+    {
         return Err("invalid character in URI scheme");
     }
-    Ok(if sch.eq_ignore_ascii_case("sip") {
+    Ok(if sch.eq_ignore_ascii_case(b"sip") {
         SchemeKind::Sip
-    } else if sch.eq_ignore_ascii_case("sips") {
+    } else if sch.eq_ignore_ascii_case(b"sips") {
         SchemeKind::Sips
-    } else if sch.eq_ignore_ascii_case("tel") {
+    } else if sch.eq_ignore_ascii_case(b"tel") {
         SchemeKind::Tel
     } else {
         SchemeKind::Other
@@ -41,22 +47,29 @@ pub fn scheme(uri: &str) -> Result<SchemeKind, &'static str> {
 /// Validates a Request-URI: no whitespace or brackets, a scheme, and for SIP/SIPS a host part
 /// and no `?headers` (RFC 3261 §19.1.1: headers are not allowed in a Request-URI).
 pub fn check_request_uri(uri: &str) -> Result<SchemeKind, &'static str> {
-    crate::sip::grammar::check_uri_chars(uri)?;
-    let kind = scheme(uri)?;
+    // `check_uri_chars` checks the scheme too, and says which.
+    let kind = crate::sip::grammar::check_uri_chars(uri)?;
     if matches!(kind, SchemeKind::Sip | SchemeKind::Sips) {
-        let rest = &uri[uri.find(':').map_or(0, |c| c + 1)..];
+        let rest = &uri[pos(uri, b':').map_or(0, |c| c + 1)..];
         // userinfo never holds an unescaped '@', so the host part follows the first one.
-        let hostpart = rest.find('@').map_or(rest, |at| &rest[at + 1..]);
-        if hostpart.contains('?') {
+        let hostpart = pos(rest, b'@').map_or(rest, |at| &rest[at + 1..]);
+        if pos(hostpart, b'?').is_some() {
             return Err("headers are not allowed in a Request-URI");
         }
-        let host_end = hostpart.find(';').unwrap_or(hostpart.len());
+        let host_end = pos(hostpart, b';').unwrap_or(hostpart.len());
         check_hostport(&hostpart[..host_end])?;
         if host_end < hostpart.len() {
             check_uri_params(&hostpart[host_end..])?;
         }
     }
     Ok(kind)
+}
+
+/// Where the ASCII byte `c` first occurs in `s` (a character boundary, so `s` may be sliced
+/// there).
+#[inline]
+fn pos(s: &str, c: u8) -> Option<usize> {
+    s.bytes().position(|b| b == c)
 }
 
 /// Validates `host[:port]` (hostname, IPv4 address or `[IPv6]`).
@@ -68,7 +81,7 @@ pub fn check_hostport(hp: &str) -> Result<(), &'static str> {
         }
         (None, &rest[end + 1..])
     } else {
-        match hp.find(':') {
+        match pos(hp, b':') {
             Some(c) => (Some(&hp[..c]), &hp[c..]),
             None => (Some(hp), ""),
         }

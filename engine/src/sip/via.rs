@@ -1,8 +1,8 @@
 //! The Via header (RFC 3261 §20.42, RFC 3581 rport): parsing, and the RFC 3261 magic cookie.
 
 use super::grammar::{
-    check_list, check_params, find_param, find_param_in, is_token, is_ws, list_elems, parse_params,
-    split_list, Param,
+    check_list, check_params_finding, find_param, find_param_in, is_ws, list_elems, parse_params,
+    sole_elem, split_list, token_len, trim, Param,
 };
 use std::fmt;
 
@@ -86,6 +86,8 @@ pub struct ViaRef<'a> {
     pub port: Option<u16>,
     /// The parameters (`;branch=…;rport`), checked.
     pub params: &'a str,
+    /// The first `branch` parameter, found while checking `params`.
+    branch_param: Option<Option<&'a str>>,
 }
 
 impl<'a> ViaRef<'a> {
@@ -95,21 +97,15 @@ impl<'a> ViaRef<'a> {
         let mut i = 0;
         let mut parts: [&str; 3] = [""; 3];
         for (n, part) in parts.iter_mut().enumerate() {
-            while i < b.len() && is_ws(b[i]) {
-                i += 1;
-            }
+            i = skip_ws(b, i);
             let start = i;
-            while i < b.len() && !is_ws(b[i]) && b[i] != b'/' {
-                i += 1;
-            }
-            let tok = &elem[start..i];
-            if !is_token(tok) {
+            i += token_len(&b[i..]);
+            // The part runs to white space or `/`; anything else in it is not a token.
+            if i == start || b.get(i).is_some_and(|&c| !is_ws(c) && c != b'/') {
                 return Err("malformed Via sent-protocol");
             }
-            *part = tok;
-            while i < b.len() && is_ws(b[i]) {
-                i += 1;
-            }
+            *part = &elem[start..i];
+            i = skip_ws(b, i);
             if n < 2 {
                 if i >= b.len() || b[i] != b'/' {
                     return Err("malformed Via sent-protocol");
@@ -122,22 +118,38 @@ impl<'a> ViaRef<'a> {
         }
         let rest = &elem[i..];
         let semi = memchr::memchr(b';', rest.as_bytes()).unwrap_or(rest.len());
-        let sent_by = rest[..semi].trim();
+        let sent_by = trim(&rest[..semi]);
         let (host, port) = split_sent_by(sent_by)?;
         let params = &rest[semi..];
-        check_params(params)?;
+        let branch_param = check_params_finding(params, "branch")?;
         Ok(ViaRef {
             protocol: (parts[0], parts[1]),
             transport: parts[2],
             host,
             port,
             params,
+            branch_param,
         })
     }
 
     /// The first Via element of a header value, provided every element of the value parses
     /// (as [`Via::parse_list`] requires).
+    ///
+    /// The last value found valid on this thread is remembered (by content), so the same Via
+    /// checked by the parser and then read by the transaction layer is parsed once.
     pub fn first_of_list(value: &'a str) -> Result<ViaRef<'a>, &'static str> {
+        if let Some(v) = memo::recall(value) {
+            return Ok(v);
+        }
+        let v = Self::first_of_list_uncached(value)?;
+        memo::remember(value, &v);
+        Ok(v)
+    }
+
+    fn first_of_list_uncached(value: &'a str) -> Result<ViaRef<'a>, &'static str> {
+        if let Some(sole) = sole_elem(value) {
+            return ViaRef::parse(sole?);
+        }
         check_list(value)?;
         let mut first = None;
         for elem in list_elems(value) {
@@ -149,7 +161,7 @@ impl<'a> ViaRef<'a> {
 
     /// The branch parameter.
     pub fn branch(&self) -> Option<&'a str> {
-        self.param("branch")
+        self.branch_param.flatten()
     }
 
     /// True when the branch starts with the RFC 3261 magic cookie and has an identifier after it.
@@ -175,17 +187,116 @@ impl<'a> ViaRef<'a> {
     }
 }
 
+/// The per-thread memory of [`ViaRef::first_of_list`]: the last valid Via value and where
+/// its parts lie in it. A hit compares the whole text, so it returns exactly what parsing the
+/// value again would.
+mod memo {
+    use super::ViaRef;
+    use std::cell::RefCell;
+
+    /// Longer values are not remembered.
+    const MAX_LEN: usize = 512;
+
+    /// A part of the value: (start, length).
+    type Span = (u32, u32);
+
+    #[derive(Default)]
+    struct Memo {
+        text: String,
+        valid: bool,
+        protocol: (Span, Span),
+        transport: Span,
+        host: Span,
+        port: Option<u16>,
+        params: Span,
+        branch: Option<Option<Span>>,
+    }
+
+    thread_local! {
+        static LAST: RefCell<Memo> = RefCell::new(Memo::default());
+    }
+
+    fn span(value: &str, part: &str) -> Option<Span> {
+        let start = (part.as_ptr() as usize).checked_sub(value.as_ptr() as usize)?;
+        (start + part.len() <= value.len()).then_some((start as u32, part.len() as u32))
+    }
+
+    fn part(value: &str, (start, len): Span) -> Option<&str> {
+        value.get(start as usize..start as usize + len as usize)
+    }
+
+    /// The parse of `value` when it is the value last remembered.
+    pub(super) fn recall(value: &str) -> Option<ViaRef<'_>> {
+        LAST.with(|m| {
+            let m = m.try_borrow().ok()?;
+            if !m.valid || m.text != value {
+                return None;
+            }
+            Some(ViaRef {
+                protocol: (part(value, m.protocol.0)?, part(value, m.protocol.1)?),
+                transport: part(value, m.transport)?,
+                host: part(value, m.host)?,
+                port: m.port,
+                params: part(value, m.params)?,
+                branch_param: match m.branch {
+                    None => None,
+                    Some(None) => Some(None),
+                    Some(Some(b)) => Some(Some(part(value, b)?)),
+                },
+            })
+        })
+    }
+
+    /// Remembers that `value` parses to `v` (whose parts all lie inside `value`).
+    pub(super) fn remember(value: &str, v: &ViaRef<'_>) {
+        if value.len() > MAX_LEN {
+            return;
+        }
+        let spans = (|| {
+            Some((
+                (span(value, v.protocol.0)?, span(value, v.protocol.1)?),
+                span(value, v.transport)?,
+                span(value, v.host)?,
+                span(value, v.params)?,
+                match v.branch_param {
+                    None => None,
+                    Some(None) => Some(None),
+                    Some(Some(b)) => Some(Some(span(value, b)?)),
+                },
+            ))
+        })();
+        LAST.with(|m| {
+            let Ok(mut m) = m.try_borrow_mut() else {
+                return;
+            };
+            let Some((protocol, transport, host, params, branch)) = spans else {
+                m.valid = false;
+                return;
+            };
+            m.text.clear();
+            m.text.push_str(value);
+            m.valid = true;
+            m.protocol = protocol;
+            m.transport = transport;
+            m.host = host;
+            m.port = v.port;
+            m.params = params;
+            m.branch = branch;
+        });
+    }
+}
+
 fn split_sent_by(s: &str) -> Result<(&str, Option<u16>), &'static str> {
     let (host, port) = if s.starts_with('[') {
-        let end = s.find(']').ok_or("unterminated IPv6 sent-by")?;
+        let end = pos(s, b']').ok_or("unterminated IPv6 sent-by")?;
         (&s[..=end], &s[end + 1..])
     } else {
-        match s.find(':') {
+        match pos(s, b':') {
             Some(c) => (&s[..c], &s[c..]),
             None => (s, ""),
         }
     };
-    let host = host.trim();
+    let host = trim(host);
     if host.is_empty()
         || !host
             .bytes()
@@ -193,14 +304,28 @@ fn split_sent_by(s: &str) -> Result<(&str, Option<u16>), &'static str> {
     {
         return Err("invalid Via sent-by host");
     }
-    let port = match port.trim() {
+    let port = match trim(port) {
         "" => None,
         p => {
-            let digits = p.strip_prefix(':').ok_or("junk after Via host")?.trim();
+            let digits = trim(p.strip_prefix(':').ok_or("junk after Via host")?);
             Some(digits.parse::<u16>().map_err(|_| "invalid Via port")?)
         }
     };
     Ok((host, port))
+}
+
+/// Where the ASCII byte `c` first occurs in `s` (a character boundary).
+#[inline]
+fn pos(s: &str, c: u8) -> Option<usize> {
+    s.bytes().position(|b| b == c)
+}
+
+#[inline]
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && is_ws(b[i]) {
+        i += 1;
+    }
+    i
 }
 
 impl fmt::Display for Via {
@@ -226,6 +351,35 @@ impl fmt::Display for Via {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remembered_values_read_as_parsed() {
+        let values = [
+            "SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1;rport",
+            "SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1;rport, SIP/2.0/TCP [::1]:5061",
+            "SIP / 2.0 / TCP h;BRANCH=x;branch=y",
+            "SIP/2.0/UDP h;branch",
+            "SIP/2.0/UDP h",
+            "SIP/2.0/UDP 192.0.2.15;;,;,,",
+        ];
+        for round in 0..3 {
+            for v in values.iter().chain(values.iter().rev()) {
+                // A copy at another address: the memory is by content.
+                let copy = v.to_string();
+                for value in [*v, copy.as_str()] {
+                    let got = ViaRef::first_of_list(value);
+                    assert_eq!(
+                        got,
+                        ViaRef::first_of_list_uncached(value),
+                        "{round} {value}"
+                    );
+                    if let Ok(r) = got {
+                        assert_eq!(r.branch(), r.param("branch"), "{value}");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn folded_sent_protocol() {

@@ -2,6 +2,7 @@
 //! RFC 3261 §17.1.3 (responses) and §17.2.3 (requests, with the RFC 2543 fallback), and
 //! [`new_branch`].
 
+use crate::sip::via::MAGIC_COOKIE;
 use crate::sip::{Method, Request, Response, SipHeaders, ViaRef};
 use std::fmt;
 
@@ -68,11 +69,12 @@ impl fmt::Display for TxKey {
 
 /// A fresh RFC 3261 branch: the magic cookie `z9hG4bK` and 96 random bits in hex.
 pub fn new_branch() -> String {
-    format!(
-        "z9hG4bK{:016x}{:08x}",
-        rand::random::<u64>(),
-        rand::random::<u32>()
-    )
+    let bits: u128 = rand::random();
+    let mut s = String::with_capacity(MAGIC_COOKIE.len() + 24);
+    s.push_str(MAGIC_COOKIE);
+    crate::dialog::push_hex(&mut s, (bits >> 32) as u64, 16);
+    crate::dialog::push_hex(&mut s, bits as u64 & 0xffff_ffff, 8);
+    s
 }
 
 /// What the layer's index is keyed by: the matching fields of a transaction, encoded into
@@ -143,6 +145,8 @@ fn put_method(out: &mut Vec<u8>, method: &Method) {
 /// The identifying fields of a received request, read once (in place).
 pub(crate) struct RequestId<'a> {
     via: ViaRef<'a>,
+    /// The top Via's branch when it is an RFC 3261 one.
+    rfc3261_branch: Option<&'a str>,
     cseq: u32,
 }
 
@@ -151,12 +155,17 @@ impl<'a> RequestId<'a> {
     pub(crate) fn of(req: &'a Request) -> Result<RequestId<'a>, &'static str> {
         let via = req.top_via_ref().ok_or("request without a valid Via")?;
         let (cseq, _) = req.cseq().ok_or("request without a valid CSeq")?;
-        Ok(RequestId { via, cseq })
+        let rfc3261_branch = via.branch().filter(|b| is_rfc3261_branch(b));
+        Ok(RequestId {
+            via,
+            rfc3261_branch,
+            cseq,
+        })
     }
 
     /// True when the top Via carries an RFC 3261 branch.
     pub(crate) fn is_rfc3261(&self) -> bool {
-        self.via.has_rfc3261_branch()
+        self.rfc3261_branch.is_some()
     }
 
     /// Encodes into `out` the key of the server transaction this request belongs to if its
@@ -169,8 +178,7 @@ impl<'a> RequestId<'a> {
         out: &mut Vec<u8>,
     ) -> Result<(), &'static str> {
         out.clear();
-        if self.is_rfc3261() {
-            let branch = self.via.branch().ok_or("Via without branch")?;
+        if let Some(branch) = self.rfc3261_branch {
             let call_id = req.call_id().ok_or("request without Call-ID")?;
             out.push(SERVER);
             put(out, branch.as_bytes());
@@ -207,10 +215,9 @@ impl<'a> RequestId<'a> {
 /// RFC 3261 branch.
 pub(crate) fn client_key_of_request(req: &Request, out: &mut Vec<u8>) -> Result<(), &'static str> {
     let via = req.top_via_ref().ok_or("request without a valid Via")?;
-    if !via.has_rfc3261_branch() {
+    let Some(branch) = via.branch().filter(|b| is_rfc3261_branch(b)) else {
         return Err("request needs a top Via with a z9hG4bK branch (see new_branch)");
-    }
-    let branch = via.branch().ok_or("Via without branch")?;
+    };
     let (_, method) = req.cseq().ok_or("request without a valid CSeq")?;
     if method != req.method {
         return Err("CSeq method does not match the request method");
@@ -226,14 +233,19 @@ pub(crate) fn client_key_of_response(resp: &Response, out: &mut Vec<u8>) -> bool
     let Some(via) = resp.top_via_ref() else {
         return false;
     };
-    if !via.has_rfc3261_branch() {
-        return false;
-    }
     let (Some((_, method)), Some(branch)) = (resp.cseq(), via.branch()) else {
         return false;
     };
+    if !is_rfc3261_branch(branch) {
+        return false;
+    }
     client_key(branch, &method, out);
     true
+}
+
+/// True for a branch with the RFC 3261 magic cookie and an identifier after it.
+fn is_rfc3261_branch(branch: &str) -> bool {
+    branch.len() > MAGIC_COOKIE.len() && branch.starts_with(MAGIC_COOKIE)
 }
 
 fn client_key(branch: &str, method: &Method, out: &mut Vec<u8>) {

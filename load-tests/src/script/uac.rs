@@ -14,7 +14,7 @@ use super::digest;
 use super::parse::{DtmfMode, Expect, Source, Step};
 use super::template::{Env, StartLine, Var};
 use super::Script;
-use crate::agent::{earliest, remote_audio, Agent, MediaEvent, Sip};
+use crate::agent::{earliest, remote_audio, Agent, CallIdMap, MediaEvent, Sip};
 use crate::pace::Pacer;
 use crate::stats::{Counters, Failure};
 use std::cmp::Reverse;
@@ -208,7 +208,7 @@ pub struct ScriptedUac {
     sip: Sip,
     pacer: Pacer,
     calls: HashMap<u64, Call>,
-    by_call_id: HashMap<String, u64>,
+    by_call_id: CallIdMap<u64>,
     by_tx: HashMap<u64, u64>,
     /// ACKs sent, by the INVITE transaction whose 2xx they answer (for retransmitted 2xx).
     acks: HashMap<u64, (Request, Peer)>,
@@ -348,7 +348,7 @@ impl ScriptedUac {
             script,
             cfg,
             calls: HashMap::new(),
-            by_call_id: HashMap::new(),
+            by_call_id: CallIdMap::default(),
             by_tx: HashMap::new(),
             acks: HashMap::new(),
             timers: BinaryHeap::new(),
