@@ -4,6 +4,7 @@
 //! loopback ports with a generated config, waiting until it is healthy, and small SIP/HTTP
 //! clients. Nothing here mocks the engine.
 
+pub mod baresip;
 pub mod phone;
 
 use std::io::{Read, Write};
