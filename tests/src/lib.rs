@@ -565,3 +565,26 @@ pub fn http_json(
         .unwrap_or_default();
     Some((status, body))
 }
+
+/// A REST call on the engine that must succeed (2xx); returns the JSON answer (`Null` if none).
+pub fn api(
+    engine: &Engine,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> serde_json::Value {
+    let (status, text) = http_json(engine.http_addr(), method, path, body.as_ref())
+        .unwrap_or_else(|| panic!("{method} {path}: no answer"));
+    assert!(
+        (200..300).contains(&status),
+        "{method} {path}: {status} {text}"
+    );
+    serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
+}
+
+/// `GET path` on the engine that must answer 200 with JSON.
+pub fn api_get(engine: &Engine, path: &str) -> serde_json::Value {
+    let (status, text) = http_get(engine.http_addr(), path).expect("answer");
+    assert_eq!(status, 200, "GET {path}: {text}");
+    serde_json::from_str(&text).expect("JSON")
+}

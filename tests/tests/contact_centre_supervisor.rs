@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use std::f64::consts::PI;
 use std::time::{Duration, Instant};
 use switchboard_tests::phone::{Phone, PhoneCodec};
-use switchboard_tests::{http_get, http_json, register, Engine};
+use switchboard_tests::{api, api_get, http_json, register, Engine};
 
 const TRUSTED: &str = "[calls]\ntrusted_sources = [\"127.0.0.1\"]\n";
 const NO_CC_FILE: &str = "[contact_centre]\nconfig_file = \"\"\n";
@@ -63,22 +63,6 @@ fn amplitude(pcm: &[i16], freq: f64) -> f64 {
 /// Heard clearly / not at all (the tones are sent at amplitude 8000).
 const HEARD: f64 = 1500.0;
 const SILENT: f64 = 300.0;
-
-fn api(engine: &Engine, method: &str, path: &str, body: Option<Value>) -> Value {
-    let (status, text) = http_json(engine.http_addr(), method, path, body.as_ref())
-        .unwrap_or_else(|| panic!("{method} {path}: no answer"));
-    assert!(
-        (200..300).contains(&status),
-        "{method} {path}: {status} {text}"
-    );
-    serde_json::from_str(&text).unwrap_or(Value::Null)
-}
-
-fn get(engine: &Engine, path: &str) -> Value {
-    let (status, text) = http_get(engine.http_addr(), path).expect("answer");
-    assert_eq!(status, 200, "GET {path}: {text}");
-    serde_json::from_str(&text).expect("JSON")
-}
 
 fn engine_with_plan(dir: &std::path::Path) -> Engine {
     let plan = dir.join("plan.yaml");
@@ -156,7 +140,7 @@ fn levels(heard: &[i16]) -> [f64; 3] {
 fn only_interaction(engine: &Engine) -> (u64, Value) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let v = get(engine, "/api/v1/interactions");
+        let v = api_get(engine, "/api/v1/interactions");
         let list = v
             .as_array()
             .cloned()
@@ -350,14 +334,14 @@ fn callback_keeps_the_place_and_calls_back() {
     assert!(c[1] > HEARD, "the customer hears the agent: {c:?}");
     assert!(a[0] > HEARD, "the agent hears the customer: {a:?}");
 
-    let v = get(&engine, &format!("/api/v1/interactions/{id}"));
+    let v = api_get(&engine, &format!("/api/v1/interactions/{id}"));
     assert_eq!(v["state"], "assigned", "{v}");
     agent.hang_up_incoming();
     assert!(
         caller.wait_bye(Duration::from_secs(5)),
         "the customer gets the BYE when the agent hangs up"
     );
-    let m = get(&engine, "/api/v1/metrics/queues/support");
+    let m = api_get(&engine, "/api/v1/metrics/queues/support");
     let text = m.to_string();
     assert!(text.contains("\"callbacks\":1"), "{text}");
 }

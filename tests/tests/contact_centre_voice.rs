@@ -7,14 +7,14 @@
 //! Every SIPp run is bounded (`timeout`), every wait is for an event (a process exit, a stored
 //! CDR), never a timed assertion.
 
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use switchboard_tests::{
-    bin_path, free_port, http_get, http_json, register, sipp, sipp_scenario, sipp_uac,
-    stop_wrapped, wait_cdrs, Engine,
+    api, api_get, bin_path, free_port, register, sipp, sipp_scenario, sipp_uac, stop_wrapped,
+    wait_cdrs, Engine,
 };
 
 const TRUSTED: &str = "[calls]\ntrusted_sources = [\"127.0.0.1\"]\n";
@@ -59,23 +59,6 @@ fn scenario(dir: &Path, name: &str, replace: &[(&str, &str)]) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).expect("write scenario");
     path
-}
-
-/// A REST call that must succeed; returns the JSON answer.
-fn api(engine: &Engine, method: &str, path: &str, body: Option<Value>) -> Value {
-    let (status, text) = http_json(engine.http_addr(), method, path, body.as_ref())
-        .unwrap_or_else(|| panic!("{method} {path}: no answer"));
-    assert!(
-        (200..300).contains(&status),
-        "{method} {path}: {status} {text}"
-    );
-    serde_json::from_str(&text).unwrap_or(Value::Null)
-}
-
-fn get(engine: &Engine, path: &str) -> Value {
-    let (status, text) = http_get(engine.http_addr(), path).expect("answer");
-    assert_eq!(status, 200, "GET {path}: {text}");
-    serde_json::from_str(&text).expect("JSON")
 }
 
 /// One agent's phone: SIPp answering (180, 200), talking `TALK_MS`, then hanging up (BYE);
@@ -247,7 +230,7 @@ fn twenty_callers_five_agents() {
         assert_eq!(v["status"], "available", "{v}");
         phones.push(phone);
     }
-    let q = get(&engine, "/api/v1/queues/support");
+    let q = api_get(&engine, "/api/v1/queues/support");
     assert_eq!(q["live"]["agents_available"], AGENTS, "{q}");
 
     // 20 callers at once; each waits (up to 60 s) for the BYE that ends its call.
@@ -333,7 +316,7 @@ fn twenty_callers_five_agents() {
     }
 
     // The metrics, folded from the stored routing events, against the count above.
-    let m = get(&engine, "/api/v1/metrics/queues/support");
+    let m = api_get(&engine, "/api/v1/metrics/queues/support");
     eprintln!("queue metrics: {m:#}");
     for (k, want) in [
         ("contacts_queued", CALLS),
@@ -347,14 +330,14 @@ fn twenty_callers_five_agents() {
     assert_eq!(m["abandon_rate"], 0.0, "{m}");
     let mut handled_sum = 0;
     for (name, n) in &by_agent {
-        let a = get(&engine, &format!("/api/v1/metrics/agents/{name}"));
+        let a = api_get(&engine, &format!("/api/v1/metrics/agents/{name}"));
         assert_eq!(a["contacts_handled"], *n, "agent {name}: {a}");
         assert_eq!(a["offers_missed"], 0, "agent {name}: {a}");
         handled_sum += a["contacts_handled"].as_u64().unwrap_or(0);
     }
     assert_eq!(handled_sum, u64::from(CALLS));
     // Nothing left waiting, every agent free again.
-    let q = get(&engine, "/api/v1/queues/support");
+    let q = api_get(&engine, "/api/v1/queues/support");
     assert_eq!(q["live"]["waiting"], 0, "{q}");
     assert_eq!(q["live"]["agents_available"], AGENTS, "{q}");
     eprintln!(
@@ -392,7 +375,7 @@ fn callers_hanging_up_on_hold_are_abandoned() {
     );
     let cdrs = wait_cdrs(&engine, 5);
     assert_eq!(cdrs.len(), 5, "CDRs: {cdrs:#?}");
-    let m = get(&engine, "/api/v1/metrics/queues/support");
+    let m = api_get(&engine, "/api/v1/metrics/queues/support");
     for (k, want) in [
         ("contacts_queued", 5),
         ("contacts_abandoned", 5),
@@ -402,7 +385,7 @@ fn callers_hanging_up_on_hold_are_abandoned() {
         assert_eq!(m[k], want, "{k}: {m}");
     }
     assert_eq!(m["abandon_rate"], 1.0, "{m}");
-    let q = get(&engine, "/api/v1/queues/support");
+    let q = api_get(&engine, "/api/v1/queues/support");
     assert_eq!(q["live"]["waiting"], 0, "{q}");
 }
 
@@ -446,7 +429,7 @@ fn config_file_creates_queues_and_agents() {
         file.display()
     ));
     for round in 0..2 {
-        let queues = get(&engine, "/api/v1/queues");
+        let queues = api_get(&engine, "/api/v1/queues");
         let mut names: Vec<&str> = queues
             .as_array()
             .expect("a list")
@@ -455,16 +438,16 @@ fn config_file_creates_queues_and_agents() {
             .collect();
         names.sort_unstable();
         assert_eq!(names, ["renewals", "sales"], "round {round}: {queues}");
-        let q = get(&engine, "/api/v1/queues/renewals");
+        let q = api_get(&engine, "/api/v1/queues/renewals");
         assert_eq!(q["config"]["max_wait_secs"], 120, "{q}");
-        let a = get(&engine, "/api/v1/agents/dana");
+        let a = api_get(&engine, "/api/v1/agents/dana");
         assert_eq!(a["config"]["sip_user"], "2001", "{a}");
         assert_eq!(a["config"]["skills"]["sales"], 4, "{a}");
         assert_eq!(a["config"]["queues"][1]["priority"], 2, "{a}");
         assert_eq!(a["status"], "offline", "{a}");
-        let e = get(&engine, "/api/v1/agents/eli");
+        let e = api_get(&engine, "/api/v1/agents/eli");
         assert_eq!(e["config"]["sip_user"], "2002", "{e}");
-        let w = get(&engine, "/api/v1/workflow");
+        let w = api_get(&engine, "/api/v1/workflow");
         assert_eq!(w["default_queue"], "sales", "{w}");
         assert_eq!(w["filters"][0]["steps"][0]["queue"], "renewals", "{w}");
         if round == 0 {
@@ -479,9 +462,9 @@ fn config_file_creates_queues_and_agents() {
 fn demo_file_is_loaded_by_default() {
     let engine = Engine::start(DEMO_PLAN);
     for q in ["billing", "support"] {
-        get(&engine, &format!("/api/v1/queues/{q}"));
+        api_get(&engine, &format!("/api/v1/queues/{q}"));
     }
-    let agents = get(&engine, "/api/v1/agents");
+    let agents = api_get(&engine, "/api/v1/agents");
     let mut users: Vec<&str> = agents
         .as_array()
         .expect("a list")
