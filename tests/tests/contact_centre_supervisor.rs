@@ -136,6 +136,23 @@ fn levels(heard: &[i16]) -> [f64; 3] {
     ]
 }
 
+/// Caller, agent and supervisor talk for 3 s; what each heard, as [`levels`] (printed under
+/// `phase`).
+fn three_way(
+    caller: &mut Phone,
+    agent: &mut Phone,
+    sup: &mut Phone,
+    phase: &str,
+) -> ([f64; 3], [f64; 3], [f64; 3]) {
+    let heard = talk(
+        &mut [(caller, F_CALLER), (agent, F_AGENT), (sup, F_SUPERVISOR)],
+        Duration::from_secs(3),
+    );
+    let (c, a, s) = (levels(&heard[0]), levels(&heard[1]), levels(&heard[2]));
+    eprintln!("{phase}: caller {c:?} agent {a:?} supervisor {s:?}");
+    (c, a, s)
+}
+
 /// The interaction id of the only live interaction.
 fn only_interaction(engine: &Engine) -> (u64, Value) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -186,16 +203,7 @@ fn supervisor_listens_whispers_and_barges() {
     let mut sup = Phone::call(engine.sip_addr(), "77alice", PhoneCodec::Pcmu);
     assert_eq!(sup.status(), Some(200), "the monitor action answers");
     std::thread::sleep(Duration::from_millis(500));
-    let heard = talk(
-        &mut [
-            (&mut caller, F_CALLER),
-            (&mut agent, F_AGENT),
-            (&mut sup, F_SUPERVISOR),
-        ],
-        Duration::from_secs(3),
-    );
-    let (c, a, s) = (levels(&heard[0]), levels(&heard[1]), levels(&heard[2]));
-    eprintln!("listen: caller {c:?} agent {a:?} supervisor {s:?}");
+    let (c, a, s) = three_way(&mut caller, &mut agent, &mut sup, "listen");
     assert!(
         s[0] > HEARD && s[1] > HEARD,
         "listen: the supervisor hears both: {s:?}"
@@ -208,16 +216,7 @@ fn supervisor_listens_whispers_and_barges() {
 
     // DTMF 2: whisper to the agent.
     sup.press('2');
-    let heard = talk(
-        &mut [
-            (&mut caller, F_CALLER),
-            (&mut agent, F_AGENT),
-            (&mut sup, F_SUPERVISOR),
-        ],
-        Duration::from_secs(3),
-    );
-    let (c, a, s) = (levels(&heard[0]), levels(&heard[1]), levels(&heard[2]));
-    eprintln!("whisper: caller {c:?} agent {a:?} supervisor {s:?}");
+    let (c, a, s) = three_way(&mut caller, &mut agent, &mut sup, "whisper");
     assert!(
         a[2] > HEARD,
         "whisper: the agent hears the supervisor: {a:?}"
@@ -246,16 +245,7 @@ fn supervisor_listens_whispers_and_barges() {
         Some(json!({"mode": "barge"})),
     );
     assert_eq!(v["supervisors"], 1, "{v}");
-    let heard = talk(
-        &mut [
-            (&mut caller, F_CALLER),
-            (&mut agent, F_AGENT),
-            (&mut sup, F_SUPERVISOR),
-        ],
-        Duration::from_secs(3),
-    );
-    let (c, a, s) = (levels(&heard[0]), levels(&heard[1]), levels(&heard[2]));
-    eprintln!("barge: caller {c:?} agent {a:?} supervisor {s:?}");
+    let (c, a, s) = three_way(&mut caller, &mut agent, &mut sup, "barge");
     assert!(
         c[2] > HEARD && a[2] > HEARD,
         "barge: both hear the supervisor"
