@@ -18,6 +18,7 @@ pub mod agent;
 pub mod chart;
 pub mod cli;
 pub mod media;
+pub mod mmsg;
 pub mod multi;
 pub mod pace;
 pub mod report;

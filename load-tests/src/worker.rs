@@ -1,7 +1,9 @@
-//! The thin I/O shell around an [`Agent`]: one non-blocking UDP socket, `poll(2)` until the
-//! agent's next timer or a datagram, and the run's deadlines.
+//! The thin I/O shell around an [`Agent`]: one non-blocking UDP socket read and written in
+//! batches ([`crate::mmsg`]), `poll(2)` until the agent's next timer or a datagram, and the
+//! run's deadlines.
 
 use crate::agent::{Agent, MediaEvent};
+use crate::mmsg::{Receiver, Sender, BATCH};
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +20,8 @@ pub struct Deadlines {
 
 /// Most datagrams read in one go before timers get a turn.
 const RECV_BATCH: usize = 256;
+/// `recvmmsg` calls per read round.
+const RECV_ROUNDS: usize = RECV_BATCH / BATCH;
 /// Longest sleep, so a stop request is seen promptly.
 const MAX_WAIT: Duration = Duration::from_millis(20);
 /// Under load (datagrams were waiting) the worker sleeps this long instead of waking for each
@@ -41,9 +45,12 @@ pub fn run(
     on_media: &mut dyn FnMut(MediaEvent),
 ) -> std::io::Result<()> {
     socket.set_nonblocking(true)?;
-    let mut buf = vec![0u8; 65_536];
-    // One encoding buffer for every datagram sent.
-    let mut out = Vec::with_capacity(2048);
+    let mut rx = Receiver::default();
+    let mut tx = Io {
+        sender: Sender::default(),
+        // One encoding buffer for every datagram sent.
+        out: Vec::with_capacity(2048),
+    };
     let mut draining = false;
     loop {
         let now = Instant::now();
@@ -53,30 +60,31 @@ pub fn run(
         }
         if now >= deadlines.abandon_at {
             agent.abandon();
-            flush(socket, agent, &mut out, on_media);
+            tx.flush(socket, agent, on_media);
             return Ok(());
         }
         let mut received = 0;
         // True when the batch ended full: more datagrams may be waiting.
         let mut more = true;
-        for _ in 0..RECV_BATCH {
-            match socket.recv_from(&mut buf) {
-                Ok((n, from)) => {
-                    received += 1;
-                    if let Some(data) = buf.get(..n) {
-                        agent.handle_datagram(now, data, from);
-                    }
+        for _ in 0..RECV_ROUNDS {
+            // An error is ICMP port unreachable and the like, which the transaction timers
+            // deal with.
+            let n = rx.recv(socket).unwrap_or(0);
+            for i in 0..n {
+                if let Some((data, from)) = rx.get(i) {
+                    agent.handle_datagram(now, data, from);
                 }
-                // Drained; or ICMP port unreachable and the like, which the transaction timers
-                // deal with.
-                Err(_) => {
-                    more = false;
-                    break;
-                }
+            }
+            received += n;
+            // Answers go out with each batch read, as they did datagram by datagram.
+            tx.flush(socket, agent, on_media);
+            if n < BATCH {
+                more = false;
+                break;
             }
         }
         agent.handle_timeout(now);
-        flush(socket, agent, &mut out, on_media);
+        tx.flush(socket, agent, on_media);
         if agent.finished() {
             return Ok(());
         }
@@ -98,18 +106,29 @@ pub fn run(
     }
 }
 
-fn flush(
-    socket: &UdpSocket,
-    agent: &mut dyn Agent,
-    out: &mut Vec<u8>,
-    on_media: &mut dyn FnMut(MediaEvent),
-) {
-    while let Some(dest) = agent.poll_transmit_into(out) {
-        // A full send buffer drops the datagram: SIP retransmissions cover it.
-        let _ = socket.send_to(out, dest);
-    }
-    while let Some(ev) = agent.poll_media() {
-        on_media(ev);
+/// What a worker sends with.
+struct Io {
+    sender: Sender,
+    out: Vec<u8>,
+}
+
+impl Io {
+    /// Sends everything the agent has to send (in `sendmmsg` batches) and hands on its media
+    /// changes.
+    fn flush(
+        &mut self,
+        socket: &UdpSocket,
+        agent: &mut dyn Agent,
+        on_media: &mut dyn FnMut(MediaEvent),
+    ) {
+        while let Some(dest) = agent.poll_transmit_into(&mut self.out) {
+            self.sender.push(socket, &self.out, dest);
+        }
+        // A full send buffer drops datagrams: SIP retransmissions cover them.
+        self.sender.flush(socket);
+        while let Some(ev) = agent.poll_media() {
+            on_media(ev);
+        }
     }
 }
 
