@@ -229,6 +229,21 @@ struct NewUser {
     display_name: Option<String>,
 }
 
+/// The field a JSON decoding error is about: its path, or for a missing or unknown field at
+/// the top the name serde quotes (`missing field \`password\``); `-` for the body as a whole.
+fn field_of(path: &str, msg: &str) -> String {
+    if path != "." {
+        return path.to_string();
+    }
+    ["missing field `", "unknown field `"]
+        .iter()
+        .find_map(|p| {
+            let rest = &msg[msg.find(p)? + p.len()..];
+            Some(rest[..rest.find('`')?].to_string())
+        })
+        .unwrap_or_else(|| "-".into())
+}
+
 /// Refuses a name the digest HA1 cannot hold (empty, `:` or a control character).
 fn check_name(field: &str, v: &str) -> Result<(), ApiError> {
     if v.is_empty() || v.len() > 128 {
@@ -248,9 +263,10 @@ fn check_name(field: &str, v: &str) -> Result<(), ApiError> {
 async fn add_user(ctx: Ctx, b: web::Bytes) -> Reply {
     let mut de = serde_json::Deserializer::from_slice(&b);
     let u: NewUser = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." { "-".to_string() } else { path };
-        ApiError::bad(&field, e.inner().to_string())
+        ApiError::bad(
+            &field_of(&e.path().to_string(), &e.inner().to_string()),
+            e.inner().to_string(),
+        )
     })?;
     check_name("username", &u.username)?;
     let realm = u.realm.unwrap_or_else(|| ctx.realm.clone());
@@ -304,5 +320,20 @@ async fn remove_user(ctx: Ctx, name: web::Path<String>, req: HttpRequest) -> Rep
             "name",
             format!("no user {:?} in realm {realm:?}", name.as_str()),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::field_of;
+
+    #[test]
+    fn decoding_errors_name_the_field() {
+        assert_eq!(field_of("username", "invalid type"), "username");
+        let m = "missing field `password` at line 1 column 16";
+        assert_eq!(field_of(".", m), "password");
+        let m = "unknown field `admin`, expected one of `username`";
+        assert_eq!(field_of(".", m), "admin");
+        assert_eq!(field_of(".", "EOF while parsing"), "-");
     }
 }
