@@ -75,4 +75,23 @@ fn openapi_document_validates_and_schemathesis_finds_no_server_error() {
         engine.log()
     );
     assert!(!text.contains("Server error"), "{text}");
+    // It really ran: every operation, and a few hundred generated cases.
+    let cases: u64 = text
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_suffix(" passed")?
+                .split(" generated")
+                .next()?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0);
+    eprintln!("{text}");
+    assert!(
+        text.contains("Tested: 43") || text.contains("Tested:"),
+        "{text}"
+    );
+    assert!(cases >= 300, "only {cases} generated cases:\n{text}");
 }

@@ -310,6 +310,7 @@ pub async fn middleware(
     match verdict {
         Ok(()) => Ok(next.call(req).await?.map_into_left_body()),
         Err((status, error)) => {
+            tracing::debug!(status, method = %req.method(), path = req.path(), %error, "API request refused");
             let mut resp = if status == 401 {
                 let mut r = HttpResponse::Unauthorized();
                 r.insert_header((header::WWW_AUTHENTICATE, "Bearer"));

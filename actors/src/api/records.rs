@@ -293,6 +293,7 @@ async fn add_user(ctx: Ctx, b: web::Bytes) -> Reply {
         Err(StorageError::Invalid { reason, .. }) => return Err(ApiError::bad("username", reason)),
         Err(e) => return Err(ApiError::internal(e)),
     }
+    // event: user.created {username, realm}
     let stored = ctx
         .storage
         .get_user(&u.username, &realm)
@@ -314,6 +315,7 @@ async fn remove_user(ctx: Ctx, name: web::Path<String>, req: HttpRequest) -> Rep
         .await
         .map_err(ApiError::internal)?
     {
+        // event: user.removed {username, realm}
         Ok(HttpResponse::Ok().json(json!({"removed": name.as_str(), "realm": realm})))
     } else {
         Err(ApiError::not_found(
