@@ -13,7 +13,7 @@ BIN   := $(CURDIR)/target/release/switchboard
 # recognition links pocketsphinx and uses its en-us model; TTS runs flite).
 RUN_APT  := cmake pkg-config libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us flite
 # Debian packages the tests use (real peers and PostgreSQL).
-TEST_APT := $(RUN_APT) sip-tester baresip sox libsox-fmt-all opus-tools postgresql
+TEST_APT := $(RUN_APT) sip-tester baresip sox libsox-fmt-all opus-tools postgresql python3-venv
 # Debian packages the benchmarks use.
 BENCH_APT := $(RUN_APT) sip-tester
 # The call benchmark also runs Kamailio (reference proxy) and dumpcap (RTP counts, package tshark).
@@ -26,12 +26,16 @@ export SWITCHBOARD_TEST_PG := postgres://postgres@127.0.0.1:$(PG_PORT)/switchboa
 export SWITCHBOARD_REQUIRE_PG := 1
 # End-to-end tests run this binary.
 export SWITCHBOARD_BIN := $(BIN)
+# schemathesis (PyPI, pinned) for the API fuzz test, in a venv under target/.
+SCHEMATHESIS_VERSION := 4.32.5
+OPENAPI_VALIDATOR_VERSION := 0.9.0
+export SWITCHBOARD_SCHEMATHESIS_VENV := $(CURDIR)/target/schemathesis-venv
 
 # Benchmark knobs: `make bench BENCH_RATE=5000 BENCH_SECONDS=5`.
 BENCH_RATE    ?= 20000
 BENCH_SECONDS ?= 10
 
-.PHONY: help run build test deps-run deps-test deps-bench pg-start stop-pg bench bench-codec \
+.PHONY: help run build test deps-run deps-test deps-schemathesis deps-bench pg-start stop-pg bench bench-codec \
         bench-options bench-calls bench-calls-quick fuzz lint clean
 
 help:
@@ -58,6 +62,12 @@ build: deps-run
 run: build
 	exec $(BIN) serve
 
+deps-schemathesis: deps-test
+	@$(SWITCHBOARD_SCHEMATHESIS_VENV)/bin/pip show schemathesis 2>/dev/null | grep -qx 'Version: $(SCHEMATHESIS_VERSION)' \
+	  && $(SWITCHBOARD_SCHEMATHESIS_VENV)/bin/pip show openapi-spec-validator 2>/dev/null | grep -qx 'Version: $(OPENAPI_VALIDATOR_VERSION)' \
+	  || { python3 -m venv $(SWITCHBOARD_SCHEMATHESIS_VENV) && $(SWITCHBOARD_SCHEMATHESIS_VENV)/bin/pip install -q \
+	       schemathesis==$(SCHEMATHESIS_VERSION) openapi-spec-validator==$(OPENAPI_VALIDATOR_VERSION); }
+
 pg-start: deps-test
 	@PG_PORT=$(PG_PORT) scripts/pg-start.sh $(PG_DATA) >/dev/null
 
@@ -65,7 +75,7 @@ stop-pg:
 	@scripts/pg-stop.sh $(PG_DATA)
 
 # Release profile, so that CI compiles the workspace once for the binary and the tests.
-test: deps-test pg-start
+test: deps-test deps-schemathesis pg-start
 	$(CARGO) build --release --bin switchboard
 	$(CARGO) test --release --workspace
 

@@ -1,6 +1,7 @@
 //! switchboard-actors: the long-lived actors of the engine (call B2BUAs, the registrar), the
 //! per-shard router that connects them to the SIP core, and the HTTP side (health, metrics).
 
+pub mod api;
 pub mod call;
 pub mod cdr;
 pub mod contact;

@@ -124,6 +124,20 @@ pub fn run(config: Config) -> ExitCode {
         } else {
             None
         };
+        let api = match crate::api::auth_from_config(&config.api) {
+            Ok(auth) => crate::api::Api {
+                records: crate::api::ApiContext {
+                    storage: storage.clone(),
+                    recordings_dir: config.data.dir.join("recordings"),
+                    realm: config.registrar.realm.clone(),
+                },
+                auth: actix_web::web::Data::new(auth),
+            },
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(1);
+            }
+        };
         let trunks = crate::trunk::Trunks::new(&config);
         let services = Services {
             trunks: trunks.clone(),
@@ -161,7 +175,14 @@ pub fn run(config: Config) -> ExitCode {
             }
         };
         trunks.start();
-        match crate::http::spawn(http_listen, metrics, contact, ivr.dialplans.clone(), trunks) {
+        match crate::http::spawn(
+            http_listen,
+            metrics,
+            contact,
+            ivr.dialplans.clone(),
+            trunks,
+            api,
+        ) {
             Ok(addr) => tracing::info!(%addr, "HTTP listening"),
             Err(e) => {
                 eprintln!("{e}");

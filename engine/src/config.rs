@@ -42,6 +42,8 @@ pub struct Config {
     pub routes: std::collections::BTreeMap<String, std::collections::BTreeMap<String, Vec<String>>>,
     /// Temporary bans of sources that fail digest authentication repeatedly (fail2ban-style).
     pub bans: BanConfig,
+    /// The REST API's bearer tokens and roles (none: the API is open).
+    pub api: crate::api_config::ApiConfig,
 }
 
 /// Temporary bans after repeated authentication failures from one source address.
@@ -812,6 +814,9 @@ impl Config {
             }
         }
         self.validate_trunks(file)?;
+        if let Err((key, reason)) = self.api.validate() {
+            return err(&key, &reason);
+        }
         if l.max_transactions == 0 {
             return err("limits.max_transactions", "must be > 0");
         }

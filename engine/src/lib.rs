@@ -2,6 +2,7 @@
 //! transaction layer, request inspection (the answers the engine gives on its own), config and
 //! the async shell that drives it all.
 
+pub mod api_config;
 pub mod auth;
 pub mod config;
 pub mod core;

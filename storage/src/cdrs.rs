@@ -212,3 +212,66 @@ impl Storage {
             .map_err(StorageError::at(OP))
     }
 }
+
+/// Which CDRs [`Storage::search_cdrs`] returns. Empty strings and `None` filter nothing.
+#[derive(Clone, Debug, Default)]
+pub struct CdrFilter {
+    /// Calls that started at or after this time (epoch ms).
+    pub from_ms: Option<i64>,
+    /// Calls that started before this time (epoch ms).
+    pub to_ms: Option<i64>,
+    /// Exactly this caller.
+    pub caller: String,
+    /// Exactly this callee.
+    pub callee: String,
+    /// At most this many rows.
+    pub limit: u32,
+    /// After skipping this many.
+    pub offset: u32,
+}
+
+impl Storage {
+    /// The CDRs matching `f`, newest first (by insertion).
+    pub async fn search_cdrs(&self, f: &CdrFilter) -> Result<Vec<Cdr>, StorageError> {
+        const OP: &str = "search_cdrs";
+        // Fixed SQL on both backends: absent filters become bounds that match everything.
+        let rows = sqlx::query(concat!(
+            "SELECT id, ",
+            cdr_fields!(),
+            " FROM cdrs WHERE start_ms >= $1 AND start_ms < $2 \
+             AND ($3 = '' OR caller = $3) AND ($4 = '' OR callee = $4) \
+             ORDER BY id DESC LIMIT $5 OFFSET $6"
+        ))
+        .bind(f.from_ms.unwrap_or(i64::MIN))
+        .bind(f.to_ms.unwrap_or(i64::MAX))
+        .bind(&f.caller)
+        .bind(&f.callee)
+        .bind(i64::from(f.limit))
+        .bind(i64::from(f.offset))
+        .fetch_all(self.pool())
+        .await
+        .map_err(StorageError::at(OP))?;
+        rows.iter()
+            .map(cdr_from_row)
+            .collect::<Result<_, _>>()
+            .map_err(StorageError::at(OP))
+    }
+
+    /// The CDR with this id, if any.
+    pub async fn cdr(&self, id: i64) -> Result<Option<Cdr>, StorageError> {
+        const OP: &str = "cdr";
+        let row = sqlx::query(concat!(
+            "SELECT id, ",
+            cdr_fields!(),
+            " FROM cdrs WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(StorageError::at(OP))?;
+        row.as_ref()
+            .map(cdr_from_row)
+            .transpose()
+            .map_err(StorageError::at(OP))
+    }
+}

@@ -27,7 +27,7 @@ mod recordings;
 mod registrations;
 mod users;
 
-pub use cdrs::Cdr;
+pub use cdrs::{Cdr, CdrFilter};
 pub use contact::{ContactAgentRow, ContactEvent, ContactQueueRow, ContactWrite};
 pub use error::StorageError;
 pub use recordings::Recording;

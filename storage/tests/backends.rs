@@ -7,7 +7,7 @@
 
 use sqlx::{AssertSqlSafe, Connection, Row};
 use switchboard_storage::{
-    ha1_md5, ha1_sha256, Backend, Binding, Cdr, Recording, Storage, StorageError,
+    ha1_md5, ha1_sha256, Backend, Binding, Cdr, CdrFilter, Recording, Storage, StorageError,
 };
 
 /// Known vectors: `printf 'alice:switchboard:secret' | md5sum` and `| sha256sum`.
@@ -408,6 +408,49 @@ async fn cdrs(s: &Storage) {
         .await
         .expect("by call id")
         .is_none());
+    search(s, id1).await;
+}
+
+/// `search_cdrs` and `cdr` agree with filtering every row by hand.
+async fn search(s: &Storage, id1: i64) {
+    let all = s.list_cdrs(100).await.expect("all");
+    let pick = |f: &dyn Fn(&Cdr) -> bool| -> Vec<i64> {
+        all.iter().filter(|c| f(c)).map(|c| c.id).collect()
+    };
+    let run = |f: CdrFilter| async move {
+        let got = s.search_cdrs(&f).await.expect("search");
+        got.iter().map(|c| c.id).collect::<Vec<i64>>()
+    };
+    let every = CdrFilter {
+        limit: 100,
+        ..CdrFilter::default()
+    };
+    assert_eq!(run(every.clone()).await, pick(&|_| true));
+    let caller = "sip:alice@switchboard".to_string();
+    let f = CdrFilter {
+        caller: caller.clone(),
+        ..every.clone()
+    };
+    assert_eq!(run(f).await, pick(&|c| c.caller == caller));
+    let callee = "sip:bob@switchboard".to_string();
+    let f = CdrFilter {
+        callee: callee.clone(),
+        from_ms: Some(1_700_000_000_000),
+        to_ms: Some(1_700_000_000_001),
+        ..every.clone()
+    };
+    let want = pick(&|c| c.callee == callee && c.start_ms == 1_700_000_000_000);
+    assert!(!want.is_empty());
+    assert_eq!(run(f).await, want);
+    let page = CdrFilter {
+        limit: 2,
+        offset: 1,
+        ..every
+    };
+    assert_eq!(run(page).await, pick(&|_| true)[1..3].to_vec());
+    let one = s.cdr(id1).await.expect("by id").expect("found");
+    assert_eq!(one.id, id1);
+    assert!(s.cdr(-5).await.expect("by id").is_none());
 }
 
 fn recording(call_id: &str, path: &str, started_ms: i64) -> Recording {
