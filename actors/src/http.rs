@@ -27,6 +27,7 @@ pub fn spawn(
     contact: Option<ContactCentre>,
     dialplans: std::sync::Arc<crate::dialplan::Dialplans>,
     trunks: std::sync::Arc<crate::trunk::Trunks>,
+    calls: crate::calls_api::CallDirectory,
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(listen)
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot bind HTTP {listen}: {e}")))?;
@@ -43,10 +44,13 @@ pub fn spawn(
                 let contact = contact.clone();
                 let dialplans = dialplans.clone();
                 let trunks = trunks.clone();
+                let calls = calls.clone();
                 App::new()
                     .app_data(state.clone())
                     .route("/health", web::get().to(health))
                     .route("/metrics", web::get().to(metrics_text))
+                    // Before any `/api/v1` scope, which would shadow these routes.
+                    .configure(move |cfg| crate::calls_api::configure(cfg, calls))
                     .configure(move |cfg| crate::dialplan::configure(cfg, dialplans))
                     .configure(move |cfg| crate::trunk::api::configure(cfg, trunks))
                     .configure(move |cfg| {

@@ -2,6 +2,7 @@
 //! per-shard router that connects them to the SIP core, and the HTTP side (health, metrics).
 
 pub mod call;
+pub mod calls_api;
 pub mod cdr;
 pub mod contact;
 pub mod dialplan;

@@ -125,7 +125,9 @@ pub fn run(config: Config) -> ExitCode {
             None
         };
         let trunks = crate::trunk::Trunks::new(&config);
+        let calls = crate::calls_api::CallDirectory::default();
         let services = Services {
+            calls: calls.clone(),
             trunks: trunks.clone(),
             ivr: ivr.clone(),
             contact: contact.clone(),
@@ -161,7 +163,14 @@ pub fn run(config: Config) -> ExitCode {
             }
         };
         trunks.start();
-        match crate::http::spawn(http_listen, metrics, contact, ivr.dialplans.clone(), trunks) {
+        match crate::http::spawn(
+            http_listen,
+            metrics,
+            contact,
+            ivr.dialplans.clone(),
+            trunks,
+            calls,
+        ) {
             Ok(addr) => tracing::info!(%addr, "HTTP listening"),
             Err(e) => {
                 eprintln!("{e}");
