@@ -809,17 +809,17 @@ fn done(v: serde_json::Value) -> ControlFuture {
 }
 
 impl Handler<Control> for CallbackCall {
-    type Result = ResponseActFuture<Self, ControlResult>;
+    type Result = ResponseFuture<ControlResult>;
 
     fn handle(&mut self, msg: Control, ctx: &mut Context<Self>) -> Self::Result {
         if self.ended {
-            return Box::pin(actix::fut::ready(Err(ControlError::not_found())));
+            return super::control::ready(Err(ControlError::not_found()));
         }
         let r = self.control(ctx, msg);
         self.refresh_listing();
         match r {
-            Ok(f) => Box::pin(f.into_actor(self)),
-            Err(e) => Box::pin(actix::fut::ready(Err(e))),
+            Ok(f) => f,
+            Err(e) => super::control::ready(Err(e)),
         }
     }
 }

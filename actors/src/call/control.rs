@@ -186,7 +186,7 @@ impl CallActor {
         true
     }
 
-    fn api_recording(&mut self, start: bool) -> ResponseActFuture<Self, ControlResult> {
+    fn api_recording(&mut self, start: bool) -> ResponseFuture<ControlResult> {
         let Some(relay) = self.relay.clone() else {
             return ready(Err(ControlError::conflict("the call has no media")));
         };
@@ -214,12 +214,10 @@ impl CallActor {
         // event: call.recording_stopped
         let storage = self.setup.services.storage.clone();
         let call_id = self.guard.state.record.call_id.clone();
-        Box::pin(
-            async move { stop_recording(&relay, &storage, &call_id, path).await }.into_actor(self),
-        )
+        Box::pin(async move { stop_recording(&relay, &storage, &call_id, path).await })
     }
 
-    fn api_play(&mut self, leg: ApiLeg, prompt: Prompt) -> ResponseActFuture<Self, ControlResult> {
+    fn api_play(&mut self, leg: ApiLeg, prompt: Prompt) -> ResponseFuture<ControlResult> {
         let busy = self.ivr.as_ref().is_some_and(|i| {
             !matches!(
                 i.running,
@@ -242,13 +240,15 @@ impl CallActor {
         };
         let field = prompt_field(&prompt);
         let render = render_prompt(&self.setup.services.ivr, prompt, format.codec.sample_rate());
-        Box::pin(render.into_actor(self).map(move |clip, _act, _ctx| {
-            let clip = clip.map_err(|e| ControlError::field(422, field, e))?;
+        Box::pin(async move {
+            let clip = render
+                .await
+                .map_err(|e| ControlError::field(422, field, e))?;
             let ms = clip_ms(&clip);
             // event: call.play_started
             relay.play(media_leg, clip, 1, API_PLAY_ID);
             Ok(json!({ "leg": leg.name(), "playing": true, "duration_ms": ms }))
-        }))
+        })
     }
 
     fn api_dtmf(&mut self, leg: ApiLeg, digits: &str, duration_ms: u32) -> ControlResult {
@@ -279,12 +279,14 @@ fn relay_leg(leg: ApiLeg) -> Leg {
     }
 }
 
-fn ready<A: Actor>(r: ControlResult) -> ResponseActFuture<A, ControlResult> {
-    Box::pin(actix::fut::ready(r))
+/// An answer known at once. A plain future (not an actor future), so that it is answered even
+/// when the request stopped the actor (hang up).
+pub(super) fn ready(r: ControlResult) -> ResponseFuture<ControlResult> {
+    Box::pin(std::future::ready(r))
 }
 
 impl Handler<Control> for CallActor {
-    type Result = ResponseActFuture<Self, ControlResult>;
+    type Result = ResponseFuture<ControlResult>;
 
     fn handle(&mut self, msg: Control, ctx: &mut Context<Self>) -> Self::Result {
         if self.ended {
@@ -361,7 +363,7 @@ pub(super) fn render_prompt(
     }
 }
 
-/// Sends `digits` into a relay leg one after the other (each `duration_ms`, 100 ms apart), on
+/// Sends `digits` into a relay leg one after the other (each `duration_ms`, 250 ms apart), on
 /// the media runtime.
 pub(super) fn send_digits(
     media: &tokio::runtime::Handle,
@@ -375,7 +377,8 @@ pub(super) fn send_digits(
     media.spawn(async move {
         for d in digits {
             relay.send_dtmf(leg, d, duration_ms);
-            tokio::time::sleep(Duration::from_millis(u64::from(duration_ms) + 100)).await;
+            // The press, its end packets, then a pause before the next one.
+            tokio::time::sleep(Duration::from_millis(u64::from(duration_ms) + 250)).await;
         }
     });
 }
