@@ -278,7 +278,8 @@ fn hears_at(pcm: &[i16], rate: u32, freq: f64) -> bool {
     p > 100.0 && p > 10.0 * tone_power(pcm, rate, 2345.0)
 }
 
-/// 5. Play: a prompt file (a 1000 Hz tone) played into leg a reaches the caller.
+/// 5. Play: a prompt file (a 1000 Hz tone) played into leg a reaches the caller, then TTS
+/// text does.
 #[test]
 fn play_reaches_the_phone() {
     let callee = Phone::callee(PhoneCodec::Pcmu, true);
@@ -311,6 +312,20 @@ fn play_reaches_the_phone() {
         heard.len(),
         level_dbfs(&heard)
     );
+    // TTS (flite): speech reaches the caller.
+    let r = api(
+        &engine,
+        "POST",
+        &format!("/api/v1/calls/{id}/play"),
+        Some(json!({ "say": "Your call is being transferred." })),
+    );
+    assert!(r["duration_ms"].as_u64().unwrap_or(0) > 500, "{r}");
+    let heard = phone.listen(Duration::from_millis(1500));
+    assert!(
+        level_dbfs(&heard) > -40.0,
+        "the caller heard speech ({:.1} dBFS)",
+        level_dbfs(&heard)
+    );
     // A prompt that does not exist: 422 naming the field.
     let e = refused(
         &engine,
@@ -337,7 +352,7 @@ fn dtmf_digits_arrive_as_rfc4733_events() {
         Some(json!({ "digits": "12#", "leg": "b" })),
     );
     assert_eq!(r["digits"], "12#", "{r}");
-    callee.listen(Duration::from_secs(2));
+    callee.listen(Duration::from_secs(3));
     assert_eq!(callee.digits(), vec!['1', '2', '#']);
     phone.hang_up();
 }
