@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use switchboard_tests::phone::{level_dbfs, Phone, PhoneCodec};
-use switchboard_tests::{api, http_get, http_json, wait_cdrs, Engine};
+use switchboard_tests::{api, http_get, http_json, register, wait_cdrs, Engine};
 
 const TRUSTED: &str = "[calls]\ntrusted_sources = [\"127.0.0.1\"]\n";
 
@@ -191,6 +191,34 @@ fn originate_rings_a_then_b_and_bridges_audio_both_ways() {
     let cdrs = wait_cdrs(&engine, 1);
     assert_eq!(cdrs[0]["cause"], "api", "{cdrs:?}");
     assert_eq!(cdrs[0]["call_id"], format!("originate-{id}"), "{cdrs:?}");
+}
+
+/// 2b. Originate from a registered user (by name): the engine rings the user's Contact, then
+/// the URI; the second endpoint hanging up ends the first (BYE, CDR `normal_clearing`).
+#[test]
+fn originate_from_a_registered_user_and_far_hang_up() {
+    let engine = Engine::start(TRUSTED);
+    engine.add_user("2001", "pw2001");
+    let a = Phone::callee(PhoneCodec::Pcmu, true);
+    let mut b = Phone::callee(PhoneCodec::Pcmu, true);
+    assert_eq!(register(&engine, "2001", "pw2001", a.sip_addr(), 300), 200);
+    let created = api(
+        &engine,
+        "POST",
+        "/api/v1/calls",
+        Some(
+            json!({ "from": "2001", "to": format!("sip:bob@{}", b.sip_addr()), "timeout_secs": 20 }),
+        ),
+    );
+    let id = created["id"].as_u64().expect("id");
+    assert!(a.wait_answered(Duration::from_secs(10)), "the user rung");
+    assert!(b.wait_answered(Duration::from_secs(10)), "then the URI");
+    wait_for(&engine, |c| c["id"] == id && c["state"] == "bridged");
+    b.hang_up_incoming();
+    assert!(a.wait_bye(Duration::from_secs(5)), "A released");
+    wait_empty(&engine);
+    let cdrs = wait_cdrs(&engine, 1);
+    assert_eq!(cdrs[0]["cause"], "normal_clearing", "{cdrs:?}");
 }
 
 /// 3. Blind transfer of leg b: the callee gets a REFER to the target; once it accepts, the
