@@ -1,7 +1,8 @@
 //! The HTTP server: `/health`, `/metrics` (Prometheus text format) and, when the contact
 //! centre runs, its REST API and agent-desktop WebSockets under `/api/v1`
 //! ([`crate::contact::api`]), the dialplan's status and reload (`/api/v1/dialplans`,
-//! [`crate::dialplan::configure`]), the records and the OpenAPI document ([`crate::api`]).
+//! [`crate::dialplan::configure`]), the records and the OpenAPI document ([`crate::api`]), and
+//! call control (`/api/v1/calls`, [`crate::calls_api::configure`]).
 //! Every `/api/v1` request passes the token check of [`crate::api::auth`].
 //!
 //! It runs on its own actix-web system thread so that HTTP load never competes with the SIP
@@ -29,6 +30,7 @@ pub fn spawn(
     dialplans: std::sync::Arc<crate::dialplan::Dialplans>,
     trunks: std::sync::Arc<crate::trunk::Trunks>,
     api: crate::api::Api,
+    calls: crate::calls_api::CallDirectory,
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(listen)
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot bind HTTP {listen}: {e}")))?;
@@ -46,12 +48,15 @@ pub fn spawn(
                 let dialplans = dialplans.clone();
                 let trunks = trunks.clone();
                 let api = api.clone();
+                let calls = calls.clone();
                 App::new()
                     .wrap(actix_web::middleware::from_fn(crate::api::auth::middleware))
                     .app_data(api.auth.clone())
                     .app_data(state.clone())
                     .route("/health", web::get().to(health))
                     .route("/metrics", web::get().to(metrics_text))
+                    // Before any `/api/v1` scope, which would shadow these routes.
+                    .configure(move |cfg| crate::calls_api::configure(cfg, calls))
                     .configure(move |cfg| crate::dialplan::configure(cfg, dialplans))
                     .configure(move |cfg| crate::trunk::api::configure(cfg, trunks))
                     // Before the contact centre's `/api/v1` scope, which would shadow it.

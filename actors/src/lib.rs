@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod call;
+pub mod calls_api;
 pub mod cdr;
 pub mod contact;
 pub mod dialplan;

@@ -121,6 +121,8 @@ pub struct Services {
     pub contact: Option<crate::contact::ContactCentre>,
     /// SIP trunks (inbound identification and admission, outbound gateways).
     pub trunks: Arc<crate::trunk::Trunks>,
+    /// The live-call directory of the call-control API.
+    pub calls: crate::calls_api::CallDirectory,
 }
 
 /// Where RTP relays run: a dedicated multi-thread tokio runtime (not an actor mailbox) and the
@@ -150,6 +152,15 @@ pub fn factory(services: Services) -> TuFactory<Router> {
     Arc::new(move |shard, cmd, shared| {
         let handle = ShardHandle { cmd, shard, shared };
         if shard == 0 {
+            // API-originated calls run on this (the first) shard's arbiter: the factory runs
+            // on it.
+            services.calls.set_origin(crate::calls_api::OriginEnv {
+                env: crate::call::CallbackEnv {
+                    services: services.clone(),
+                    shard: handle.clone(),
+                },
+                arbiter: actix_rt::Arbiter::current(),
+            });
             if let Some(cc) = &services.contact {
                 // Callbacks place their calls through the first shard.
                 cc.set_callback_env(crate::call::CallbackEnv {

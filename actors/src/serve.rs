@@ -139,7 +139,9 @@ pub fn run(config: Config) -> ExitCode {
             }
         };
         let trunks = crate::trunk::Trunks::new(&config);
+        let calls = crate::calls_api::CallDirectory::default();
         let services = Services {
+            calls: calls.clone(),
             trunks: trunks.clone(),
             ivr: ivr.clone(),
             contact: contact.clone(),
@@ -182,6 +184,7 @@ pub fn run(config: Config) -> ExitCode {
             ivr.dialplans.clone(),
             trunks,
             api,
+            calls,
         ) {
             Ok(addr) => tracing::info!(%addr, "HTTP listening"),
             Err(e) => {

@@ -120,10 +120,15 @@ pub const ROUTES: &[(M, &str, Access)] = &[
     (M::Get, "/api/v1/users", Role(ReadOnly)),
     (M::Post, "/api/v1/users", Role(Admin)),
     (M::Delete, "/api/v1/users/{name}", Role(Admin)),
-    // Call control (built apart): acting on a call is a supervisor's job. The call-control
-    // routes get their own rows (and OpenAPI fragment) when merged; until then `POST
-    // /api/v1/calls` (originate) falls to the default, admin.
-    (M::Any, "/api/v1/calls/*", Role(Supervisor)),
+    // Call control (`crate::calls_api`): acting on a call is a supervisor's job.
+    (M::Get, "/api/v1/calls", Role(ReadOnly)),
+    (M::Post, "/api/v1/calls", Role(Supervisor)),
+    (M::Get, "/api/v1/calls/{id}", Role(ReadOnly)),
+    (M::Delete, "/api/v1/calls/{id}", Role(Supervisor)),
+    (M::Post, "/api/v1/calls/{id}/transfer", Role(Supervisor)),
+    (M::Post, "/api/v1/calls/{id}/recording", Role(Supervisor)),
+    (M::Post, "/api/v1/calls/{id}/play", Role(Supervisor)),
+    (M::Post, "/api/v1/calls/{id}/dtmf", Role(Supervisor)),
 ];
 
 /// Whether `path` matches `pattern`; returns the `{name}` segment when there is one.

@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use switchboard_dialplans::{
-    CallFacts, Command as PlanCommand, Decision, DialTarget, EndReason, Event, Gather, Media,
-    Prompt, RecordSessionOp, Session, Source, Strategy,
+    CallFacts, Command as PlanCommand, Decision, DialTarget, EndReason, Event, Gather, Prompt,
+    RecordSessionOp, Session, Source, Strategy,
 };
 use switchboard_engine::sdp::{answer_offer, endpoint_offer, Codec, Format, Sdp, OFFER_CODECS};
 use switchboard_engine::sip::{HeaderName, Method, SipHeaders};
@@ -482,53 +482,21 @@ impl CallActor {
     /// Renders a prompt off the actor thread, then plays it with `id`; a prompt that cannot be
     /// rendered counts as played (logged), so the plan goes on.
     fn load_and_play(&mut self, ctx: &mut Context<Self>, prompt: Prompt, loops: u32, id: u64) {
-        let rate = self.a_rate();
-        let tools = &self.setup.services.ivr;
-        let prompts = tools.prompts.clone();
-        let tts = tools.tts.clone();
-        let default_voice = tools.tts_voice.clone();
-        let dir = tools.dialplans.prompt_dir();
-        let timeout = tools.webhook_timeout;
-        async move {
-            match prompt {
-                Prompt::Play(Media::File(f)) => {
-                    let path = dir.join(f);
-                    tokio::task::spawn_blocking(move || prompts.get(&path, rate))
-                        .await
-                        .map_err(|e| e.to_string())?
-                        .map_err(|e| e.to_string())
+        let render = super::control::render_prompt(&self.setup.services.ivr, prompt, self.a_rate());
+        render
+            .into_actor(self)
+            .map(move |clip: Result<Pcm, String>, act, ctx| match clip {
+                Ok(clip) => {
+                    if let Some(r) = &act.relay {
+                        r.play(Leg::A, clip, loops, id);
+                    }
                 }
-                Prompt::Play(Media::Url(u)) => {
-                    let (bytes, ext) = crate::webhook::fetch(&u, timeout).await?;
-                    tokio::task::spawn_blocking(move || {
-                        switchboard_media::prompt::decode_bytes(bytes, ext.as_deref(), rate)
-                    })
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())
+                Err(e) => {
+                    tracing::warn!(error = %e, "prompt unavailable; skipped");
+                    act.on_play_done(ctx, id);
                 }
-                Prompt::Say { text, voice } => {
-                    let voice = voice.or(default_voice);
-                    tokio::task::spawn_blocking(move || tts.render(&text, voice.as_deref(), rate))
-                        .await
-                        .map_err(|e| e.to_string())?
-                        .map_err(|e| e.to_string())
-                }
-            }
-        }
-        .into_actor(self)
-        .map(move |clip: Result<Pcm, String>, act, ctx| match clip {
-            Ok(clip) => {
-                if let Some(r) = &act.relay {
-                    r.play(Leg::A, clip, loops, id);
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "prompt unavailable; skipped");
-                act.on_play_done(ctx, id);
-            }
-        })
-        .spawn(ctx);
+            })
+            .spawn(ctx);
     }
 
     fn on_play_done(&mut self, ctx: &mut Context<Self>, id: u64) {

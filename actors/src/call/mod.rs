@@ -9,6 +9,7 @@
 //! `internal_error`.
 
 mod callback;
+mod control;
 mod ivr;
 mod queue;
 mod srtp;
@@ -280,6 +281,8 @@ pub struct CallActor {
     monitoring: Option<supervise::Monitoring>,
     /// SDES-SRTP of both legs (`srtp.rs`).
     srtp: srtp::CallSrtp,
+    /// The call-control API's view and requests (`control.rs`).
+    api: control::ApiState,
 }
 
 impl CallActor {
@@ -339,6 +342,7 @@ impl CallActor {
             supervision: None,
             monitoring: None,
             srtp: srtp::CallSrtp::default(),
+            api: control::ApiState::default(),
         }
     }
 
@@ -391,6 +395,8 @@ impl CallActor {
             return;
         }
         self.ended = true;
+        // event: call.ended (cause, CDR fields)
+        self.api.listing = None;
         for i in 0..self.legs.len() {
             self.hang_up_leg(i as u32);
         }
@@ -677,6 +683,7 @@ impl CallActor {
                 }
                 leg.state = LegState::Answered;
                 leg.dialog = Some(d.clone());
+                // event: call.bridged (leg i answered)
                 self.winner = Some(i);
                 self.guard.state.b_calling.clear();
                 self.guard.state.b_dialogs.push(d);
@@ -813,6 +820,7 @@ impl CallActor {
         let local = self.local();
         self.a_dialog = Dialog::uas(&self.setup.invite, &self.a_tag, self.setup.source, local);
         self.guard.state.a_dialog = self.a_dialog.clone();
+        // event: call.answered
         self.guard.state.record.answer_ms = Some(now_ms());
         self.guard.state.record.sip_code = 200;
         self.post(Command::Respond {
@@ -1359,6 +1367,9 @@ impl CallActor {
         if resp.status < 200 {
             return;
         }
+        if self.api_refer_answered(ctx, id, resp.status) {
+            return;
+        }
         if self.transfer_tx == Some(id) {
             return self.on_refer_response(ctx, resp.status);
         }
@@ -1435,6 +1446,8 @@ impl Actor for CallActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.guard.addr = Some(ctx.address());
         self.setup.shard.shared.metrics.calls_active.inc();
+        // event: call.created
+        self.list_in_directory(ctx);
         self.post(Command::Respond {
             tx: self.setup.tx,
             resp: response(&self.setup.invite, 100),
@@ -1495,6 +1508,7 @@ impl Handler<CallMsg> for CallActor {
                 self.on_forwarded_response(ctx, id, r);
             }
         }
+        self.refresh_listing();
     }
 }
 
@@ -1503,6 +1517,7 @@ impl Handler<ivr::MediaMsg> for CallActor {
 
     fn handle(&mut self, msg: ivr::MediaMsg, ctx: &mut Context<Self>) {
         self.on_media_event(ctx, msg.0);
+        self.refresh_listing();
     }
 }
 
