@@ -9,6 +9,7 @@ pub mod dialog;
 pub mod inspect;
 pub mod memory;
 pub mod metrics;
+pub mod prack;
 pub mod sdp;
 pub mod server;
 pub mod sip;

@@ -10,6 +10,7 @@
 
 mod callback;
 mod ivr;
+mod prack;
 mod queue;
 mod srtp;
 mod supervise;
@@ -280,6 +281,8 @@ pub struct CallActor {
     monitoring: Option<supervise::Monitoring>,
     /// SDES-SRTP of both legs (`srtp.rs`).
     srtp: srtp::CallSrtp,
+    /// Reliable provisional responses on both legs (`prack.rs`).
+    prack: prack::CallPrack,
 }
 
 impl CallActor {
@@ -339,6 +342,7 @@ impl CallActor {
             supervision: None,
             monitoring: None,
             srtp: srtp::CallSrtp::default(),
+            prack: prack::CallPrack::default(),
         }
     }
 
@@ -376,6 +380,7 @@ impl CallActor {
     fn fail_a(&mut self, ctx: &mut Context<Self>, resp: Response, cause: &str) {
         if !self.a_final {
             self.a_final = true;
+            self.prack_final_sent();
             self.guard.state.record.sip_code = resp.status;
             self.guard.state.a_pending = None;
             self.post(Command::Respond {
@@ -553,6 +558,10 @@ impl CallActor {
             req.headers
                 .set(HeaderName::MaxForwards, max_forwards.to_string());
             self.identity_headers(&mut req, b.destination().addr.ip());
+            req.headers.push(
+                HeaderName::Supported,
+                switchboard_engine::inspect::SUPPORTED.join(", "),
+            );
             let body = leg_body.unwrap_or_else(|| self.b_body.clone());
             if !body.is_empty() {
                 req.headers.push(HeaderName::ContentType, "application/sdp");
@@ -641,6 +650,9 @@ impl CallActor {
             100 => {}
             101..=199 => {
                 leg.state = LegState::Early;
+                let Some(reliable) = self.prack_leg_provisional(ctx, i, &resp) else {
+                    return; // a retransmitted reliable provisional, PRACKed already
+                };
                 if !self.a_final {
                     let mut r = self.a_response(resp.status, Some(&resp.reason));
                     if !resp.body.is_empty() {
@@ -649,10 +661,7 @@ impl CallActor {
                             r.body = body;
                         }
                     }
-                    self.post(Command::Respond {
-                        tx: self.setup.tx,
-                        resp: r,
-                    });
+                    self.provisional_to_a(ctx, r, reliable);
                 }
             }
             200..=299 => {
@@ -661,6 +670,10 @@ impl CallActor {
                     return;
                 };
                 let ack = d.ack(cseq_number(&leg.invite));
+                self.prack_carry_cseq(i, &mut d);
+                let Some(leg) = self.legs.get_mut(i as usize) else {
+                    return;
+                };
                 shard.post(Command::Stateless {
                     msg: Message::Request(ack),
                     dest: leg.dest,
@@ -809,6 +822,7 @@ impl CallActor {
                 .spawn(ctx);
         }
         self.a_final = true;
+        self.prack_final_sent();
         self.guard.state.a_pending = None;
         let local = self.local();
         self.a_dialog = Dialog::uas(&self.setup.invite, &self.a_tag, self.setup.source, local);
@@ -1141,6 +1155,9 @@ impl CallActor {
         source: Peer,
         side: Side,
     ) {
+        if req.method == Method::Prack {
+            return self.on_prack(ctx, tx, &req);
+        }
         if req.method == Method::Info && self.info_as_dtmf(ctx, side, &req) {
             return self.post(Command::Respond {
                 tx,
