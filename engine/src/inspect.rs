@@ -17,7 +17,7 @@ pub const ACCEPT: &str = "application/sdp";
 /// Content encodings accepted; sent in Accept-Encoding.
 pub const ACCEPT_ENCODING: &str = "identity";
 /// Option tags supported (RFC 3261 §19.2); sent in Supported and checked against Require.
-pub const SUPPORTED: &[&str] = &[crate::prack::OPTION_TAG];
+pub const SUPPORTED: &[&str] = &[crate::prack::OPTION_TAG, crate::session_timer::OPTION_TAG];
 
 /// What the engine knows about itself when inspecting: enough to spot its own Via in a loop.
 #[derive(Clone, Debug)]

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod prack;
 pub mod sdp;
 pub mod server;
+pub mod session_timer;
 pub mod sip;
 pub mod transaction;
 pub mod transport;

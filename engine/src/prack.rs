@@ -155,7 +155,12 @@ impl ReliableUas {
     /// A 1xx (not 100) to send. Unreliable ones go at once; a reliable one gets `Require:
     /// 100rel` and the next `RSeq`, and goes at once unless another is still unacknowledged,
     /// then it waits its turn (sent from [`ReliableUas::on_prack`]). Returns what to transmit.
-    pub fn provisional(&mut self, now: Instant, resp: Response, reliable: bool) -> Option<Response> {
+    pub fn provisional(
+        &mut self,
+        now: Instant,
+        resp: Response,
+        reliable: bool,
+    ) -> Option<Response> {
         if self.done || !(101..200).contains(&resp.status) {
             return None;
         }
@@ -190,7 +195,11 @@ impl ReliableUas {
 
     /// A PRACK for this INVITE. `Ok` means answer it 200, and transmit the next queued
     /// reliable provisional if there is one.
-    pub fn on_prack(&mut self, now: Instant, prack: &Request) -> Result<Option<Response>, PrackError> {
+    pub fn on_prack(
+        &mut self,
+        now: Instant,
+        prack: &Request,
+    ) -> Result<Option<Response>, PrackError> {
         let (rseq, cseq, method) = prack
             .headers
             .get(&HeaderName::RAck)
@@ -344,17 +353,31 @@ RAck: {rack}\r\nContent-Length: 0\r\n\r\n"
         // T1, 2·T1, 4·T1 … back-off.
         assert_eq!(u.poll_timeout(), Some(t0 + T1));
         assert_eq!(u.handle_timeout(t0 + T1 / 2), None);
-        assert!(matches!(u.handle_timeout(t0 + T1), Some(UasAction::Retransmit(r)) if r.status == 183));
+        assert!(
+            matches!(u.handle_timeout(t0 + T1), Some(UasAction::Retransmit(r)) if r.status == 183)
+        );
         assert_eq!(u.poll_timeout(), Some(t0 + T1 * 3));
         // A PRACK for another RSeq or CSeq is 481.
-        assert_eq!(u.on_prack(t0, &prack("40 7 INVITE")), Err(PrackError::NoMatch));
-        assert_eq!(u.on_prack(t0, &prack("41 6 INVITE")), Err(PrackError::NoMatch));
+        assert_eq!(
+            u.on_prack(t0, &prack("40 7 INVITE")),
+            Err(PrackError::NoMatch)
+        );
+        assert_eq!(
+            u.on_prack(t0, &prack("41 6 INVITE")),
+            Err(PrackError::NoMatch)
+        );
         assert_eq!(u.on_prack(t0, &prack("41 x")), Err(PrackError::BadRack));
         // The right one releases the queued 180 with the next RSeq.
-        let next = u.on_prack(t0, &prack("41 7 INVITE")).expect("ok").expect("queued");
+        let next = u
+            .on_prack(t0, &prack("41 7 INVITE"))
+            .expect("ok")
+            .expect("queued");
         assert_eq!((next.status, rseq_of(&next)), (180, Some(42)));
         // A repeated PRACK matches nothing now.
-        assert_eq!(u.on_prack(t0, &prack("41 7 INVITE")), Err(PrackError::NoMatch));
+        assert_eq!(
+            u.on_prack(t0, &prack("41 7 INVITE")),
+            Err(PrackError::NoMatch)
+        );
         u.final_sent();
         assert_eq!(u.poll_timeout(), None);
         assert_eq!(u.provisional(t0, response(&inv, 180), false), None);
@@ -385,7 +408,9 @@ RAck: {rack}\r\nContent-Length: 0\r\n\r\n"
     fn unreliable_when_not_asked() {
         let inv = invite("");
         let mut u = ReliableUas::new(&inv, T1);
-        let r = u.provisional(Instant::now(), response(&inv, 180), false).expect("sent");
+        let r = u
+            .provisional(Instant::now(), response(&inv, 180), false)
+            .expect("sent");
         assert!(r.headers.get(&HeaderName::RSeq).is_none());
         assert_eq!(u.poll_timeout(), None);
     }
@@ -400,7 +425,9 @@ RAck: {rack}\r\nContent-Length: 0\r\n\r\n"
         let mut c = ReliableUac::default();
         assert_eq!(
             c.on_provisional(&r, 7),
-            UacVerdict::Prack { rack: "5 7 INVITE".into() }
+            UacVerdict::Prack {
+                rack: "5 7 INVITE".into()
+            }
         );
         assert_eq!(c.on_provisional(&r, 7), UacVerdict::Ignore);
         r.headers.set(HeaderName::RSeq, "7");

@@ -118,7 +118,11 @@ fn sipp_through_engine(user: &str, extra: &str) {
     let engine = Engine::start(TRUSTED);
     let work = tempfile::tempdir().expect("temp dir");
     let mut callee = prack_callee(&engine, work.path(), user, Duration::from_millis(300), 2);
-    let uac = scenario(work.path(), "uac_prack.xml", &[("@EXTRA@", extra.to_string())]);
+    let uac = scenario(
+        work.path(),
+        "uac_prack.xml",
+        &[("@EXTRA@", extra.to_string())],
+    );
     let err = work.path().join("uac_errors.log");
     let mut caller = sipp(
         &[
@@ -249,16 +253,22 @@ Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
             continue;
         };
         got_response = true;
-        let method = r.cseq().map(|c| c.1.as_str().to_string()).unwrap_or_default();
+        let method = r
+            .cseq()
+            .map(|c| c.1.as_str().to_string())
+            .unwrap_or_default();
         match (method.as_str(), r.status) {
             ("INVITE", 183) => {
                 let rseq = r.headers.get(&HeaderName::RSeq).map(str::to_string);
                 let require = r.headers.get(&HeaderName::Require).unwrap_or_default();
                 if let Some(rseq) = rseq.filter(|_| require.contains("100rel")) {
                     seen.reliable_183 = !r.body.is_empty();
-                    to = r.headers.get(&HeaderName::To).unwrap_or_default().to_string();
-                    let prack =
-                        in_dialog("PRACK", 2, &to, &format!("RAck: {rseq} 1 INVITE\r\n"));
+                    to = r
+                        .headers
+                        .get(&HeaderName::To)
+                        .unwrap_or_default()
+                        .to_string();
+                    let prack = in_dialog("PRACK", 2, &to, &format!("RAck: {rseq} 1 INVITE\r\n"));
                     sip.send_to(prack.as_bytes(), engine).expect("send");
                 }
             }
@@ -267,7 +277,11 @@ Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
                 if seen.final_status.is_none() {
                     seen.final_status = Some(s);
                 }
-                to = r.headers.get(&HeaderName::To).unwrap_or_default().to_string();
+                to = r
+                    .headers
+                    .get(&HeaderName::To)
+                    .unwrap_or_default()
+                    .to_string();
                 sip.send_to(in_dialog("ACK", 1, &to, "").as_bytes(), engine)
                     .expect("send");
                 if s == 200 {
@@ -300,7 +314,11 @@ fn early_media_tone_is_heard_before_answer() {
         seen.early_packets,
         level_dbfs(&seen.early_pcm)
     );
-    assert!(seen.reliable_183, "no reliable 183 with SDP: {seen:?}\n{}", engine.log());
+    assert!(
+        seen.reliable_183,
+        "no reliable 183 with SDP: {seen:?}\n{}",
+        engine.log()
+    );
     assert!(seen.prack_ok, "PRACK not answered 200\n{}", engine.log());
     assert_eq!(seen.final_status, Some(200), "{}", engine.log());
     assert!(seen.bye_ok, "BYE not answered");

@@ -12,6 +12,7 @@ mod callback;
 mod ivr;
 mod prack;
 mod queue;
+mod session_timer;
 mod srtp;
 mod supervise;
 mod trunk_dial;
@@ -53,6 +54,8 @@ pub enum TxTag {
     Forwarded(u64),
     /// Anything whose answer does not matter (BYE, CANCEL).
     Fire,
+    /// A session refresh the engine sent to the caller (RFC 4028).
+    Refresh,
 }
 
 /// Everything a new call starts from.
@@ -283,6 +286,8 @@ pub struct CallActor {
     srtp: srtp::CallSrtp,
     /// Reliable provisional responses on both legs (`prack.rs`).
     prack: prack::CallPrack,
+    /// The caller leg's session timer (`session_timer.rs`).
+    timer: session_timer::CallTimer,
 }
 
 impl CallActor {
@@ -343,6 +348,7 @@ impl CallActor {
             monitoring: None,
             srtp: srtp::CallSrtp::default(),
             prack: prack::CallPrack::default(),
+            timer: session_timer::CallTimer::default(),
         }
     }
 
@@ -558,10 +564,8 @@ impl CallActor {
             req.headers
                 .set(HeaderName::MaxForwards, max_forwards.to_string());
             self.identity_headers(&mut req, b.destination().addr.ip());
-            req.headers.push(
-                HeaderName::Supported,
-                switchboard_engine::inspect::SUPPORTED.join(", "),
-            );
+            req.headers
+                .push(HeaderName::Supported, switchboard_engine::prack::OPTION_TAG);
             let body = leg_body.unwrap_or_else(|| self.b_body.clone());
             if !body.is_empty() {
                 req.headers.push(HeaderName::ContentType, "application/sdp");
@@ -821,6 +825,7 @@ impl CallActor {
                 })
                 .spawn(ctx);
         }
+        self.session_timer_headers(&mut ok);
         self.a_final = true;
         self.prack_final_sent();
         self.guard.state.a_pending = None;
@@ -834,6 +839,7 @@ impl CallActor {
             resp: ok.clone(),
         });
         self.ok_to_a = Some(ok);
+        self.session_timer_start(ctx);
         if !self.setup.source.transport.is_reliable() {
             let t1 = Duration::from_millis(self.setup.shard.shared.config.sip.t1_ms);
             self.retransmit_ok(ctx, t1, Duration::ZERO);
@@ -1101,6 +1107,9 @@ impl CallActor {
 
     /// Anchors the media of the caller's offer and looks the callee up.
     fn route(&mut self, ctx: &mut Context<Self>) {
+        if !self.session_timer_check(ctx) {
+            return;
+        }
         if !self.setup.invite.body.is_empty() {
             let offer = match Sdp::parse_bytes(&self.setup.invite.body) {
                 Ok(s) => filter_offer(&s),
@@ -1166,6 +1175,7 @@ impl CallActor {
         }
         let in_ivr = self.ivr.is_some() && self.winner.is_none() && self.a_dialog.is_some();
         if in_ivr && side == Side::A && matches!(req.method, Method::Invite | Method::Update) {
+            self.session_refreshed(ctx);
             return self.reoffer_here(tx, &req);
         }
         if let (Method::Bye, Side::B(i)) = (&req.method, side) {
@@ -1433,6 +1443,14 @@ impl CallActor {
             };
             r.headers.push(HeaderName::ContentType, ctype);
         }
+        if (200..300).contains(&resp.status)
+            && matches!(p.req.method, Method::Invite | Method::Update)
+        {
+            self.session_refreshed(ctx);
+            if p.from == Side::A {
+                self.session_timer_headers(&mut r);
+            }
+        }
         if (200..300).contains(&resp.status) && p.req.method == Method::Invite {
             r.headers.push(
                 HeaderName::Contact,
@@ -1486,9 +1504,15 @@ impl Handler<CallMsg> for CallActor {
                 resp,
             } => self.on_forwarded_response(ctx, id, resp),
             CallMsg::Response {
+                tag: TxTag::Refresh,
+                resp,
+            } => self.on_refresh_response(ctx, resp),
+            CallMsg::Response {
                 tag: TxTag::Fire, ..
             }
-            | CallMsg::Timeout { tag: TxTag::Fire } => {}
+            | CallMsg::Timeout {
+                tag: TxTag::Fire | TxTag::Refresh,
+            } => {}
             CallMsg::Timeout {
                 tag: TxTag::Invite(i),
             } => {

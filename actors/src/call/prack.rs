@@ -63,7 +63,11 @@ impl CallActor {
         };
         let local = self.setup.shard.shared.local_addr(leg.dest.transport);
         let tag = resp.to_tag().unwrap_or_default();
-        let dialog = match p.early.iter_mut().find(|(l, d)| *l == i && d.remote_tag == tag) {
+        let dialog = match p
+            .early
+            .iter_mut()
+            .find(|(l, d)| *l == i && d.remote_tag == tag)
+        {
             Some((_, d)) => d,
             None => {
                 let Some(d) = Dialog::uac(&leg.invite, resp, leg.dest, local) else {
