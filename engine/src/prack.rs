@@ -389,16 +389,15 @@ RAck: {rack}\r\nContent-Length: 0\r\n\r\n"
         let mut u = ReliableUas::new(&inv, T1);
         let t0 = Instant::now();
         assert!(u.provisional(t0, response(&inv, 183), true).is_some());
-        let mut now = t0;
         let mut retransmits = 0;
-        loop {
-            now = u.poll_timeout().expect("armed");
+        let now = loop {
+            let now = u.poll_timeout().expect("armed");
             match u.handle_timeout(now) {
                 Some(UasAction::Retransmit(_)) => retransmits += 1,
-                Some(UasAction::GiveUp) => break,
+                Some(UasAction::GiveUp) => break now,
                 None => {}
             }
-        }
+        };
         assert_eq!(now, t0 + T1 * 64);
         assert_eq!(retransmits, 6); // at 1, 3, 7, 15, 31, 63 T1
         assert!(!u.awaiting_prack());
