@@ -432,6 +432,13 @@ pub struct CallsConfig {
     /// Per-callee overrides of `srtp`, by user name (the user part of the AOR), e.g.
     /// `srtp_users = { "1002" = "sdes", "fax" = "off" }`.
     pub srtp_users: std::collections::BTreeMap<String, SrtpPolicy>,
+    /// Session timer (RFC 4028) interval the engine asks for on the caller's leg, in seconds:
+    /// a caller's longer `Session-Expires` is lowered to it; 0 uses a timer only when the
+    /// caller asks for one.
+    pub session_expires: u32,
+    /// Smallest session interval accepted (Min-SE); a shorter `Session-Expires` gets 422.
+    /// RFC 4028 sets 90 as the floor; smaller values are for tests.
+    pub min_se: u32,
 }
 
 /// Whether the engine secures a B leg with SDES-SRTP (see [`CallsConfig::srtp`]).
@@ -487,6 +494,8 @@ impl Default for CallsConfig {
             debug_panic_injection: false,
             srtp: SrtpPolicy::Mirror,
             srtp_users: std::collections::BTreeMap::new(),
+            session_expires: 1800,
+            min_se: 90,
         }
     }
 }
@@ -739,6 +748,14 @@ impl Config {
             {
                 return err(e.key, &e.reason);
             }
+        }
+        if self.calls.min_se < 2
+            || (self.calls.session_expires != 0 && self.calls.session_expires < self.calls.min_se)
+        {
+            return err(
+                "calls.session_expires",
+                "min_se must be >= 2 and session_expires 0 or >= min_se",
+            );
         }
         if self.sip.t1_ms == 0 || self.sip.t2_ms < self.sip.t1_ms {
             return err("sip.t2_ms", "T1 must be > 0 and T2 >= T1");

@@ -11,13 +11,13 @@ use crate::sip::uri::{scheme, SchemeKind};
 use crate::sip::{HeaderName, Method, Request, Response};
 
 /// Methods this engine serves; sent in Allow.
-pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, UPDATE, INFO";
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, UPDATE, INFO, PRACK";
 /// Body types accepted; sent in Accept.
 pub const ACCEPT: &str = "application/sdp";
 /// Content encodings accepted; sent in Accept-Encoding.
 pub const ACCEPT_ENCODING: &str = "identity";
 /// Option tags supported (RFC 3261 §19.2); sent in Supported and checked against Require.
-pub const SUPPORTED: &[&str] = &[];
+pub const SUPPORTED: &[&str] = &[crate::prack::OPTION_TAG, crate::session_timer::OPTION_TAG];
 
 /// What the engine knows about itself when inspecting: enough to spot its own Via in a loop.
 #[derive(Clone, Debug)]
@@ -40,6 +40,7 @@ pub fn is_served(m: &Method) -> bool {
             | Method::Register
             | Method::Update
             | Method::Info
+            | Method::Prack
     )
 }
 

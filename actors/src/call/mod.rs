@@ -11,7 +11,9 @@
 mod callback;
 mod control;
 mod ivr;
+mod prack;
 mod queue;
+mod session_timer;
 mod srtp;
 mod supervise;
 mod trunk_dial;
@@ -53,6 +55,8 @@ pub enum TxTag {
     Forwarded(u64),
     /// Anything whose answer does not matter (BYE, CANCEL).
     Fire,
+    /// A session refresh the engine sent to the caller (RFC 4028).
+    Refresh,
 }
 
 /// Everything a new call starts from.
@@ -283,6 +287,10 @@ pub struct CallActor {
     srtp: srtp::CallSrtp,
     /// The call-control API's view and requests (`control.rs`).
     api: control::ApiState,
+    /// Reliable provisional responses on both legs (`prack.rs`).
+    prack: prack::CallPrack,
+    /// The caller leg's session timer (`session_timer.rs`).
+    timer: session_timer::CallTimer,
 }
 
 impl CallActor {
@@ -343,6 +351,8 @@ impl CallActor {
             monitoring: None,
             srtp: srtp::CallSrtp::default(),
             api: control::ApiState::default(),
+            prack: prack::CallPrack::default(),
+            timer: session_timer::CallTimer::default(),
         }
     }
 
@@ -380,6 +390,7 @@ impl CallActor {
     fn fail_a(&mut self, ctx: &mut Context<Self>, resp: Response, cause: &str) {
         if !self.a_final {
             self.a_final = true;
+            self.prack_final_sent();
             self.guard.state.record.sip_code = resp.status;
             self.guard.state.a_pending = None;
             self.post(Command::Respond {
@@ -559,6 +570,8 @@ impl CallActor {
             req.headers
                 .set(HeaderName::MaxForwards, max_forwards.to_string());
             self.identity_headers(&mut req, b.destination().addr.ip());
+            req.headers
+                .push(HeaderName::Supported, switchboard_engine::prack::OPTION_TAG);
             let body = leg_body.unwrap_or_else(|| self.b_body.clone());
             if !body.is_empty() {
                 req.headers.push(HeaderName::ContentType, "application/sdp");
@@ -647,6 +660,9 @@ impl CallActor {
             100 => {}
             101..=199 => {
                 leg.state = LegState::Early;
+                let Some(reliable) = self.prack_leg_provisional(ctx, i, &resp) else {
+                    return; // a retransmitted reliable provisional, PRACKed already
+                };
                 if !self.a_final {
                     let mut r = self.a_response(resp.status, Some(&resp.reason));
                     if !resp.body.is_empty() {
@@ -655,10 +671,7 @@ impl CallActor {
                             r.body = body;
                         }
                     }
-                    self.post(Command::Respond {
-                        tx: self.setup.tx,
-                        resp: r,
-                    });
+                    self.provisional_to_a(ctx, r, reliable);
                 }
             }
             200..=299 => {
@@ -667,6 +680,10 @@ impl CallActor {
                     return;
                 };
                 let ack = d.ack(cseq_number(&leg.invite));
+                self.prack_carry_cseq(i, &mut d);
+                let Some(leg) = self.legs.get_mut(i as usize) else {
+                    return;
+                };
                 shard.post(Command::Stateless {
                     msg: Message::Request(ack),
                     dest: leg.dest,
@@ -815,7 +832,9 @@ impl CallActor {
                 })
                 .spawn(ctx);
         }
+        self.session_timer_headers(&mut ok);
         self.a_final = true;
+        self.prack_final_sent();
         self.guard.state.a_pending = None;
         let local = self.local();
         self.a_dialog = Dialog::uas(&self.setup.invite, &self.a_tag, self.setup.source, local);
@@ -828,6 +847,7 @@ impl CallActor {
             resp: ok.clone(),
         });
         self.ok_to_a = Some(ok);
+        self.session_timer_start(ctx);
         if !self.setup.source.transport.is_reliable() {
             let t1 = Duration::from_millis(self.setup.shard.shared.config.sip.t1_ms);
             self.retransmit_ok(ctx, t1, Duration::ZERO);
@@ -1095,6 +1115,9 @@ impl CallActor {
 
     /// Anchors the media of the caller's offer and looks the callee up.
     fn route(&mut self, ctx: &mut Context<Self>) {
+        if !self.session_timer_check(ctx) {
+            return;
+        }
         if !self.setup.invite.body.is_empty() {
             let offer = match Sdp::parse_bytes(&self.setup.invite.body) {
                 Ok(s) => filter_offer(&s),
@@ -1149,6 +1172,9 @@ impl CallActor {
         source: Peer,
         side: Side,
     ) {
+        if req.method == Method::Prack {
+            return self.on_prack(ctx, tx, &req);
+        }
         if req.method == Method::Info && self.info_as_dtmf(ctx, side, &req) {
             return self.post(Command::Respond {
                 tx,
@@ -1157,6 +1183,7 @@ impl CallActor {
         }
         let in_ivr = self.ivr.is_some() && self.winner.is_none() && self.a_dialog.is_some();
         if in_ivr && side == Side::A && matches!(req.method, Method::Invite | Method::Update) {
+            self.session_refreshed(ctx);
             return self.reoffer_here(tx, &req);
         }
         if let (Method::Bye, Side::B(i)) = (&req.method, side) {
@@ -1427,6 +1454,14 @@ impl CallActor {
             };
             r.headers.push(HeaderName::ContentType, ctype);
         }
+        if (200..300).contains(&resp.status)
+            && matches!(p.req.method, Method::Invite | Method::Update)
+        {
+            self.session_refreshed(ctx);
+            if p.from == Side::A {
+                self.session_timer_headers(&mut r);
+            }
+        }
         if (200..300).contains(&resp.status) && p.req.method == Method::Invite {
             r.headers.push(
                 HeaderName::Contact,
@@ -1482,9 +1517,15 @@ impl Handler<CallMsg> for CallActor {
                 resp,
             } => self.on_forwarded_response(ctx, id, resp),
             CallMsg::Response {
+                tag: TxTag::Refresh,
+                resp,
+            } => self.on_refresh_response(ctx, resp),
+            CallMsg::Response {
                 tag: TxTag::Fire, ..
             }
-            | CallMsg::Timeout { tag: TxTag::Fire } => {}
+            | CallMsg::Timeout {
+                tag: TxTag::Fire | TxTag::Refresh,
+            } => {}
             CallMsg::Timeout {
                 tag: TxTag::Invite(i),
             } => {

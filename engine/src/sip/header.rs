@@ -78,6 +78,10 @@ header_names! {
     ReferredBy => "Referred-By", "b";
     AllowEvents => "Allow-Events", "u";
     SessionExpires => "Session-Expires", "x";
+    MinSe => "Min-SE";
+    RSeq => "RSeq";
+    RAck => "RAck";
+    Replaces => "Replaces";
     Warning => "Warning";
     Date => "Date";
     Timestamp => "Timestamp";
