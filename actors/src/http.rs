@@ -27,6 +27,7 @@ pub fn spawn(
     contact: Option<ContactCentre>,
     dialplans: std::sync::Arc<crate::dialplan::Dialplans>,
     trunks: std::sync::Arc<crate::trunk::Trunks>,
+    reports: crate::reports::api::ReportsDir,
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(listen)
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot bind HTTP {listen}: {e}")))?;
@@ -43,15 +44,18 @@ pub fn spawn(
                 let contact = contact.clone();
                 let dialplans = dialplans.clone();
                 let trunks = trunks.clone();
+                let reports = reports.clone();
                 App::new()
                     .app_data(state.clone())
                     .route("/health", web::get().to(health))
                     .route("/metrics", web::get().to(metrics_text))
+                    .configure(crate::dashboard::configure)
                     .configure(move |cfg| crate::dialplan::configure(cfg, dialplans))
                     .configure(move |cfg| crate::trunk::api::configure(cfg, trunks))
                     .configure(move |cfg| {
                         if let Some(cc) = contact {
                             cfg.app_data(web::Data::new(cc));
+                            crate::reports::api::configure(cfg, reports);
                             crate::contact::api::configure(cfg);
                         }
                     })

@@ -4,9 +4,11 @@
 pub mod call;
 pub mod cdr;
 pub mod contact;
+pub mod dashboard;
 pub mod dialplan;
 pub mod http;
 pub mod registrar;
+pub mod reports;
 pub mod router;
 pub mod routing;
 pub mod serve;

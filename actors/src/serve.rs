@@ -98,6 +98,20 @@ pub fn run(config: Config) -> ExitCode {
         };
         ivr.dialplans
             .watch(Duration::from_secs(config.dialplan.watch_secs));
+        let report_schedules = match report_schedules(&config) {
+            Ok(s) => s,
+            Err(errors) => {
+                for e in errors {
+                    eprintln!("{e}");
+                }
+                return ExitCode::from(2);
+            }
+        };
+        let reports_dir = if config.reports.dir.as_os_str().is_empty() {
+            config.data.dir.join("reports")
+        } else {
+            config.reports.dir.clone()
+        };
         let contact = if config.contact_centre.enabled {
             let settings = crate::contact::Settings {
                 service_level_secs: config.contact_centre.service_level_secs,
@@ -161,7 +175,17 @@ pub fn run(config: Config) -> ExitCode {
             }
         };
         trunks.start();
-        match crate::http::spawn(http_listen, metrics, contact, ivr.dialplans.clone(), trunks) {
+        if let Some(cc) = &contact {
+            crate::reports::schedule::start(cc.clone(), reports_dir.clone(), report_schedules);
+        }
+        match crate::http::spawn(
+            http_listen,
+            metrics,
+            contact,
+            ivr.dialplans.clone(),
+            trunks,
+            crate::reports::api::ReportsDir(reports_dir),
+        ) {
             Ok(addr) => tracing::info!(%addr, "HTTP listening"),
             Err(e) => {
                 eprintln!("{e}");
@@ -295,5 +319,24 @@ impl Drop for MediaRuntime {
         if let Some(rt) = self.0.take() {
             rt.shutdown_background();
         }
+    }
+}
+
+/// The validated `[[reports.schedules]]`; errors name the key.
+fn report_schedules(
+    config: &Config,
+) -> Result<Vec<crate::reports::schedule::Schedule>, Vec<String>> {
+    let mut ok = Vec::new();
+    let mut errors = Vec::new();
+    for (i, c) in config.reports.schedules.iter().enumerate() {
+        match crate::reports::schedule::Schedule::from_config(i, c) {
+            Ok(s) => ok.push(s),
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(ok)
+    } else {
+        Err(errors)
     }
 }
