@@ -225,10 +225,10 @@ async fn exercise(s: &Storage) {
     assert_eq!(b["answered"], 2);
     assert_eq!(b["abandoned"], 1);
     assert_eq!(b["answered_within_service_level"], 1);
-    assert_eq!(b["service_level_pct"], json!(100.0 / 3.0));
+    assert_eq!(b["service_level_pct"], json!(1.0 / 3.0 * 100.0));
     assert_eq!(b["average_speed_of_answer_ms"], json!(20_000.0));
     assert_eq!(b["average_handle_time_ms"], json!(225_000.0));
-    assert_eq!(b["abandon_rate_pct"], json!(100.0 / 3.0));
+    assert_eq!(b["abandon_rate_pct"], json!(1.0 / 3.0 * 100.0));
     let s1 = row(&q, "2026-11-23", "queue", "support");
     assert_eq!(s1["offered"], 0);
     assert_eq!(s1["service_level_pct"], Value::Null, "nothing to divide by");
@@ -336,8 +336,8 @@ async fn exercise(s: &Storage) {
         format!(
             "2026-11-23,{DAY0},{},billing,3,2,1,1,{},20000.0,225000.0,{}",
             DAY0 + 7 * DAY,
-            100.0 / 3.0,
-            100.0 / 3.0
+            1.0 / 3.0 * 100.0,
+            1.0 / 3.0 * 100.0
         )
     );
     let svg = render::svg(&r).expect("svg");
@@ -547,7 +547,7 @@ async fn reports_api() {
     assert!(ct.starts_with("text/csv"));
     let line = today.lines().nth(1).expect("a row");
     assert!(
-        line.starts_with(&format!("2026-11-24,{},{now},billing,2,0,0,0,", DAY0 + DAY)),
+        line.starts_with(&format!("2026-11-24,{},{},billing,2,0,0,0,", DAY0 + DAY, now + 1)),
         "{line}"
     );
 }

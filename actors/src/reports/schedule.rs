@@ -172,10 +172,9 @@ pub async fn run_once(
     let current = s.period.start_of(date_of(now));
     let previous = s.period.prev(current).unwrap_or(current);
     let mut written = Vec::new();
-    for (start, end) in [
-        (previous, ms_of(current)),
-        (current, now.max(ms_of(current))),
-    ] {
+    // The current period so far, `now` itself included.
+    let so_far = now.saturating_add(1).max(ms_of(current));
+    for (start, end) in [(previous, ms_of(current)), (current, so_far)] {
         let q = Query {
             kind: s.report,
             period: s.period,
