@@ -28,16 +28,17 @@ const nextLine = () => new Promise((resolve) => { const l = pending.shift(); if 
 async function main() {
   if (!url || !shot || !agent) throw new Error('usage: node dashboard.js <url> <screenshot> <agent>');
   const profile = require('fs').mkdtempSync(require('path').join(require('os').tmpdir(), 'sb-chromium-'));
-  const browser = await chromium.launch({
+  // A fresh profile directory (playwright passes it as --user-data-dir).
+  const browser = await chromium.launchPersistentContext(profile, {
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     headless: true,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--user-data-dir=' + profile],
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    viewport: { width: 1280, height: 1000 },
     timeout: WAIT_MS,
   });
   try {
-    const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
+    const page = browser.pages()[0] || await browser.newPage();
     page.setDefaultTimeout(WAIT_MS);
     page.on('pageerror', (e) => console.log('pageerror ' + e.message));
     await page.goto(url, { waitUntil: 'load' });
