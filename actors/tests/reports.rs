@@ -547,7 +547,11 @@ async fn reports_api() {
     assert!(ct.starts_with("text/csv"));
     let line = today.lines().nth(1).expect("a row");
     assert!(
-        line.starts_with(&format!("2026-11-24,{},{},billing,2,0,0,0,", DAY0 + DAY, now + 1)),
+        line.starts_with(&format!(
+            "2026-11-24,{},{},billing,2,0,0,0,",
+            DAY0 + DAY,
+            now + 1
+        )),
         "{line}"
     );
 }

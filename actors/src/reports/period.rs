@@ -90,6 +90,9 @@ impl Period {
     /// than [`MAX_BUCKETS`].
     pub fn buckets(self, from: u64, to: u64) -> Option<Vec<Bucket>> {
         let mut out = Vec::new();
+        if from >= to {
+            return Some(out);
+        }
         let mut start = self.start_of(date_of(from));
         while ms_of(start) < to {
             let next = self.next(start)?;

@@ -215,6 +215,7 @@ pub fn start(cc: ContactCentre, dir: PathBuf, schedules: Vec<Schedule>) {
             loop {
                 let now = now_ms();
                 match run_once(&cc, &dir, &s, now).await {
+                    // event: report.generated {report, period, files}
                     Ok(files) => tracing::info!(
                         report = s.report.as_str(),
                         n = files.len(),
