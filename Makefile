@@ -14,6 +14,8 @@ BIN   := $(CURDIR)/target/release/switchboard
 RUN_APT  := cmake pkg-config libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us flite
 # Debian packages the tests use (real peers and PostgreSQL).
 TEST_APT := $(RUN_APT) sip-tester baresip sox libsox-fmt-all opus-tools postgresql python3-venv
+# The dashboard's browser test: Debian chromium driven by playwright-core (tests/browser/).
+BROWSER_APT := chromium nodejs
 # Debian packages the benchmarks use.
 BENCH_APT := $(RUN_APT) sip-tester
 # The call benchmark also runs Kamailio (reference proxy) and dumpcap (RTP counts, package tshark).
@@ -35,7 +37,7 @@ export SWITCHBOARD_SCHEMATHESIS_VENV := $(CURDIR)/target/schemathesis-venv
 BENCH_RATE    ?= 20000
 BENCH_SECONDS ?= 10
 
-.PHONY: help run build test deps-run deps-test deps-schemathesis deps-bench pg-start stop-pg bench bench-codec \
+.PHONY: help run build test deps-run deps-test deps-schemathesis deps-browser deps-bench pg-start stop-pg bench bench-codec \
         bench-options bench-calls bench-calls-quick fuzz lint clean
 
 help:
@@ -56,6 +58,13 @@ deps-test:
 deps-bench:
 	@scripts/ensure-apt.sh $(BENCH_APT)
 
+# Chromium and tests/browser/node_modules (npm ci only when the lock file changed).
+deps-browser:
+	@scripts/ensure-apt.sh $(BROWSER_APT)
+	@cd tests/browser && { cmp -s package-lock.json node_modules/.installed-lock.json || \
+		{ PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund && \
+		  cp package-lock.json node_modules/.installed-lock.json; }; }
+
 build: deps-run
 	$(CARGO) build --release --bin switchboard
 
@@ -75,7 +84,7 @@ stop-pg:
 	@scripts/pg-stop.sh $(PG_DATA)
 
 # Release profile, so that CI compiles the workspace once for the binary and the tests.
-test: deps-test deps-schemathesis pg-start
+test: deps-test deps-schemathesis deps-browser pg-start
 	$(CARGO) build --release --bin switchboard
 	$(CARGO) test --release --workspace
 

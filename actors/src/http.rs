@@ -31,6 +31,7 @@ pub fn spawn(
     trunks: std::sync::Arc<crate::trunk::Trunks>,
     api: crate::api::Api,
     calls: crate::calls_api::CallDirectory,
+    reports: crate::reports::api::ReportsDir,
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(listen)
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot bind HTTP {listen}: {e}")))?;
@@ -49,6 +50,7 @@ pub fn spawn(
                 let trunks = trunks.clone();
                 let api = api.clone();
                 let calls = calls.clone();
+                let reports = reports.clone();
                 App::new()
                     .wrap(actix_web::middleware::from_fn(crate::api::auth::middleware))
                     .app_data(api.auth.clone())
@@ -57,6 +59,7 @@ pub fn spawn(
                     .route("/metrics", web::get().to(metrics_text))
                     // Before any `/api/v1` scope, which would shadow these routes.
                     .configure(move |cfg| crate::calls_api::configure(cfg, calls))
+                    .configure(crate::dashboard::configure)
                     .configure(move |cfg| crate::dialplan::configure(cfg, dialplans))
                     .configure(move |cfg| crate::trunk::api::configure(cfg, trunks))
                     // Before the contact centre's `/api/v1` scope, which would shadow it.
@@ -64,6 +67,7 @@ pub fn spawn(
                     .configure(move |cfg| {
                         if let Some(cc) = contact {
                             cfg.app_data(web::Data::new(cc));
+                            crate::reports::api::configure(cfg, reports);
                             crate::contact::api::configure(cfg);
                         }
                     })

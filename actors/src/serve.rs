@@ -98,6 +98,20 @@ pub fn run(config: Config) -> ExitCode {
         };
         ivr.dialplans
             .watch(Duration::from_secs(config.dialplan.watch_secs));
+        let report_schedules = match report_schedules(&config) {
+            Ok(s) => s,
+            Err(errors) => {
+                for e in errors {
+                    eprintln!("{e}");
+                }
+                return ExitCode::from(2);
+            }
+        };
+        let reports_dir = if config.reports.dir.as_os_str().is_empty() {
+            config.data.dir.join("reports")
+        } else {
+            config.reports.dir.clone()
+        };
         let contact = if config.contact_centre.enabled {
             let settings = crate::contact::Settings {
                 service_level_secs: config.contact_centre.service_level_secs,
@@ -177,6 +191,9 @@ pub fn run(config: Config) -> ExitCode {
             }
         };
         trunks.start();
+        if let Some(cc) = &contact {
+            crate::reports::schedule::start(cc.clone(), reports_dir.clone(), report_schedules);
+        }
         match crate::http::spawn(
             http_listen,
             metrics,
@@ -185,6 +202,7 @@ pub fn run(config: Config) -> ExitCode {
             trunks,
             api,
             calls,
+            crate::reports::api::ReportsDir(reports_dir),
         ) {
             Ok(addr) => tracing::info!(%addr, "HTTP listening"),
             Err(e) => {
@@ -319,5 +337,24 @@ impl Drop for MediaRuntime {
         if let Some(rt) = self.0.take() {
             rt.shutdown_background();
         }
+    }
+}
+
+/// The validated `[[reports.schedules]]`; errors name the key.
+fn report_schedules(
+    config: &Config,
+) -> Result<Vec<crate::reports::schedule::Schedule>, Vec<String>> {
+    let mut ok = Vec::new();
+    let mut errors = Vec::new();
+    for (i, c) in config.reports.schedules.iter().enumerate() {
+        match crate::reports::schedule::Schedule::from_config(i, c) {
+            Ok(s) => ok.push(s),
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(ok)
+    } else {
+        Err(errors)
     }
 }

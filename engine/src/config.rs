@@ -44,6 +44,37 @@ pub struct Config {
     pub bans: BanConfig,
     /// The REST API's bearer tokens and roles (none: the API is open).
     pub api: crate::api_config::ApiConfig,
+    /// Contact-centre reports written on a schedule.
+    pub reports: ReportsConfig,
+}
+
+/// Contact-centre reports: where scheduled ones are written and which.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportsConfig {
+    /// The folder for generated files; empty: `<data.dir>/reports`.
+    pub dir: PathBuf,
+    /// Reports generated on a schedule (`[[reports.schedules]]`).
+    pub schedules: Vec<ReportSchedule>,
+}
+
+/// One scheduled report: `report` (`agents`, `queues`, `volume`) per `period` (`day`, `week`,
+/// `month`), written as CSV and SVG at start and then `every` (`hourly`, `daily`, `weekly`,
+/// `monthly`, or a duration like `30s`, `15m`, `2h`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSchedule {
+    /// The report.
+    pub report: String,
+    /// Its rows.
+    pub period: String,
+    /// How often.
+    #[serde(default = "daily")]
+    pub every: String,
+}
+
+fn daily() -> String {
+    "daily".into()
 }
 
 /// Temporary bans after repeated authentication failures from one source address.

@@ -8,28 +8,19 @@
 //! the streams that ended in it ([`Sample::mos`]), and the run's mean as a horizontal line.
 
 use crate::report::{Report, Sample};
-use plotters::coord::Shift;
-use plotters::prelude::*;
 use std::path::Path;
+use switchboard_chart::{panel, stacked, Axes, Series, C_BLUE, C_GREEN, C_ORANGE, C_PURPLE, C_RED};
 
 /// Width of the chart in pixels.
 const WIDTH: u32 = 1000;
 /// Height of one panel in pixels.
 const PANEL_HEIGHT: u32 = 260;
-/// Height of the title band at the top.
-const HEADER: u32 = 40;
 
 /// Panel titles (also what the tests look for).
 const TITLE_CPS: &str = "Calls per second";
 const TITLE_CONCURRENT: &str = "Concurrent calls";
 const TITLE_SETUP: &str = "Setup latency (ms)";
 const TITLE_MOS: &str = "MOS";
-
-const C_BLUE: RGBColor = RGBColor(31, 119, 180);
-const C_ORANGE: RGBColor = RGBColor(255, 127, 14);
-const C_GREEN: RGBColor = RGBColor(44, 160, 44);
-const C_RED: RGBColor = RGBColor(214, 39, 40);
-const C_PURPLE: RGBColor = RGBColor(148, 103, 189);
 
 /// Writes the chart of `report` to `path` as an SVG file.
 pub fn write_svg(report: &Report, path: &Path) -> std::io::Result<()> {
@@ -38,20 +29,7 @@ pub fn write_svg(report: &Report, path: &Path) -> std::io::Result<()> {
 
 /// Draws the chart and returns the SVG text.
 fn render(report: &Report) -> std::io::Result<String> {
-    let mut svg = String::new();
-    {
-        let height = HEADER + 4 * PANEL_HEIGHT;
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
-        root.fill(&WHITE).map_err(io)?;
-        let (header, body) = root.split_vertically(HEADER);
-        header
-            .draw_text(
-                &title(report),
-                &("sans-serif", 18).into_font().color(&BLACK),
-                (10, 12),
-            )
-            .map_err(io)?;
-        let panels = body.split_evenly((4, 1));
+    stacked(WIDTH, PANEL_HEIGHT, 4, &title(report), |panels| {
         let samples = &report.samples;
         let x_end = samples
             .iter()
@@ -60,13 +38,16 @@ fn render(report: &Report) -> std::io::Result<String> {
             .fold(1.0_f64, f64::max);
         let x = 0.0..x_end;
         let mut it = panels.iter();
-        let mut next = || it.next().ok_or_else(|| io("missing panel"));
+        let mut next = || {
+            it.next()
+                .ok_or_else(|| switchboard_chart::io("missing panel"))
+        };
 
         // Calls per second: started, answered, failed.
         let answered = per_second(samples, |s| s.answered);
         let failed = per_second(samples, |s| s.failed);
         let started: Vec<(f64, f64)> = samples.iter().map(|s| (s.t, s.cps)).collect();
-        panel(
+        seconds_panel(
             next()?,
             TITLE_CPS,
             "calls/s",
@@ -81,7 +62,7 @@ fn render(report: &Report) -> std::io::Result<String> {
 
         // Concurrent calls.
         let up: Vec<(f64, f64)> = samples.iter().map(|s| (s.t, s.concurrent as f64)).collect();
-        panel(
+        seconds_panel(
             next()?,
             TITLE_CONCURRENT,
             "calls",
@@ -94,7 +75,7 @@ fn render(report: &Report) -> std::io::Result<String> {
         let p50 = optional(samples, |s| s.setup_p50_ms);
         let p90 = optional(samples, |s| s.setup_p90_ms);
         let p99 = optional(samples, |s| s.setup_p99_ms);
-        panel(
+        seconds_panel(
             next()?,
             TITLE_SETUP,
             "ms",
@@ -122,7 +103,7 @@ fn render(report: &Report) -> std::io::Result<String> {
             ),
             None => (format!("{TITLE_MOS}: no media in this run"), Vec::new()),
         };
-        panel(
+        seconds_panel(
             next()?,
             &mos_title,
             "MOS",
@@ -132,10 +113,32 @@ fn render(report: &Report) -> std::io::Result<String> {
                 ("run mean", C_PURPLE, &mos_line),
             ],
             Some(1.0..5.0),
-        )?;
-        root.present().map_err(io)?;
-    }
-    Ok(svg)
+        )
+    })
+}
+
+/// One panel over the run's seconds.
+fn seconds_panel(
+    area: &switchboard_chart::plotters::drawing::DrawingArea<
+        switchboard_chart::plotters::prelude::SVGBackend<'_>,
+        switchboard_chart::plotters::coord::Shift,
+    >,
+    caption: &str,
+    y_desc: &str,
+    x: std::ops::Range<f64>,
+    series: &[Series<'_>],
+    y: Option<std::ops::Range<f64>>,
+) -> std::io::Result<()> {
+    let fmt = |v: &f64| format!("{v:.1}");
+    let axes = Axes {
+        caption,
+        x_desc: "time (s)",
+        y_desc,
+        x,
+        y,
+        x_label: &fmt,
+    };
+    panel(area, &axes, series)
 }
 
 /// The header line: role, target, rate and the verdict.
@@ -176,86 +179,6 @@ fn optional(samples: &[Sample], value: impl Fn(&Sample) -> Option<f64>) -> Vec<(
         .iter()
         .map(|s| (s.t, value(s).unwrap_or(f64::NAN)))
         .collect()
-}
-
-/// One series of a panel: legend label, colour, points (`NaN` values split the line).
-type Series<'a> = (&'a str, RGBColor, &'a Vec<(f64, f64)>);
-
-/// Draws one panel: a titled chart with its series and a legend. The y range is `y`, or from
-/// 0 to a little above the largest value.
-fn panel(
-    area: &DrawingArea<SVGBackend<'_>, Shift>,
-    caption: &str,
-    y_desc: &str,
-    x: std::ops::Range<f64>,
-    series: &[Series<'_>],
-    y: Option<std::ops::Range<f64>>,
-) -> std::io::Result<()> {
-    let y = y.unwrap_or_else(|| {
-        let max = series
-            .iter()
-            .flat_map(|(_, _, pts)| pts.iter().map(|p| p.1))
-            .filter(|v| v.is_finite())
-            .fold(0.0_f64, f64::max);
-        0.0..(max * 1.1).max(1.0)
-    });
-    // Enough decimals that neighbouring labels differ.
-    let decimals = match y.end - y.start {
-        r if r <= 5.0 => 2,
-        r if r <= 50.0 => 1,
-        _ => 0,
-    };
-    let mut chart = ChartBuilder::on(area)
-        .caption(caption, ("sans-serif", 16))
-        .margin(8)
-        .margin_right(20)
-        .x_label_area_size(30)
-        .y_label_area_size(60)
-        .build_cartesian_2d(x, y)
-        .map_err(io)?;
-    chart
-        .configure_mesh()
-        .x_desc("time (s)")
-        .y_desc(y_desc)
-        .x_label_formatter(&|v| format!("{v:.1}"))
-        .y_label_formatter(&|v| format!("{v:.decimals$}"))
-        .light_line_style(RGBColor(240, 240, 240))
-        .draw()
-        .map_err(io)?;
-    let mut any = false;
-    for &(label, color, points) in series {
-        let style = ShapeStyle::from(&color).stroke_width(2);
-        let mut labelled = false;
-        for segment in points
-            .split(|p| !(p.0.is_finite() && p.1.is_finite()))
-            .filter(|s| !s.is_empty())
-        {
-            let drawn = chart
-                .draw_series(LineSeries::new(segment.iter().copied(), style))
-                .map_err(io)?;
-            if !labelled {
-                drawn
-                    .label(label)
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
-                labelled = true;
-                any = true;
-            }
-        }
-    }
-    if any {
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(io)?;
-    }
-    Ok(())
-}
-
-fn io(e: impl std::fmt::Display) -> std::io::Error {
-    std::io::Error::other(e.to_string())
 }
 
 #[cfg(test)]
@@ -322,16 +245,7 @@ mod tests {
         }
     }
 
-    /// The contents of the SVG's `<text>` elements, trimmed.
-    fn texts(svg: &str) -> Vec<&str> {
-        svg.split("<text")
-            .skip(1)
-            .filter_map(|t| {
-                let body = &t[t.find('>')? + 1..];
-                Some(body[..body.find("</text>")?].trim())
-            })
-            .collect()
-    }
+    use switchboard_chart::texts;
 
     #[test]
     fn a_synthetic_run_renders_every_panel() {

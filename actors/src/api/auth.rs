@@ -120,6 +120,10 @@ pub const ROUTES: &[(M, &str, Access)] = &[
     (M::Get, "/api/v1/users", Role(ReadOnly)),
     (M::Post, "/api/v1/users", Role(Admin)),
     (M::Delete, "/api/v1/users/{name}", Role(Admin)),
+    // Reports (`crate::reports::api`).
+    (M::Get, "/api/v1/reports", Role(ReadOnly)),
+    (M::Get, "/api/v1/reports/files/{name}", Role(ReadOnly)),
+    (M::Get, "/api/v1/reports/{report}", Role(ReadOnly)),
     // Call control (`crate::calls_api`): acting on a call is a supervisor's job.
     (M::Get, "/api/v1/calls", Role(ReadOnly)),
     (M::Post, "/api/v1/calls", Role(Supervisor)),

@@ -22,7 +22,7 @@ pub mod api;
 pub mod config_file;
 mod desktop;
 pub mod directory;
-mod journal;
+pub(crate) mod journal;
 mod outputs;
 mod requests;
 mod restore;
