@@ -49,6 +49,7 @@ pub fn spawn(
                     .route("/metrics", web::get().to(metrics_text))
                     .configure(move |cfg| crate::dialplan::configure(cfg, dialplans))
                     .configure(move |cfg| crate::trunk::api::configure(cfg, trunks))
+                    .configure(crate::chat::configure)
                     .configure(move |cfg| {
                         if let Some(cc) = contact {
                             cfg.app_data(web::Data::new(cc));

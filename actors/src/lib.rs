@@ -3,6 +3,7 @@
 
 pub mod call;
 pub mod cdr;
+pub mod chat;
 pub mod contact;
 pub mod dialplan;
 pub mod http;

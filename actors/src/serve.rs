@@ -124,6 +124,16 @@ pub fn run(config: Config) -> ExitCode {
         } else {
             None
         };
+        if let (Some(cc), true) = (&contact, config.chat.enabled) {
+            crate::chat::install(crate::chat::ChatService::start(
+                storage.clone(),
+                cc.clone(),
+                config.chat.clone(),
+                config.channels.clone(),
+                config.data.dir.clone(),
+                config.calls.debug_panic_injection,
+            ));
+        }
         let trunks = crate::trunk::Trunks::new(&config);
         let services = Services {
             trunks: trunks.clone(),
