@@ -54,7 +54,12 @@ async fn chat_postgres() {
 fn chat(id: &str, source: &str, user: &str) -> ChatRow {
     ChatRow {
         id: id.into(),
-        channel: if source.is_empty() { "chat" } else { "messaging" }.into(),
+        channel: if source.is_empty() {
+            "chat"
+        } else {
+            "messaging"
+        }
+        .into(),
         source: source.into(),
         external_user_id: Some(user.into()),
         token_hash: format!("hash-{id}"),
@@ -131,7 +136,10 @@ async fn exercise(s: &Storage) {
     assert_eq!(c.agent.as_deref(), Some("alice"));
     assert_eq!(c.interaction_id, Some(7));
     assert_eq!(
-        s.chat_by_token("hash-c1").await.expect("by token").map(|c| c.id),
+        s.chat_by_token("hash-c1")
+            .await
+            .expect("by token")
+            .map(|c| c.id),
         Some("c1".to_string())
     );
     assert_eq!(s.chat_by_token("nope").await.expect("by token"), None);
@@ -139,7 +147,10 @@ async fn exercise(s: &Storage) {
     let m = s.chat_messages("c1", 0, 100).await.expect("messages");
     assert_eq!(m.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2, 3]);
     assert_eq!(m[0].delivered_at_ms, None, "customer messages untouched");
-    assert_eq!((m[1].delivered_at_ms, m[1].read_at_ms), (Some(2_000), Some(2_500)));
+    assert_eq!(
+        (m[1].delivered_at_ms, m[1].read_at_ms),
+        (Some(2_000), Some(2_500))
+    );
     assert_eq!((m[2].delivered_at_ms, m[2].read_at_ms), (Some(2_000), None));
     assert_eq!(s.chat_messages("c1", 1, 1).await.expect("page")[0].seq, 2);
     let a = s.chat_attachment("a1").await.expect("att").expect("row");
@@ -171,7 +182,12 @@ async fn exercise(s: &Storage) {
     .expect("end again");
     let c = s.chat("c1").await.expect("chat").expect("row");
     assert_eq!(
-        (c.state.as_str(), c.ended_by.as_deref(), c.ended_at_ms, c.csat),
+        (
+            c.state.as_str(),
+            c.ended_by.as_deref(),
+            c.ended_at_ms,
+            c.csat
+        ),
         ("ended", Some("agent"), Some(4_000), Some(5))
     );
 

@@ -63,6 +63,9 @@ impl CustomerPush {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Start {
+    /// Always `start`.
+    #[serde(rename = "type")]
+    _type: String,
     name: String,
     #[serde(default)]
     email: Option<String>,
@@ -161,15 +164,26 @@ impl CustomerSocket {
     }
 
     fn send(&mut self, ctx: &mut Context<Self>, text: Arc<str>, close: bool) {
+        self.send_all(ctx, vec![text], close);
+    }
+
+    /// Writes frames in order. (Several `ctx.wait`s queued by one handler run last-first, so
+    /// frames that belong together go out from one future.)
+    fn send_all(&mut self, ctx: &mut Context<Self>, texts: Vec<Arc<str>>, close: bool) {
         let mut ws = self.ws.clone();
         ctx.wait(
-            async move { ws.text(text.to_string()).await }
-                .into_actor(self)
-                .map(move |r, _act, ctx| {
-                    if r.is_err() || close {
-                        ctx.stop();
-                    }
-                }),
+            async move {
+                for t in texts {
+                    ws.text(t.to_string()).await?;
+                }
+                Ok::<(), actix_ws::Closed>(())
+            }
+            .into_actor(self)
+            .map(move |r, _act, ctx| {
+                if r.is_err() || close {
+                    ctx.stop();
+                }
+            }),
         );
     }
 
@@ -212,13 +226,13 @@ impl CustomerSocket {
                         act.session = Some(addr);
                         let mut hello = att.view;
                         hello["type"] = json!("resumed");
-                        act.frame(ctx, &hello);
-                        for f in older.iter().chain(att.frames.iter()) {
-                            act.frame(ctx, f);
-                        }
-                        if let Some(e) = att.ended {
-                            act.frame(ctx, &e);
-                        }
+                        let all = std::iter::once(&hello)
+                            .chain(older.iter())
+                            .chain(att.frames.iter())
+                            .chain(att.ended.iter())
+                            .map(|f| Arc::from(f.to_string()))
+                            .collect();
+                        act.send_all(ctx, all, false);
                     }
                     Err(e) => act.error(ctx, &e, true),
                 }),
