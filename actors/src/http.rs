@@ -64,6 +64,7 @@ pub fn spawn(
                     .configure(move |cfg| crate::trunk::api::configure(cfg, trunks))
                     // Before the contact centre's `/api/v1` scope, which would shadow it.
                     .configure(move |cfg| crate::api::configure(cfg, api.records))
+                    .configure(crate::chat::configure)
                     .configure(move |cfg| {
                         if let Some(cc) = contact {
                             cfg.app_data(web::Data::new(cc));

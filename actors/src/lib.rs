@@ -5,6 +5,7 @@ pub mod api;
 pub mod call;
 pub mod calls_api;
 pub mod cdr;
+pub mod chat;
 pub mod contact;
 pub mod dashboard;
 pub mod dialplan;

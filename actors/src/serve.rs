@@ -152,6 +152,16 @@ pub fn run(config: Config) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
+        if let (Some(cc), true) = (&contact, config.chat.enabled) {
+            crate::chat::install(crate::chat::ChatService::start(
+                storage.clone(),
+                cc.clone(),
+                config.chat.clone(),
+                config.channels.clone(),
+                config.data.dir.clone(),
+                config.calls.debug_panic_injection,
+            ));
+        }
         let trunks = crate::trunk::Trunks::new(&config);
         let calls = crate::calls_api::CallDirectory::default();
         let services = Services {

@@ -46,6 +46,11 @@ pub struct Config {
     pub api: crate::api_config::ApiConfig,
     /// Contact-centre reports written on a schedule.
     pub reports: ReportsConfig,
+    /// Web chat: the customer WebSocket, the widget and attachment limits.
+    pub chat: ChatConfig,
+    /// API channels by name (`[channels.telegram]`): inbound messages signed with `secret`,
+    /// agent replies posted (signed) to `webhook_url`.
+    pub channels: std::collections::BTreeMap<String, ChannelConfig>,
 }
 
 /// Contact-centre reports: where scheduled ones are written and which.
@@ -75,6 +80,62 @@ pub struct ReportSchedule {
 
 fn daily() -> String {
     "daily".into()
+}
+
+/// Web chat settings (`[chat]`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChatConfig {
+    /// Serve `/chat/...`, `/widget.js`, `/agent` and the API channel (needs the contact centre).
+    pub enabled: bool,
+    /// Largest attachment accepted, in bytes (larger: 413).
+    pub max_attachment_bytes: usize,
+    /// MIME types accepted for attachments (others: 415).
+    pub attachment_types: Vec<String>,
+    /// Longest message text, in characters.
+    pub max_message_chars: usize,
+    /// The queue of chats that name none (empty: the workflow decides).
+    pub default_queue: String,
+    /// How long an ended chat's session stays in memory (for the CSAT prompt and a last
+    /// resume), in seconds.
+    pub linger_secs: u64,
+    /// How long a chat whose customer socket is gone waits for a resume before it ends, in
+    /// seconds.
+    pub resume_window_secs: u64,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        ChatConfig {
+            enabled: true,
+            max_attachment_bytes: 5 << 20,
+            attachment_types: [
+                "image/png",
+                "image/jpeg",
+                "image/gif",
+                "application/pdf",
+                "text/plain",
+            ]
+            .map(String::from)
+            .to_vec(),
+            max_message_chars: 4000,
+            default_queue: String::new(),
+            linger_secs: 300,
+            resume_window_secs: 600,
+        }
+    }
+}
+
+/// One API channel (`[channels.NAME]`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChannelConfig {
+    /// The shared HMAC-SHA256 secret of inbound and outbound signatures.
+    pub secret: String,
+    /// Where agent replies are posted (`http://…`); empty: replies are only stored.
+    pub webhook_url: String,
+    /// The queue of its conversations (empty: the chat default queue, then the workflow).
+    pub queue: String,
 }
 
 /// Temporary bans after repeated authentication failures from one source address.
@@ -865,8 +926,47 @@ impl Config {
         if let Err((key, reason)) = self.api.validate() {
             return err(&key, &reason);
         }
+        self.validate_channels(file)?;
         if l.max_transactions == 0 {
             return err("limits.max_transactions", "must be > 0");
+        }
+        Ok(())
+    }
+
+    fn validate_channels(&self, file: &str) -> Result<(), ConfigError> {
+        let err = |key: String, reason: &str| {
+            Err(ConfigError {
+                file: file.to_string(),
+                key,
+                reason: reason.to_string(),
+            })
+        };
+        if self.chat.max_attachment_bytes == 0 {
+            return err("chat.max_attachment_bytes".into(), "must be > 0");
+        }
+        if self.chat.max_message_chars == 0 {
+            return err("chat.max_message_chars".into(), "must be > 0");
+        }
+        for (name, c) in &self.channels {
+            let ok_name = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !ok_name {
+                return err(format!("channels.{name}"), "names use a-z, 0-9, - and _");
+            }
+            if c.secret.len() < 16 {
+                return err(
+                    format!("channels.{name}.secret"),
+                    "at least 16 characters are needed",
+                );
+            }
+            if !c.webhook_url.is_empty() && !c.webhook_url.starts_with("http://") {
+                return err(
+                    format!("channels.{name}.webhook_url"),
+                    "an http:// URL (or empty)",
+                );
+            }
         }
         Ok(())
     }

@@ -13,7 +13,8 @@
 //! * registrations, the RFC 3261 §10 location service ([`Binding`]);
 //! * contact-centre configuration and routing journal ([`ContactWrite`], [`ContactEvent`]);
 //! * call detail records ([`Cdr`]), with per-direction call quality;
-//! * the recording index ([`Recording`]): where each call's recording files are.
+//! * the recording index ([`Recording`]): where each call's recording files are;
+//! * web chats and API-channel conversations ([`ChatRow`], [`ChatMessageRow`], [`ChatWrite`]).
 //!
 //! Architecture invariant: this crate knows neither actors nor SIP messages. It stores what it is
 //! given (an AOR is kept exactly as the caller normalised it) and decides nothing about calls.
@@ -21,6 +22,7 @@
 #![warn(missing_docs)]
 
 mod cdrs;
+mod chat;
 mod contact;
 mod error;
 mod recordings;
@@ -28,6 +30,7 @@ mod registrations;
 mod users;
 
 pub use cdrs::{Cdr, CdrFilter};
+pub use chat::{ChatAttachmentRow, ChatMessageRow, ChatRow, ChatWrite};
 pub use contact::{ContactAgentRow, ContactEvent, ContactQueueRow, ContactWrite};
 pub use error::StorageError;
 pub use recordings::Recording;

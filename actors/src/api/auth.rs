@@ -64,7 +64,7 @@ impl M {
 }
 
 use Access::{OwnAgent, Public, Role};
-use ApiRole::{Admin, ReadOnly, Supervisor};
+use ApiRole::{Admin, Agent, ReadOnly, Supervisor};
 
 /// Every HTTP route with who may call it: `(method, pattern, access)`. `{x}` matches one path
 /// segment; a pattern ending in `/*` matches everything below it (rules for route families,
@@ -124,6 +124,17 @@ pub const ROUTES: &[(M, &str, Access)] = &[
     (M::Get, "/api/v1/reports", Role(ReadOnly)),
     (M::Get, "/api/v1/reports/files/{name}", Role(ReadOnly)),
     (M::Get, "/api/v1/reports/{report}", Role(ReadOnly)),
+    // Chat (`crate::chat::api`): the API channel's inbound endpoint checks the channel's own
+    // HMAC signature instead of a token; agents write into chats.
+    (
+        M::Post,
+        "/api/v1/channels/{channel}/messages",
+        Public,
+    ),
+    (M::Get, "/api/v1/chats/{id}", Role(ReadOnly)),
+    (M::Post, "/api/v1/chats/{id}/messages", Role(Agent)),
+    (M::Post, "/api/v1/chats/{id}/attachments", Role(Agent)),
+    (M::Get, "/api/v1/chats/{id}/attachments/{att}", Role(ReadOnly)),
     // Call control (`crate::calls_api`): acting on a call is a supervisor's job.
     (M::Get, "/api/v1/calls", Role(ReadOnly)),
     (M::Post, "/api/v1/calls", Role(Supervisor)),

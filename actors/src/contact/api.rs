@@ -83,7 +83,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Parses a JSON body; errors name the field.
-fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ContactError> {
+pub(crate) fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ContactError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();

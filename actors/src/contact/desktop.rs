@@ -10,6 +10,9 @@
 //! {"type": "state", "state": "available" | "break" | "offline", "reason": "lunch"}
 //! {"type": "wrapup_done", "disposition": "sold", "interaction": 12}   // interaction optional
 //! {"type": "end", "interaction": 12}            // the agent ends a chat
+//! {"type": "chat_message", "chat": "…", "text": "…", "attachment": "…"}   // see crate::chat
+//! {"type": "chat_typing", "chat": "…", "typing": true}
+//! {"type": "chat_delivered" | "chat_read", "chat": "…", "seq": 4}
 //! ```
 //!
 //! Pushes: `hello` (on connect: status, work, pending offers), `offer`, `rescind`, `assigned`,
@@ -74,6 +77,18 @@ impl DesktopCommand {
             DesktopCommand::End { .. } => "end",
         }
     }
+}
+
+/// The `type` of a chat command frame (`chat_message`, `chat_typing`, `chat_read`…), if `text`
+/// is one.
+fn chat_command(text: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Kind {
+        #[serde(rename = "type")]
+        kind: String,
+    }
+    let k: Kind = serde_json::from_str(text).ok()?;
+    k.kind.starts_with("chat_").then_some(k.kind)
 }
 
 /// A JSON text frame for a desktop.
@@ -226,6 +241,18 @@ impl StreamHandler<Result<WsMessage, ProtocolError>> for DesktopSession {
         let Some((agent, _)) = self.attached else {
             return;
         };
+        if let Some(kind) = chat_command(&text) {
+            // Chat commands go to the chat session (`crate::chat::desktop`).
+            let fut = crate::chat::from_desktop(self.agent_name.clone(), text.to_string());
+            ctx.wait(fut.into_actor(self).map(move |r, act, ctx| match r {
+                Ok(result) => {
+                    let ack = json!({"type": "ack", "command": kind, "result": result});
+                    act.send(ctx, Arc::from(ack.to_string()));
+                }
+                Err(e) => act.error(ctx, &e),
+            }));
+            return;
+        }
         let cmd: DesktopCommand = match serde_json::from_str(&text) {
             Ok(c) => c,
             Err(e) => {

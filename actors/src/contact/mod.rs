@@ -19,6 +19,7 @@
 //!   adds tokens).
 
 pub mod api;
+mod chat_link;
 pub mod config_file;
 mod desktop;
 pub mod directory;
@@ -29,10 +30,11 @@ mod restore;
 mod routing_actor;
 
 pub use crate::routing::{AgentId, InteractionId, QueueId};
+pub use chat_link::ChatLink;
 pub use desktop::{DesktopCommand, DesktopPush, DesktopSession};
 pub use directory::{AgentDef, ChannelCaps, QueueDef, QueueMembership};
 pub use journal::Journal;
-pub use requests::{ContactError, Request};
+pub use requests::{ContactError, NewApiInteraction, Request};
 pub use routing_actor::RoutingActor;
 
 use actix::prelude::*;
@@ -385,6 +387,27 @@ impl ContactCentre {
             .send(r)
             .await
             .unwrap_or_else(|_| Err(ContactError::unavailable()))
+    }
+
+    /// Routes a chat or messaging interaction; `link` hears when an agent takes it, ends it
+    /// or the queue gives up (`chat_link.rs`).
+    pub async fn enqueue_chat(
+        &self,
+        new: NewApiInteraction,
+        link: Recipient<ChatLink>,
+    ) -> Result<InteractionId, ContactError> {
+        self.addr
+            .send(chat_link::EnqueueChat { new, link })
+            .await
+            .unwrap_or_else(|_| Err(ContactError::unavailable()))
+    }
+
+    /// Sends a JSON frame to every desktop of agent `agent` (no-op when none is connected).
+    pub fn push_to_agent(&self, agent: &str, frame: Arc<str>) {
+        self.addr.do_send(chat_link::PushToAgent {
+            agent: agent.to_string(),
+            frame,
+        });
     }
 
     /// Waits until everything journaled so far is in the database.

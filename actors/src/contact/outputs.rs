@@ -77,6 +77,14 @@ impl RoutingActor {
                 let r = self.forget_offer(interaction, agent);
                 self.failed_in_row.remove(&agent);
                 let channel = self.live.get(&interaction).map(|l| l.channel);
+                let name = self.dir.agent_name(agent);
+                self.chat_news(
+                    interaction,
+                    super::ChatLink::Assigned {
+                        interaction,
+                        agent: name,
+                    },
+                );
                 self.push(
                     agent,
                     json!({"type": "assigned", "interaction": interaction.0,
@@ -89,6 +97,7 @@ impl RoutingActor {
                 ends_at,
             } => {
                 let now = self.now();
+                self.chat_news(interaction, super::ChatLink::EndedByAgent { interaction });
                 self.push(
                     agent,
                     json!({"type": "wrapup", "interaction": interaction.0,
@@ -103,6 +112,7 @@ impl RoutingActor {
                 if self.router.interaction(interaction).is_none() {
                     self.live.remove(&interaction);
                 }
+                self.chat_news(interaction, super::ChatLink::EndedByAgent { interaction });
                 self.push(
                     agent,
                     json!({"type": "completed", "interaction": interaction.0,
@@ -113,6 +123,17 @@ impl RoutingActor {
                 interaction,
                 reason,
             } => {
+                let why = serde_json::to_value(reason)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                self.chat_news(
+                    interaction,
+                    super::ChatLink::Left {
+                        interaction,
+                        reason: why,
+                    },
+                );
                 if let Some(leg) = self.live.remove(&interaction).and_then(|l| l.voice) {
                     let reason = serde_json::to_value(reason)
                         .ok()
@@ -148,6 +169,14 @@ impl RoutingActor {
             }
             EventKind::Abandoned { interaction, .. } => {
                 self.live.remove(interaction);
+                let interaction = *interaction;
+                self.chat_news(
+                    interaction,
+                    super::ChatLink::Left {
+                        interaction,
+                        reason: "abandoned".into(),
+                    },
+                );
             }
             _ => {}
         }

@@ -71,6 +71,8 @@ pub struct RoutingActor {
     timer: Option<(u64, SpawnHandle)>,
     /// Lets callback interactions place calls (set once the SIP server runs).
     pub(super) callback_env: Arc<std::sync::OnceLock<crate::call::CallbackEnv>>,
+    /// Chat sessions of live chat / messaging interactions (`chat_link.rs`).
+    pub(super) chat_links: HashMap<InteractionId, Recipient<super::ChatLink>>,
 }
 
 impl Actor for RoutingActor {
@@ -110,6 +112,7 @@ impl RoutingActor {
             deferred: Vec::new(),
             timer: None,
             callback_env: Arc::default(),
+            chat_links: HashMap::new(),
         }
     }
 
