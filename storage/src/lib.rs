@@ -13,6 +13,9 @@
 //! * registrations, the RFC 3261 §10 location service ([`Binding`]);
 //! * contact-centre configuration and routing journal ([`ContactWrite`], [`ContactEvent`]);
 //! * call detail records ([`Cdr`]), with per-direction call quality;
+//! * CRM ([`Contact`], [`Interaction`], [`Ticket`]): contacts with identities, tags and
+//!   attributes, audited merges, tickets and notes, CSAT, and full-text search
+//!   ([`SearchQuery`]: FTS5 on SQLite, tsvector + GIN on PostgreSQL);
 //! * the recording index ([`Recording`]): where each call's recording files are.
 //!
 //! Architecture invariant: this crate knows neither actors nor SIP messages. It stores what it is
@@ -22,6 +25,9 @@
 
 mod cdrs;
 mod contact;
+mod crm;
+mod crm_search;
+mod crm_tickets;
 mod error;
 mod recordings;
 mod registrations;
@@ -29,6 +35,9 @@ mod users;
 
 pub use cdrs::Cdr;
 pub use contact::{ContactAgentRow, ContactEvent, ContactQueueRow, ContactWrite};
+pub use crm::{Contact, Identity, MergeRecord, NewContact, Segment};
+pub use crm_search::{CsatScore, Interaction, SearchHit, SearchQuery};
+pub use crm_tickets::{ConfigKind, NamedConfig, Ticket, TicketNote};
 pub use error::StorageError;
 pub use recordings::Recording;
 pub use registrations::Binding;
