@@ -27,6 +27,7 @@ pub fn spawn(
     contact: Option<ContactCentre>,
     dialplans: std::sync::Arc<crate::dialplan::Dialplans>,
     trunks: std::sync::Arc<crate::trunk::Trunks>,
+    crm: crate::crm::Crm,
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(listen)
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot bind HTTP {listen}: {e}")))?;
@@ -43,12 +44,15 @@ pub fn spawn(
                 let contact = contact.clone();
                 let dialplans = dialplans.clone();
                 let trunks = trunks.clone();
+                let crm = crm.clone();
                 App::new()
                     .app_data(state.clone())
                     .route("/health", web::get().to(health))
                     .route("/metrics", web::get().to(metrics_text))
                     .configure(move |cfg| crate::dialplan::configure(cfg, dialplans))
                     .configure(move |cfg| crate::trunk::api::configure(cfg, trunks))
+                    // Before the contact centre's `/api/v1` scope, which would shadow it.
+                    .configure(move |cfg| crate::crm::api::configure(cfg, crm))
                     .configure(move |cfg| {
                         if let Some(cc) = contact {
                             cfg.app_data(web::Data::new(cc));

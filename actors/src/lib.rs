@@ -4,6 +4,7 @@
 pub mod call;
 pub mod cdr;
 pub mod contact;
+pub mod crm;
 pub mod dialplan;
 pub mod http;
 pub mod registrar;
