@@ -162,7 +162,14 @@ pub fn run(config: Config) -> ExitCode {
             }
         };
         trunks.start();
-        match crate::http::spawn(http_listen, metrics, contact, ivr.dialplans.clone(), trunks, crm) {
+        match crate::http::spawn(
+            http_listen,
+            metrics,
+            contact,
+            ivr.dialplans.clone(),
+            trunks,
+            crm,
+        ) {
             Ok(addr) => tracing::info!(%addr, "HTTP listening"),
             Err(e) => {
                 eprintln!("{e}");

@@ -146,16 +146,25 @@ async fn exercise(s: &Storage) {
     assert_eq!(t.paused_since_ms, None);
     let v = sla(&t, &group, &hours, ms("2026-11-30T10:00:00+01:00"));
     assert!(!v.paused);
-    // Due times moved by 2 business hours: resolution Monday 17:00, first response Monday 10:00.
+    // Due times moved by 2 business hours: resolution Monday 17:00 (2 h Friday + 8 h), first
+    // response Monday 11:00 (2 h Friday + 2 h).
     assert_eq!(
         v.resolution.expect("r").due_at_ms,
         Some(ms("2026-11-30T17:00:00+01:00"))
     );
     let fr = v.first_response.expect("fr");
-    assert_eq!(fr.due_at_ms, Some(ms("2026-11-30T10:00:00+01:00")));
-    assert!(!fr.breached, "exactly at the due time is not late");
-    let v = sla(&t, &group, &hours, ms("2026-11-30T10:01:00+01:00"));
-    assert!(v.first_response.expect("fr").breached, "a minute later it is");
+    assert_eq!(fr.due_at_ms, Some(ms("2026-11-30T11:00:00+01:00")));
+    assert!(!fr.breached);
+    let v = sla(&t, &group, &hours, ms("2026-11-30T11:00:00+01:00"));
+    assert!(
+        !v.first_response.expect("fr").breached,
+        "exactly at the due time is not late"
+    );
+    let v = sla(&t, &group, &hours, ms("2026-11-30T11:01:00+01:00"));
+    assert!(
+        v.first_response.expect("fr").breached,
+        "a minute later it is"
+    );
 
     // Solved Tuesday 09:30: the resolution was due Monday 17:00, so it breached.
     let t = move_to(s, id, "solved", &group, ms("2026-12-01T09:30:00+01:00"))

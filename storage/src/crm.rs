@@ -356,7 +356,9 @@ impl Storage {
     pub async fn segment(&self, s: &Segment) -> Result<Vec<i64>, StorageError> {
         const OP: &str = "segment";
         let attr = match self.backend() {
-            crate::Backend::Sqlite => "CAST(json_extract(c.attributes, '$.\"' || $2 || '\"') AS TEXT)",
+            crate::Backend::Sqlite => {
+                "CAST(json_extract(c.attributes, '$.\"' || $2 || '\"') AS TEXT)"
+            }
             crate::Backend::Postgres => "(c.attributes::jsonb ->> $2)",
         };
         let sql = format!(

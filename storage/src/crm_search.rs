@@ -433,7 +433,10 @@ mod tests {
 
     #[test]
     fn fts5_query_keeps_only_words() {
-        assert_eq!(fts5_query("refund \"order\" 42!"), "\"refund\" \"order\" \"42\"");
+        assert_eq!(
+            fts5_query("refund \"order\" 42!"),
+            "\"refund\" \"order\" \"42\""
+        );
         assert_eq!(fts5_query("  *:() "), "");
     }
 }

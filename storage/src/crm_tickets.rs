@@ -139,9 +139,7 @@ impl ConfigKind {
             ConfigKind::TicketType => {
                 "SELECT name, fields AS config, updated_at_ms FROM crm_ticket_types ORDER BY name"
             }
-            ConfigKind::Group => {
-                "SELECT name, config, updated_at_ms FROM crm_groups ORDER BY name"
-            }
+            ConfigKind::Group => "SELECT name, config, updated_at_ms FROM crm_groups ORDER BY name",
         }
     }
     fn select_one(self) -> &'static str {
@@ -149,7 +147,9 @@ impl ConfigKind {
             ConfigKind::TicketType => {
                 "SELECT name, fields AS config, updated_at_ms FROM crm_ticket_types WHERE name = $1"
             }
-            ConfigKind::Group => "SELECT name, config, updated_at_ms FROM crm_groups WHERE name = $1",
+            ConfigKind::Group => {
+                "SELECT name, config, updated_at_ms FROM crm_groups WHERE name = $1"
+            }
         }
     }
     fn upsert(self) -> &'static str {

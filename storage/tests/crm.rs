@@ -139,9 +139,14 @@ async fn exercise(s: &Storage) {
         Err(StorageError::IdentityTaken { contact_id, .. }) if contact_id == a
     ));
     s.add_identity(a, &phone, 22).await.expect("own identity");
-    s.update_contact(a, Some(Some("Ann".into())), Some(r#"{"plan":"silver","lang":"fr"}"#.into()), 23)
-        .await
-        .expect("update");
+    s.update_contact(
+        a,
+        Some(Some("Ann".into())),
+        Some(r#"{"plan":"silver","lang":"fr"}"#.into()),
+        23,
+    )
+    .await
+    .expect("update");
     s.change_tags(a, &["new".into(), "fr".into()], &["fr".into()])
         .await
         .expect("tags");
@@ -152,9 +157,14 @@ async fn exercise(s: &Storage) {
         attribute: attr.map(|(k, v)| (k.into(), v.into())),
         limit: 100,
     };
-    assert_eq!(s.segment(&seg(Some("vip"), None)).await.expect("seg"), vec![b]);
     assert_eq!(
-        s.segment(&seg(None, Some(("plan", "silver")))).await.expect("seg"),
+        s.segment(&seg(Some("vip"), None)).await.expect("seg"),
+        vec![b]
+    );
+    assert_eq!(
+        s.segment(&seg(None, Some(("plan", "silver"))))
+            .await
+            .expect("seg"),
         vec![a]
     );
     assert_eq!(s.segment(&seg(None, None)).await.expect("seg"), vec![b, a]);
@@ -165,7 +175,13 @@ async fn exercise(s: &Storage) {
         .await
         .expect("call");
     let chat = s
-        .record_interaction(&interaction(b, "chat", 2_000, "bob", "hello, my parcel is late"))
+        .record_interaction(&interaction(
+            b,
+            "chat",
+            2_000,
+            "bob",
+            "hello, my parcel is late",
+        ))
         .await
         .expect("chat");
     assert!(s
@@ -200,7 +216,10 @@ async fn exercise(s: &Storage) {
     assert!(s.merge_contacts(a, 9_999, "sup", 30).await.is_err());
 
     // The real merge.
-    let m = s.merge_contacts(a, b, "supervisor-1", 31).await.expect("merge");
+    let m = s
+        .merge_contacts(a, b, "supervisor-1", 31)
+        .await
+        .expect("merge");
     let moved: serde_json::Value = serde_json::from_str(&m.moved).expect("json");
     assert_eq!(moved["identities"], 2);
     assert_eq!(moved["interactions"], 1);
@@ -221,14 +240,26 @@ async fn exercise(s: &Storage) {
         s.contact_by_identity("visitor", "v-1").await.expect("id"),
         Some(a)
     );
-    let ids: Vec<i64> = s.tickets_of(a).await.expect("t").iter().map(|t| t.id).collect();
+    let ids: Vec<i64> = s
+        .tickets_of(a)
+        .await
+        .expect("t")
+        .iter()
+        .map(|t| t.id)
+        .collect();
     assert_eq!(ids, vec![t0, t1]);
     assert_eq!(s.crm_interactions_of(a, None).await.expect("i").len(), 2);
-    assert_eq!(s.crm_interactions_of(a, Some(1)).await.expect("i")[0].id, chat);
+    assert_eq!(
+        s.crm_interactions_of(a, Some(1)).await.expect("i")[0].id,
+        chat
+    );
     let audit = s.merges_of(b).await.expect("audit");
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0].actor, "supervisor-1");
-    assert!(s.merge_contacts(a, b, "sup", 32).await.is_err(), "merged twice");
+    assert!(
+        s.merge_contacts(a, b, "sup", 32).await.is_err(),
+        "merged twice"
+    );
 
     // Ticket updates are optimistic on the status.
     let mut t = s.ticket(t1).await.expect("t").expect("exists");
@@ -249,7 +280,11 @@ async fn exercise(s: &Storage) {
         .expect("note")
         .expect("ticket");
     assert_eq!(
-        s.ticket(t1).await.expect("t").expect("t").first_response_at_ms,
+        s.ticket(t1)
+            .await
+            .expect("t")
+            .expect("t")
+            .first_response_at_ms,
         None
     );
     s.add_ticket_note(t1, "alice", "your parcel is in Lyon", false, 3_200)
@@ -260,22 +295,34 @@ async fn exercise(s: &Storage) {
         .await
         .expect("note");
     assert_eq!(
-        s.ticket(t1).await.expect("t").expect("t").first_response_at_ms,
+        s.ticket(t1)
+            .await
+            .expect("t")
+            .expect("t")
+            .first_response_at_ms,
         Some(3_200)
     );
     assert_eq!(s.ticket_notes(t1).await.expect("notes").len(), 3);
     assert_eq!(
-        s.add_ticket_note(9_999, "x", "y", true, 1).await.expect("none"),
+        s.add_ticket_note(9_999, "x", "y", true, 1)
+            .await
+            .expect("none"),
         None
     );
 
     // CSAT on the interaction and its ticket.
-    assert_eq!(s.set_csat(chat, 4, 4_000).await.expect("csat"), Some(vec![t1]));
+    assert_eq!(
+        s.set_csat(chat, 4, 4_000).await.expect("csat"),
+        Some(vec![t1])
+    );
     assert_eq!(s.set_csat(9_999, 4, 4_000).await.expect("csat"), None);
     assert_eq!(s.ticket(t1).await.expect("t").expect("t").csat, Some(4));
     let scores = s.csat_scores(0, 10_000).await.expect("scores");
     assert_eq!(scores.len(), 1);
-    assert_eq!((scores[0].agent.as_deref(), scores[0].score), (Some("bob"), 4));
+    assert_eq!(
+        (scores[0].agent.as_deref(), scores[0].score),
+        (Some("bob"), 4)
+    );
 
     // Search: words over messages, ticket text and notes; time, channel, agent, tag filters.
     let q = |text: &str| SearchQuery {
@@ -288,7 +335,11 @@ async fn exercise(s: &Storage) {
     };
     assert_eq!(
         kinds(s.search(&q("parcel")).await.expect("search")),
-        vec![("ticket".to_string(), t1), ("interaction".to_string(), chat), ("ticket".to_string(), t0)]
+        vec![
+            ("ticket".to_string(), t1),
+            ("interaction".to_string(), chat),
+            ("ticket".to_string(), t0)
+        ]
     );
     assert_eq!(
         kinds(s.search(&q("WAYBILL Please")).await.expect("search")),
@@ -298,7 +349,11 @@ async fn exercise(s: &Storage) {
         kinds(s.search(&q("courier")).await.expect("search")),
         vec![("ticket".to_string(), t1)]
     );
-    assert!(s.search(&q("nothing-like-this")).await.expect("s").is_empty());
+    assert!(s
+        .search(&q("nothing-like-this"))
+        .await
+        .expect("s")
+        .is_empty());
     assert!(s.search(&q("\"*(")).await.expect("s").is_empty());
     let all = s.search(&q("")).await.expect("all");
     assert_eq!(all.len(), 4);
@@ -306,18 +361,31 @@ async fn exercise(s: &Storage) {
     f.channel = "voice".into();
     assert_eq!(
         kinds(s.search(&f).await.expect("s")),
-        vec![("ticket".to_string(), t0), ("interaction".to_string(), call)]
+        vec![
+            ("ticket".to_string(), t0),
+            ("interaction".to_string(), call)
+        ]
     );
     let mut f = q("");
     f.agent = "bob".into();
-    assert_eq!(kinds(s.search(&f).await.expect("s")), vec![("interaction".to_string(), chat)]);
+    assert_eq!(
+        kinds(s.search(&f).await.expect("s")),
+        vec![("interaction".to_string(), chat)]
+    );
     let mut f = q("parcel");
     f.from_ms = Some(1_600);
     f.to_ms = Some(2_400);
-    assert_eq!(kinds(s.search(&f).await.expect("s")), vec![("interaction".to_string(), chat)]);
+    assert_eq!(
+        kinds(s.search(&f).await.expect("s")),
+        vec![("interaction".to_string(), chat)]
+    );
     let mut f = q("");
     f.tag = "vip".into();
-    assert_eq!(s.search(&f).await.expect("s").len(), 4, "merged contact carries vip");
+    assert_eq!(
+        s.search(&f).await.expect("s").len(),
+        4,
+        "merged contact carries vip"
+    );
     f.tag = "nobody".into();
     assert!(s.search(&f).await.expect("s").is_empty());
 }

@@ -58,7 +58,10 @@ fn crm_contacts_merge_tickets_csat_timeline_search() {
     let call = &tl["items"][0];
     assert_eq!(call["channel"], "voice");
     assert_eq!(call["call"]["answered"], true, "{call}");
-    assert_eq!(call["call"]["caller"].as_str().map(|c| c.contains(NUMBER)), Some(true));
+    assert_eq!(
+        call["call"]["caller"].as_str().map(|c| c.contains(NUMBER)),
+        Some(true)
+    );
 
     // 2. A chat customer known by e-mail and visitor id, with a chat about a parcel.
     let (s, err) = refused(
@@ -67,7 +70,10 @@ fn crm_contacts_merge_tickets_csat_timeline_search() {
         "/api/v1/contacts",
         json!({"identities": [{"kind": "email", "value": "not-an-address"}]}),
     );
-    assert_eq!((s, err["field"].as_str()), (400, Some("identities[0].value")));
+    assert_eq!(
+        (s, err["field"].as_str()),
+        (400, Some("identities[0].value"))
+    );
     let chat_contact = api(
         &e,
         "POST",
@@ -85,8 +91,10 @@ fn crm_contacts_merge_tickets_csat_timeline_search() {
         &e,
         "POST",
         &format!("/api/v1/contacts/{bea}/interactions"),
-        Some(json!({"channel": "chat", "source_ref": "chat-1", "agent": "alice", "queue": "support",
-                    "text": "Hello, my parcel is late"})),
+        Some(
+            json!({"channel": "chat", "source_ref": "chat-1", "agent": "alice", "queue": "support",
+                    "text": "Hello, my parcel is late"}),
+        ),
     );
     let chat_id = chat["id"].as_i64().expect("id");
     let (s, _) = refused(
@@ -107,7 +115,10 @@ fn crm_contacts_merge_tickets_csat_timeline_search() {
     assert_eq!(s, 409, "{err}");
     assert_eq!(err["contact_id"], caller_id);
     assert_eq!(err["field"], "value");
-    assert_eq!(err["merge"]["path"], format!("/api/v1/contacts/{bea}/merge"));
+    assert_eq!(
+        err["merge"]["path"],
+        format!("/api/v1/contacts/{bea}/merge")
+    );
     let (s, err) = refused(
         &e,
         "POST",
@@ -150,7 +161,10 @@ fn crm_contacts_merge_tickets_csat_timeline_search() {
         "/api/v1/ticket-types/delivery",
         json!({"fields": {"order_number": {"type": "string", "pattern": "("}}}),
     );
-    assert_eq!((s, err["field"].as_str()), (400, Some("fields.order_number.pattern")));
+    assert_eq!(
+        (s, err["field"].as_str()),
+        (400, Some("fields.order_number.pattern"))
+    );
     api(
         &e,
         "PUT",
@@ -171,7 +185,9 @@ fn crm_contacts_merge_tickets_csat_timeline_search() {
         &e,
         "PUT",
         "/api/v1/ticket-groups/logistics",
-        Some(json!({"time_zone": "Europe/Paris", "first_response_mins": 60, "resolution_mins": 480})),
+        Some(
+            json!({"time_zone": "Europe/Paris", "first_response_mins": 60, "resolution_mins": 480}),
+        ),
     );
     let new_ticket = |fields: Value| {
         json!({"interaction_id": chat_id, "type": "delivery", "subject": "Late parcel",
@@ -184,14 +200,19 @@ fn crm_contacts_merge_tickets_csat_timeline_search() {
         "/api/v1/tickets",
         new_ticket(json!({"order_number": "12"})),
     );
-    assert_eq!((s, err["field"].as_str()), (400, Some("fields.order_number")));
+    assert_eq!(
+        (s, err["field"].as_str()),
+        (400, Some("fields.order_number"))
+    );
     let (s, err) = refused(&e, "POST", "/api/v1/tickets", json!({"subject": "x"}));
     assert_eq!((s, err["field"].as_str()), (400, Some("interaction_id")));
     let ticket = api(
         &e,
         "POST",
         "/api/v1/tickets",
-        Some(new_ticket(json!({"order_number": "ORD-1234", "waybill": "WB-42"}))),
+        Some(new_ticket(
+            json!({"order_number": "ORD-1234", "waybill": "WB-42"}),
+        )),
     );
     let tid = ticket["id"].as_i64().expect("id");
     assert_eq!(ticket["contact_id"], bea);
@@ -206,7 +227,10 @@ fn crm_contacts_merge_tickets_csat_timeline_search() {
     assert_eq!((s, err["field"].as_str()), (409, Some("status")));
     let (s, err) = refused(&e, "PATCH", &path, json!({"status": "lost"}));
     assert_eq!((s, err["field"].as_str()), (400, Some("status")));
-    assert_eq!(api(&e, "PATCH", &path, Some(json!({"status": "open"})))["status"], "open");
+    assert_eq!(
+        api(&e, "PATCH", &path, Some(json!({"status": "open"})))["status"],
+        "open"
+    );
     let pending = api(&e, "PATCH", &path, Some(json!({"status": "pending"})));
     assert_eq!(pending["sla"]["paused"], true);
     let open = api(&e, "PATCH", &path, Some(json!({"status": "open"})));
@@ -226,7 +250,10 @@ fn crm_contacts_merge_tickets_csat_timeline_search() {
     let solved = api(&e, "PATCH", &path, Some(json!({"status": "solved"})));
     assert!(solved["first_response_at_ms"].is_i64());
     assert!(solved["solved_at_ms"].is_i64());
-    assert_eq!(api_get(&e, &path)["notes"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        api_get(&e, &path)["notes"].as_array().map(Vec::len),
+        Some(2)
+    );
 
     // 6. CSAT on the chat: stored on the interaction and its ticket.
     let (s, err) = refused(
@@ -262,13 +289,22 @@ fn crm_contacts_merge_tickets_csat_timeline_search() {
             format!(
                 "{}{}",
                 i["type"].as_str().unwrap_or("?"),
-                i["channel"].as_str().map(|c| format!(":{c}")).unwrap_or_default()
+                i["channel"]
+                    .as_str()
+                    .map(|c| format!(":{c}"))
+                    .unwrap_or_default()
             )
         })
         .collect();
     assert_eq!(
         seen,
-        vec!["interaction:voice", "interaction:chat", "merge", "ticket", "csat"],
+        vec![
+            "interaction:voice",
+            "interaction:chat",
+            "merge",
+            "ticket",
+            "csat"
+        ],
         "{tl}"
     );
     let times: Vec<i64> = items.iter().filter_map(|i| i["at_ms"].as_i64()).collect();
@@ -280,7 +316,12 @@ fn crm_contacts_merge_tickets_csat_timeline_search() {
             .as_array()
             .expect("results")
             .iter()
-            .map(|h| (h["kind"].as_str().unwrap_or("").to_string(), h["id"].as_i64().unwrap_or(0)))
+            .map(|h| {
+                (
+                    h["kind"].as_str().unwrap_or("").to_string(),
+                    h["id"].as_i64().unwrap_or(0),
+                )
+            })
             .collect()
     };
     assert_eq!(
@@ -288,7 +329,10 @@ fn crm_contacts_merge_tickets_csat_timeline_search() {
         vec![("ticket".into(), tid), ("interaction".into(), chat_id)]
     );
     assert_eq!(hits("q=courier"), vec![("ticket".into(), tid)]);
-    assert_eq!(hits("q=waybill+please&channel=chat"), vec![("interaction".into(), chat_id)]);
+    assert_eq!(
+        hits("q=waybill+please&channel=chat"),
+        vec![("interaction".into(), chat_id)]
+    );
     let voice = hits("channel=voice");
     assert_eq!(voice.len(), 1);
     assert_eq!(voice[0].0, "interaction");

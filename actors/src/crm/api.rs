@@ -137,8 +137,7 @@ fn tags(field: &str, v: &[String]) -> Result<(), ApiError> {
         return Err(ApiError::bad(field, "too many"));
     }
     for (n, t) in v.iter().enumerate() {
-        if t.is_empty() || t.len() > 64 || t.chars().any(|c| c.is_whitespace() || c.is_control())
-        {
+        if t.is_empty() || t.len() > 64 || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(ApiError::bad(
                 &format!("{field}[{n}]"),
                 "a tag: 1–64 characters without spaces",
@@ -401,7 +400,10 @@ async fn merge(crm: C, id: web::Path<String>, b: web::Bytes) -> Reply {
     let into = id_param(&id, "id")?;
     let b: MergeBody = body(&b)?;
     if b.from == into {
-        return Err(ApiError::bad("from", "a contact cannot be merged into itself"));
+        return Err(ApiError::bad(
+            "from",
+            "a contact cannot be merged into itself",
+        ));
     }
     let by = b.by.unwrap_or_else(|| "api".into());
     short("by", &by)?;
@@ -581,7 +583,11 @@ async fn record_interaction(crm: C, id: web::Path<String>, b: web::Bytes) -> Rep
     if !CHANNELS.contains(&b.channel.as_str()) {
         return Err(ApiError::bad("channel", "voice, chat, api or email"));
     }
-    for (field, v) in [("source_ref", &b.source_ref), ("agent", &b.agent), ("queue", &b.queue)] {
+    for (field, v) in [
+        ("source_ref", &b.source_ref),
+        ("agent", &b.agent),
+        ("queue", &b.queue),
+    ] {
         if let Some(v) = v {
             short(field, v)?;
         }
@@ -673,7 +679,9 @@ async fn ticket_json(crm: &Crm, t: &Ticket, notes: bool) -> Result<Value, ApiErr
     let g = group_of(crm, t.group_name.as_deref())
         .await
         .unwrap_or_default();
-    let hours = g.hours().unwrap_or_else(|_| super::hours::BusinessHours::always());
+    let hours = g
+        .hours()
+        .unwrap_or_else(|_| super::hours::BusinessHours::always());
     let sla = tickets::sla(t, &g, &hours, now_ms());
     let mut v = json!({
         "id": t.id,
@@ -854,7 +862,10 @@ async fn update_ticket(crm: C, id: web::Path<String>, b: web::Bytes) -> Reply {
     let mut t = load_ticket(&crm, id).await?;
     let before = t.clone();
     if t.status == "closed" {
-        return Err(ApiError::conflict("status", "a closed ticket cannot change"));
+        return Err(ApiError::conflict(
+            "status",
+            "a closed ticket cannot change",
+        ));
     }
     if let Some(g) = p.group {
         group_of(&crm, g.as_deref()).await?;

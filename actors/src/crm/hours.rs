@@ -240,20 +240,35 @@ mod tests {
         let h = paris_office();
         // Monday 2026-11-23 11:30 Paris (UTC+1): 30 min before lunch, 4 h after.
         let mon = ms("2026-11-23T11:30:00+01:00");
-        assert_eq!(h.add(mon, 60 * 60_000), Some(ms("2026-11-23T13:30:00+01:00")));
+        assert_eq!(
+            h.add(mon, 60 * 60_000),
+            Some(ms("2026-11-23T13:30:00+01:00"))
+        );
         // 5 h from Monday 11:30: 0.5 + 4 on Monday, 0.5 on Tuesday.
-        assert_eq!(h.add(mon, 5 * 3_600_000), Some(ms("2026-11-24T09:30:00+01:00")));
+        assert_eq!(
+            h.add(mon, 5 * 3_600_000),
+            Some(ms("2026-11-24T09:30:00+01:00"))
+        );
         // Friday 16:00 + 2 h: 1 h Friday, 1 h Monday.
         let fri = ms("2026-11-27T16:00:00+01:00");
-        assert_eq!(h.add(fri, 2 * 3_600_000), Some(ms("2026-11-30T10:00:00+01:00")));
+        assert_eq!(
+            h.add(fri, 2 * 3_600_000),
+            Some(ms("2026-11-30T10:00:00+01:00"))
+        );
         // Thursday 24 Dec 16:00 + 2 h: Christmas is closed, Saturday/Sunday too.
         let eve = ms("2026-12-24T16:00:00+01:00");
-        assert_eq!(h.add(eve, 2 * 3_600_000), Some(ms("2026-12-28T10:00:00+01:00")));
+        assert_eq!(
+            h.add(eve, 2 * 3_600_000),
+            Some(ms("2026-12-28T10:00:00+01:00"))
+        );
         // Started at night: the clock runs from opening.
         let night = ms("2026-11-24T02:00:00+01:00");
         assert_eq!(h.add(night, 0), Some(ms("2026-11-24T09:00:00+01:00")));
         assert_eq!(
-            h.between(ms("2026-11-27T16:00:00+01:00"), ms("2026-11-30T10:00:00+01:00")),
+            h.between(
+                ms("2026-11-27T16:00:00+01:00"),
+                ms("2026-11-30T10:00:00+01:00")
+            ),
             2 * 3_600_000
         );
     }
@@ -263,7 +278,10 @@ mod tests {
         let h = paris_office();
         // Friday 2026-03-27 16:00 CET + 2 h: Monday 30 March 10:00 CEST (UTC+2).
         let fri = ms("2026-03-27T16:00:00+01:00");
-        assert_eq!(h.add(fri, 2 * 3_600_000), Some(ms("2026-03-30T10:00:00+02:00")));
+        assert_eq!(
+            h.add(fri, 2 * 3_600_000),
+            Some(ms("2026-03-30T10:00:00+02:00"))
+        );
     }
 
     #[test]
@@ -272,7 +290,10 @@ mod tests {
             let spec: HoursSpec = serde_json::from_value(v).expect("shape");
             BusinessHours::from_spec(&spec).expect_err("invalid").0
         };
-        assert_eq!(bad(serde_json::json!({"time_zone": "Mars/Base"})), "time_zone");
+        assert_eq!(
+            bad(serde_json::json!({"time_zone": "Mars/Base"})),
+            "time_zone"
+        );
         assert_eq!(
             bad(serde_json::json!({"hours": {"mon": [["17:00", "09:00"]]}})),
             "hours.mon[0]"

@@ -100,8 +100,14 @@ mod tests {
     fn phones() {
         assert_eq!(phone("+1 (555) 010-2000").as_deref(), Some("+15550102000"));
         assert_eq!(phone("0033 1 23 45 67 89").as_deref(), Some("+33123456789"));
-        assert_eq!(phone("sip:+15550102000@example.com;user=phone").as_deref(), Some("+15550102000"));
-        assert_eq!(phone("tel:+44-20-7946-0000").as_deref(), Some("+442079460000"));
+        assert_eq!(
+            phone("sip:+15550102000@example.com;user=phone").as_deref(),
+            Some("+15550102000")
+        );
+        assert_eq!(
+            phone("tel:+44-20-7946-0000").as_deref(),
+            Some("+442079460000")
+        );
         assert_eq!(phone("1001").as_deref(), Some("1001"));
         assert_eq!(phone("sip:alice@example.com"), None);
         assert_eq!(phone("+1234567890123456"), None);

@@ -67,7 +67,12 @@ impl ApiError {
     }
 
     /// 409: `identity` (at `field`) belongs to `owner`; suggests merging it into `into`.
-    pub fn identity_taken(field: &str, identity: &Identity, owner: i64, into: Option<i64>) -> ApiError {
+    pub fn identity_taken(
+        field: &str,
+        identity: &Identity,
+        owner: i64,
+        into: Option<i64>,
+    ) -> ApiError {
         let mut e = ApiError::with(
             409,
             Some(field),
@@ -114,12 +119,9 @@ impl From<StorageError> for ApiError {
                 kind,
                 value,
                 contact_id,
-            } => ApiError::identity_taken(
-                "identities",
-                &Identity { kind, value },
-                contact_id,
-                None,
-            ),
+            } => {
+                ApiError::identity_taken("identities", &Identity { kind, value }, contact_id, None)
+            }
             other => ApiError::storage(other),
         }
     }
@@ -152,7 +154,10 @@ impl Crm {
         now_ms: i64,
     ) -> Result<(i64, bool), ApiError> {
         let identity = identity::normalise(kind, value).map_err(|e| ApiError::bad("value", &e))?;
-        let r = self.storage.find_or_create_contact(&identity, now_ms).await?;
+        let r = self
+            .storage
+            .find_or_create_contact(&identity, now_ms)
+            .await?;
         // event: contact.created (when r.1: contact_id, identity kind and value)
         Ok(r)
     }

@@ -149,8 +149,7 @@ pub fn sla(t: &Ticket, group: &GroupSpec, hours: &BusinessHours, now_ms: i64) ->
     SlaView {
         paused: t.paused_since_ms.is_some(),
         paused_business_ms: t.paused_business_ms
-            + t.paused_since_ms
-                .map_or(0, |s| hours.between(s, now_ms)),
+            + t.paused_since_ms.map_or(0, |s| hours.between(s, now_ms)),
         first_response: timer(group.first_response_mins, t.first_response_at_ms),
         resolution: timer(group.resolution_mins, t.solved_at_ms),
     }
@@ -368,7 +367,10 @@ mod tests {
                 .and_then(|e| e.field)
         };
         assert_eq!(check(serde_json::json!({"order_number": "ORD-1234"})), None);
-        assert_eq!(check(serde_json::json!({})), Some("fields.order_number".into()));
+        assert_eq!(
+            check(serde_json::json!({})),
+            Some("fields.order_number".into())
+        );
         assert_eq!(
             check(serde_json::json!({"order_number": "ORD-12"})),
             Some("fields.order_number".into())
@@ -389,6 +391,9 @@ mod tests {
             "fields": {"x": {"type": "string", "pattern": "("}}
         }))
         .expect("spec");
-        assert_eq!(bad.check().expect_err("bad").field.as_deref(), Some("fields.x.pattern"));
+        assert_eq!(
+            bad.check().expect_err("bad").field.as_deref(),
+            Some("fields.x.pattern")
+        );
     }
 }
