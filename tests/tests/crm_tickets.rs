@@ -86,6 +86,17 @@ fn crm_contacts_merge_tickets_csat_timeline_search() {
         })),
     );
     let bea = chat_contact["id"].as_i64().expect("id");
+    let seg = api_get(&e, "/api/v1/contacts?attr=plan:gold");
+    assert_eq!(seg["contacts"][0]["id"], bea, "{seg}");
+    assert_eq!(
+        api_get(&e, "/api/v1/contacts?tag=vip")["contacts"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    let (s, text) = switchboard_tests::http_get(e.http_addr(), "/api/v1/contacts?attr=pl%22an:x")
+        .expect("answer");
+    assert_eq!(s, 400, "{text}");
     assert_eq!(chat_contact["identities"][0]["value"], "bea@example.com");
     let chat = api(
         &e,

@@ -278,9 +278,16 @@ async fn list_contacts(crm: C, q: web::Query<HashMap<String, String>>) -> Reply 
         let attribute = match q.get("attr") {
             Some(a) => Some(
                 a.split_once(':')
-                    .filter(|(k, _)| !k.is_empty())
+                    .filter(|(k, _)| {
+                        !k.is_empty()
+                            && k.len() <= 64
+                            && k.bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                    })
                     .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .ok_or_else(|| ApiError::bad("attr", "key:value"))?,
+                    .ok_or_else(|| {
+                        ApiError::bad("attr", "key:value (key: letters, digits, _ or -)")
+                    })?,
             ),
             None => None,
         };
