@@ -8,6 +8,8 @@ use tokio::sync::mpsc;
 
 /// Most CDRs written in one transaction.
 const BATCH: usize = 512;
+/// Finished calls waiting for the CRM recorder at most.
+const CRM_BACKLOG: usize = 10_000;
 
 /// Where call actors hand their CDRs. The channel is unbounded on purpose: a CDR is never
 /// dropped, and there is at most one per call, whose number admission control bounds.
@@ -17,9 +19,24 @@ pub struct CdrSink {
 }
 
 impl CdrSink {
-    /// Starts the writer task on the current actix arbiter.
-    pub fn start(storage: Storage) -> CdrSink {
+    /// Starts the writer task on the current actix arbiter. With `crm_calls`, every stored
+    /// call is also recorded on its caller's CRM contact ([`crate::crm::calls`]).
+    pub fn start(storage: Storage, crm_calls: bool) -> CdrSink {
         let (tx, mut rx) = mpsc::unbounded_channel::<Cdr>();
+        // The CRM recorder runs beside the CDR writer with a bounded backlog, so that a slow
+        // CRM never delays CDRs or grows memory under a flood of calls.
+        let crm = crm_calls.then(|| {
+            let (crm_tx, mut crm_rx) = mpsc::channel::<Cdr>(CRM_BACKLOG);
+            let storage = storage.clone();
+            actix_rt::spawn(async move {
+                while let Some(cdr) = crm_rx.recv().await {
+                    if let Err(e) = crate::crm::calls::record_call(&storage, &cdr).await {
+                        tracing::warn!(error = %e, call_id = %cdr.call_id, "CRM: call not recorded");
+                    }
+                }
+            });
+            crm_tx
+        });
         actix_rt::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
             while rx.recv_many(&mut batch, BATCH).await > 0 {
@@ -30,6 +47,13 @@ impl CdrSink {
                     if let Err(e) = storage.insert_cdrs(&batch).await {
                         let ids: Vec<&str> = batch.iter().map(|c| c.call_id.as_str()).collect();
                         tracing::error!(error = %e, call_ids = ?ids, "CDRs not stored");
+                    }
+                }
+                if let Some(crm) = &crm {
+                    for cdr in &batch {
+                        if crm.try_send(cdr.clone()).is_err() {
+                            tracing::warn!(call_id = %cdr.call_id, "CRM recorder behind; call not recorded on its contact");
+                        }
                     }
                 }
                 batch.clear();

@@ -32,6 +32,7 @@ pub fn spawn(
     api: crate::api::Api,
     calls: crate::calls_api::CallDirectory,
     reports: crate::reports::api::ReportsDir,
+    crm: crate::crm::Crm,
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(listen)
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot bind HTTP {listen}: {e}")))?;
@@ -51,6 +52,7 @@ pub fn spawn(
                 let api = api.clone();
                 let calls = calls.clone();
                 let reports = reports.clone();
+                let crm = crm.clone();
                 App::new()
                     .wrap(actix_web::middleware::from_fn(crate::api::auth::middleware))
                     .app_data(api.auth.clone())
@@ -65,6 +67,7 @@ pub fn spawn(
                     // Before the contact centre's `/api/v1` scope, which would shadow it.
                     .configure(move |cfg| crate::api::configure(cfg, api.records))
                     .configure(crate::chat::configure)
+                    .configure(move |cfg| crate::crm::api::configure(cfg, crm))
                     .configure(move |cfg| {
                         if let Some(cc) = contact {
                             cfg.app_data(web::Data::new(cc));

@@ -8,6 +8,7 @@ pub mod cdr;
 pub mod chat;
 pub mod contact;
 pub mod dashboard;
+pub mod crm;
 pub mod dialplan;
 pub mod http;
 pub mod registrar;

@@ -178,7 +178,7 @@ pub fn run(config: Config) -> ExitCode {
                     .filter_map(|s| parse_cidr(s))
                     .collect(),
             ),
-            cdrs: crate::cdr::CdrSink::start(storage.clone()),
+            cdrs: crate::cdr::CdrSink::start(storage.clone(), config.contact_centre.enabled),
             storage,
             auth: Arc::new(Authenticator::with_algorithms(
                 &config.registrar.realm,
@@ -191,6 +191,7 @@ pub fn run(config: Config) -> ExitCode {
                 sdp_ip: config.sip.advertised_address.unwrap_or(config.media.rtp_ip),
             },
         };
+        let crm = crate::crm::Crm::new(services.storage.clone());
         let factory = crate::router::factory(services);
         let server = match switchboard_engine::server::start(config, metrics.clone(), factory).await
         {
@@ -213,6 +214,7 @@ pub fn run(config: Config) -> ExitCode {
             api,
             calls,
             crate::reports::api::ReportsDir(reports_dir),
+            crm,
         ) {
             Ok(addr) => tracing::info!(%addr, "HTTP listening"),
             Err(e) => {

@@ -35,6 +35,16 @@ pub enum StorageError {
         /// What exists, e.g. `user "alice" in realm "switchboard"`.
         what: String,
     },
+    /// A CRM identity already belongs to another contact (merge them instead).
+    #[error("identity {kind}:{value} belongs to contact {contact_id}")]
+    IdentityTaken {
+        /// Its kind.
+        kind: String,
+        /// Its value.
+        value: String,
+        /// The contact owning it.
+        contact_id: i64,
+    },
     /// An argument was refused before reaching the database.
     #[error("{op}: {reason}")]
     Invalid {

@@ -14,7 +14,10 @@
 //! * contact-centre configuration and routing journal ([`ContactWrite`], [`ContactEvent`]);
 //! * call detail records ([`Cdr`]), with per-direction call quality;
 //! * the recording index ([`Recording`]): where each call's recording files are;
-//! * web chats and API-channel conversations ([`ChatRow`], [`ChatMessageRow`], [`ChatWrite`]).
+//! * web chats and API-channel conversations ([`ChatRow`], [`ChatMessageRow`], [`ChatWrite`]);
+//! * CRM ([`Contact`], [`Interaction`], [`Ticket`]): contacts with identities, tags and
+//!   attributes, audited merges, tickets and notes, CSAT, and full-text search
+//!   ([`SearchQuery`]: FTS5 on SQLite, tsvector + GIN on PostgreSQL).
 //!
 //! Architecture invariant: this crate knows neither actors nor SIP messages. It stores what it is
 //! given (an AOR is kept exactly as the caller normalised it) and decides nothing about calls.
@@ -24,6 +27,9 @@
 mod cdrs;
 mod chat;
 mod contact;
+mod crm;
+mod crm_search;
+mod crm_tickets;
 mod error;
 mod recordings;
 mod registrations;
@@ -32,6 +38,9 @@ mod users;
 pub use cdrs::{Cdr, CdrFilter};
 pub use chat::{ChatAttachmentRow, ChatMessageRow, ChatRow, ChatWrite};
 pub use contact::{ContactAgentRow, ContactEvent, ContactQueueRow, ContactWrite};
+pub use crm::{Contact, Identity, MergeRecord, NewContact, Segment};
+pub use crm_search::{CsatScore, Interaction, SearchHit, SearchQuery};
+pub use crm_tickets::{ConfigKind, NamedConfig, Ticket, TicketNote};
 pub use error::StorageError;
 pub use recordings::Recording;
 pub use registrations::Binding;

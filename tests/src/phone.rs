@@ -90,6 +90,8 @@ pub struct Phone {
     rtp: UdpSocket,
     engine: SocketAddr,
     user: String,
+    /// The user part of our From URI (`phone` unless [`Phone::call_from`] sets it).
+    from_user: String,
     call_id: String,
     from_tag: String,
     codec: PhoneCodec,
@@ -192,6 +194,13 @@ impl Phone {
     /// ACKs a 2xx. Check [`Phone::status`].
     pub fn call(engine: SocketAddr, user: &str, codec: PhoneCodec) -> Phone {
         Phone::call_with(engine, user, codec, true)
+    }
+
+    /// [`Phone::call`] from `from` (the user part of the From URI, e.g. a phone number).
+    pub fn call_from(engine: SocketAddr, from: &str, user: &str, codec: PhoneCodec) -> Phone {
+        let mut p = Phone::new(engine, user, codec, true, "127.0.0.1:0");
+        p.from_user = from.to_string();
+        p.dial(None)
     }
 
     /// [`Phone::call`], offering `telephone-event` only when `telephone_event` (without it the
@@ -323,6 +332,7 @@ impl Phone {
             rtp,
             engine,
             user: user.to_string(),
+            from_user: "phone".into(),
             codec,
             shared: Arc::default(),
             stop: Arc::new(AtomicBool::new(false)),
@@ -354,10 +364,11 @@ impl Phone {
         let local = self.local_sip();
         format!(
             "INVITE sip:{user}@{engine} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{ft}i\r\n\
-From: <sip:phone@{local}>;tag={ft}\r\nTo: <sip:{user}@{engine}>\r\nCall-ID: {cid}\r\n\
+From: <sip:{from}@{local}>;tag={ft}\r\nTo: <sip:{user}@{engine}>\r\nCall-ID: {cid}\r\n\
 CSeq: 1 INVITE\r\nContact: <sip:phone@{local}>\r\nMax-Forwards: 70\r\n\
 Content-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{sdp}",
             user = self.user,
+            from = self.from_user,
             engine = self.engine,
             ft = self.from_tag,
             cid = self.call_id,

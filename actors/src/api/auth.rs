@@ -36,6 +36,8 @@ pub enum M {
     Put,
     /// `DELETE`.
     Delete,
+    /// `PATCH`.
+    Patch,
     /// Every method (for prefix rules).
     Any,
 }
@@ -48,6 +50,7 @@ impl M {
             M::Post => "post",
             M::Put => "put",
             M::Delete => "delete",
+            M::Patch => "patch",
             M::Any => "any",
         }
     }
@@ -58,6 +61,7 @@ impl M {
             M::Post => m == Method::POST,
             M::Put => m == Method::PUT,
             M::Delete => m == Method::DELETE,
+            M::Patch => m == Method::PATCH,
             M::Any => true,
         }
     }
@@ -135,6 +139,31 @@ pub const ROUTES: &[(M, &str, Access)] = &[
     (M::Post, "/api/v1/chats/{id}/messages", Role(Agent)),
     (M::Post, "/api/v1/chats/{id}/attachments", Role(Agent)),
     (M::Get, "/api/v1/chats/{id}/attachments/{att}", Role(ReadOnly)),
+    // CRM, tickets, CSAT and search (`crate::crm::api`): agents keep records; merges are a
+    // supervisor's, ticket configuration an admin's.
+    (M::Post, "/api/v1/contacts", Role(Agent)),
+    (M::Get, "/api/v1/contacts", Role(ReadOnly)),
+    (M::Get, "/api/v1/contacts/{id}", Role(ReadOnly)),
+    (M::Patch, "/api/v1/contacts/{id}", Role(Agent)),
+    (M::Post, "/api/v1/contacts/{id}/identities", Role(Agent)),
+    (M::Post, "/api/v1/contacts/{id}/interactions", Role(Agent)),
+    (M::Post, "/api/v1/contacts/{id}/merge", Role(Supervisor)),
+    (M::Get, "/api/v1/contacts/{id}/merges", Role(ReadOnly)),
+    (M::Get, "/api/v1/contacts/{id}/timeline", Role(ReadOnly)),
+    (M::Post, "/api/v1/crm/interactions/{id}/messages", Role(Agent)),
+    (M::Post, "/api/v1/interactions/{id}/csat", Role(Agent)),
+    (M::Get, "/api/v1/metrics/csat", Role(ReadOnly)),
+    (M::Get, "/api/v1/search", Role(ReadOnly)),
+    (M::Get, "/api/v1/ticket-groups", Role(ReadOnly)),
+    (M::Get, "/api/v1/ticket-groups/{name}", Role(ReadOnly)),
+    (M::Put, "/api/v1/ticket-groups/{name}", Role(Admin)),
+    (M::Get, "/api/v1/ticket-types", Role(ReadOnly)),
+    (M::Get, "/api/v1/ticket-types/{name}", Role(ReadOnly)),
+    (M::Put, "/api/v1/ticket-types/{name}", Role(Admin)),
+    (M::Post, "/api/v1/tickets", Role(Agent)),
+    (M::Patch, "/api/v1/tickets/{id}", Role(Agent)),
+    (M::Get, "/api/v1/tickets/{id}", Role(ReadOnly)),
+    (M::Post, "/api/v1/tickets/{id}/notes", Role(Agent)),
     // Call control (`crate::calls_api`): acting on a call is a supervisor's job.
     (M::Get, "/api/v1/calls", Role(ReadOnly)),
     (M::Post, "/api/v1/calls", Role(Supervisor)),

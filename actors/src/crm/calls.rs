@@ -1,0 +1,51 @@
+//! Automatic recognition of callers: every finished call whose caller is a phone number is
+//! recorded as a `voice` interaction of the contact owning that number (created when
+//! unknown). The call's CDR, recordings and transcripts are joined in at timeline time by
+//! Call-ID, so nothing is copied.
+
+use super::identity;
+use switchboard_storage::{Cdr, Identity, Interaction, Storage, StorageError};
+
+/// Records `cdr` on its caller's contact. Returns the interaction id, or `None` when the caller
+/// is not a phone number (a SIP user name, an anonymous call) or the call was already recorded.
+pub async fn record_call(storage: &Storage, cdr: &Cdr) -> Result<Option<i64>, StorageError> {
+    let Some(number) = identity::phone(&cdr.caller) else {
+        return Ok(None);
+    };
+    if storage
+        .crm_interaction_by_source(&cdr.call_id)
+        .await?
+        .is_some_and(|i| i.channel == "voice")
+    {
+        return Ok(None);
+    }
+    let identity = Identity {
+        kind: "phone".into(),
+        value: number,
+    };
+    let (contact_id, _created) = storage
+        .find_or_create_contact(&identity, cdr.start_ms)
+        .await?;
+    // event: contact.created (when _created: contact_id, identity)
+    let details = serde_json::json!({
+        "callee": cdr.callee,
+        "answered": cdr.answer_ms.is_some(),
+        "duration_ms": cdr.duration_ms,
+        "cause": cdr.cause,
+        "sip_code": cdr.sip_code,
+    });
+    let id = storage
+        .record_interaction(&Interaction {
+            contact_id,
+            channel: "voice".into(),
+            source_ref: Some(cdr.call_id.clone()),
+            started_at_ms: cdr.start_ms,
+            ended_at_ms: Some(cdr.end_ms),
+            text: String::new(),
+            details: details.to_string(),
+            ..Interaction::default()
+        })
+        .await?;
+    // event: interaction.recorded (interaction_id, contact_id, channel "voice", call_id)
+    Ok(Some(id))
+}
