@@ -6,6 +6,7 @@ pub mod cdr;
 pub mod contact;
 pub mod dialplan;
 pub mod http;
+pub mod nat;
 pub mod registrar;
 pub mod router;
 pub mod routing;

@@ -125,6 +125,7 @@ pub fn run(config: Config) -> ExitCode {
             None
         };
         let trunks = crate::trunk::Trunks::new(&config);
+        let (registrar_addr, registrar_config) = (registrar.clone(), config.registrar.clone());
         let services = Services {
             trunks: trunks.clone(),
             ivr: ivr.clone(),
@@ -161,6 +162,8 @@ pub fn run(config: Config) -> ExitCode {
             }
         };
         trunks.start();
+        registrar_addr.do_send(crate::registrar::AttachTransport(server.shared.clone()));
+        crate::nat::start(&registrar_config, registrar_addr, trunks.clone());
         match crate::http::spawn(http_listen, metrics, contact, ivr.dialplans.clone(), trunks) {
             Ok(addr) => tracing::info!(%addr, "HTTP listening"),
             Err(e) => {

@@ -47,6 +47,8 @@ pub struct Shared {
     pub tcp: tcp::Registry,
     /// Per-source admission of TLS, WS and WSS connections.
     pub limiter: Arc<SourceLimiter>,
+    /// TLS client settings of outbound connections, by destination (TLS trunks).
+    pub client_tls: crate::transport::connect::ClientTlsMap,
     /// Every bound listener and its transport, for [`Shared::local_addr`].
     listeners: Vec<(TransportKind, SocketAddr)>,
     /// Shard queues.
@@ -232,17 +234,20 @@ impl Shared {
         }
     }
 
-    async fn transmit(&self, t: Transmit) {
+    async fn transmit(self: &Arc<Self>, t: Transmit) {
         match t.message {
             Message::Response(resp) => self.send_response(&resp, t.dest).await,
             Message::Request(req) => {
                 let bytes = req.to_bytes();
                 match t.dest.transport {
                     TransportKind::Udp => self.send_udp(t.dest, &bytes, t.dest.addr).await,
-                    _ => {
-                        self.tcp
-                            .send(t.dest.conn.unwrap_or(u64::MAX), bytes.into())
-                            .await
+                    kind => {
+                        // On its own connection (a registered flow: gone when it closed), else
+                        // any open one to that address, else a new one (TCP, TLS).
+                        let conn = t.dest.conn.or_else(|| {
+                            crate::transport::connect::connection_to(self, kind, t.dest.addr)
+                        });
+                        self.tcp.send(conn.unwrap_or(u64::MAX), bytes.into()).await
                     }
                 }
             }
@@ -456,7 +461,10 @@ pub async fn start<T: TransactionUser>(
         senders.push(tx);
         receivers.push(rx);
     }
+    let client_tls = crate::transport::connect::ClientTlsMap::from_config(&config)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
     let shared = Arc::new(Shared {
+        client_tls,
         tcp: tcp::Registry::new(metrics.tcp_connections.clone()),
         limiter: SourceLimiter::new(config.limits.max_connections_per_source),
         listeners,

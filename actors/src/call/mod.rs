@@ -547,7 +547,8 @@ impl CallActor {
                 &to,
                 &call_id,
                 1,
-                local,
+                // Via and Contact name the listener of the leg's own transport.
+                self.setup.shard.shared.local_addr(b.source.transport),
                 b.source.transport,
             );
             req.headers
