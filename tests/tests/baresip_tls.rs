@@ -91,7 +91,13 @@ fn baresip_over_tls_calls_baresip_with_audio_both_ways() {
         diag(&format!("dial refused: {reply}"))
     );
     let Some(cdr) = wait_cdr(&engine, Duration::from_secs(30)) else {
-        panic!("{}", diag("no CDR for alice → bob within 30 s"));
+        let all = switchboard_tests::cdrs(&engine, 20);
+        panic!(
+            "{}",
+            diag(&format!(
+                "no CDR for alice → bob within 30 s; CDRs: {all:?}"
+            ))
+        );
     };
     println!("CDR: {cdr}");
     assert!(

@@ -353,6 +353,21 @@ impl CallActor {
             .local_addr(self.setup.source.transport)
     }
 
+    /// Our Contact towards the caller: `sips:` over TLS only when the caller uses `sips:`.
+    fn a_contact(&self) -> String {
+        let inv = &self.setup.invite;
+        let theirs = inv
+            .headers
+            .get(&HeaderName::Contact)
+            .map(str::to_string)
+            .unwrap_or_default();
+        switchboard_engine::dialog::contact_for(
+            self.local(),
+            self.setup.source.transport,
+            &[&inv.uri, &theirs],
+        )
+    }
+
     /// A response to the caller's INVITE, with our To tag and Contact.
     fn a_response(&self, status: u16, reason: Option<&str>) -> Response {
         let r = match reason {
@@ -361,13 +376,7 @@ impl CallActor {
         };
         let mut r = with_to_tag(r, &self.a_tag);
         if (101..300).contains(&status) {
-            r.headers.push(
-                HeaderName::Contact,
-                switchboard_engine::dialog::contact_value(
-                    self.local(),
-                    self.setup.source.transport,
-                ),
-            );
+            r.headers.push(HeaderName::Contact, self.a_contact());
         }
         r
     }
@@ -1349,10 +1358,7 @@ impl CallActor {
             ok.headers.push(HeaderName::ContentType, "application/sdp");
             ok.body = Bytes::from(sdp.to_string());
         }
-        ok.headers.push(
-            HeaderName::Contact,
-            switchboard_engine::dialog::contact_value(self.local(), self.setup.source.transport),
-        );
+        ok.headers.push(HeaderName::Contact, self.a_contact());
         self.post(Command::Respond { tx, resp: ok });
     }
 
@@ -1418,13 +1424,7 @@ impl CallActor {
             r.headers.push(HeaderName::ContentType, ctype);
         }
         if (200..300).contains(&resp.status) && p.req.method == Method::Invite {
-            r.headers.push(
-                HeaderName::Contact,
-                switchboard_engine::dialog::contact_value(
-                    self.local(),
-                    self.setup.source.transport,
-                ),
-            );
+            r.headers.push(HeaderName::Contact, self.a_contact());
         }
         self.post(Command::Respond { tx: p.tx, resp: r });
     }
