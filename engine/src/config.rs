@@ -582,6 +582,9 @@ pub struct SipConfig {
     pub tls_client_ca: Option<PathBuf>,
     /// The address put in Via and Contact when it differs from the listen address (NAT).
     pub advertised_address: Option<IpAddr>,
+    /// Per listen socket: the public IP put in Via and Contact for messages through that
+    /// listener (`{ "10.0.0.5:5060" = "203.0.113.5" }`); wins over `advertised_address`.
+    pub advertised_addresses: std::collections::BTreeMap<SocketAddr, IpAddr>,
     /// RFC 3261 T1 in milliseconds (RTT estimate).
     pub t1_ms: u64,
     /// RFC 3261 T2 in milliseconds (maximum non-INVITE retransmit interval).
@@ -668,6 +671,7 @@ impl Default for SipConfig {
             tls_key: None,
             tls_client_ca: None,
             advertised_address: None,
+            advertised_addresses: std::collections::BTreeMap::new(),
             t1_ms: 500,
             t2_ms: 4000,
             t4_ms: 5000,

@@ -84,8 +84,37 @@ impl Shared {
             .or_else(|| self.listeners.first())
             .map(|(_, a)| *a)
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060)));
-        match self.config.sip.advertised_address {
-            Some(ip) => SocketAddr::new(ip, bound.port()),
+        let sip = &self.config.sip;
+        match sip
+            .advertised_addresses
+            .get(&bound)
+            .or(sip.advertised_address.as_ref())
+        {
+            Some(ip) => SocketAddr::new(*ip, bound.port()),
+            None => bound,
+        }
+    }
+
+    /// The address we advertise towards `peer`: over UDP that of the socket the peer's
+    /// messages came in on (its `conn`), with that listener's advertised address; else as
+    /// [`Shared::local_addr`].
+    pub fn local_addr_for(&self, peer: Peer) -> SocketAddr {
+        let bound = match (peer.transport, peer.conn) {
+            (TransportKind::Udp, Some(i)) => {
+                self.udp.get(i as usize).and_then(|s| s.local_addr().ok())
+            }
+            _ => None,
+        };
+        let Some(bound) = bound else {
+            return self.local_addr(peer.transport);
+        };
+        let sip = &self.config.sip;
+        match sip
+            .advertised_addresses
+            .get(&bound)
+            .or(sip.advertised_address.as_ref())
+        {
+            Some(ip) => SocketAddr::new(*ip, bound.port()),
             None => bound,
         }
     }
@@ -452,6 +481,9 @@ pub async fn start<T: TransactionUser>(
         for (_, a) in &listeners {
             sent_by.push(SocketAddr::new(adv, a.port()).to_string());
         }
+    }
+    for (listen, adv) in &config.sip.advertised_addresses {
+        sent_by.push(SocketAddr::new(*adv, listen.port()).to_string());
     }
     let shard_count = config.shard_count();
     let mut senders = Vec::with_capacity(shard_count);

@@ -333,3 +333,105 @@ fn phone_behind_nat_is_reached_kept_alive_and_dropped() {
     let status = c.join().expect("caller");
     assert!(matches!(status, Some(404 | 480)), "{status:?}");
 }
+
+fn sine(freq: f64, secs: f64) -> Vec<i16> {
+    (0..(secs * 8000.0) as usize)
+        .map(|i| ((i as f64 * freq * 2.0 * std::f64::consts::PI / 8000.0).sin() * 8000.0) as i16)
+        .collect()
+}
+
+/// A caller whose SDP names a private address nothing listens on (192.168.77.10) but that
+/// sends its RTP from its real socket: the engine latches onto where the packets come from
+/// (symmetric RTP), so audio flows both ways.
+#[test]
+fn rtp_latches_onto_the_source_when_the_sdp_names_a_private_address() {
+    use switchboard_tests::phone::level_dbfs;
+    let mut callee = Phone::callee(PhoneCodec::Pcmu, false);
+    let dir = tempfile::tempdir().expect("temp dir").keep();
+    let plan = dir.join("plan.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "contexts:\n  default:\n    rules:\n      - name: out\n        called: \"770\"\n        \
+             actions:\n          - dial: sip:callee@{}\n",
+            callee.sip_addr()
+        ),
+    )
+    .expect("plan");
+    let engine = Engine::start(&format!(
+        "{TRUSTED}[dialplan]\nfile = \"{}\"\nwatch_secs = 0\n",
+        plan.display()
+    ));
+    let callee_side = std::thread::spawn(move || {
+        let answered = callee.wait_answered(Duration::from_secs(20));
+        let heard = if answered {
+            callee.talk_and_listen(&sine(1400.0, 1.0), Duration::from_secs(4))
+        } else {
+            Vec::new()
+        };
+        (answered, heard)
+    });
+    let sdp = "v=0\r\no=- 1 1 IN IP4 192.168.77.10\r\ns=-\r\nc=IN IP4 192.168.77.10\r\nt=0 0\r\n\
+               m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    let mut caller = Phone::call_with_sdp(engine.sip_addr(), "770", sdp);
+    assert_eq!(caller.status(), Some(200), "{}", engine.log());
+    let heard_by_caller = caller.talk_and_listen(&sine(500.0, 1.0), Duration::from_secs(4));
+    let (answered, heard_by_callee) = callee_side.join().expect("callee");
+    caller.hang_up();
+    assert!(answered, "{}", engine.log());
+    let (to_caller, to_callee) = (level_dbfs(&heard_by_caller), level_dbfs(&heard_by_callee));
+    println!("caller heard {to_caller:.1} dBFS, callee heard {to_callee:.1} dBFS");
+    assert!(
+        to_callee > -35.0,
+        "the callee heard nothing ({to_callee:.1} dBFS)"
+    );
+    assert!(
+        to_caller > -35.0,
+        "nothing reached the caller's real address ({to_caller:.1} dBFS): no latching?"
+    );
+}
+
+/// `[sip] advertised_addresses` maps the engine's UDP listener to a public address: the Via and
+/// Contact of the INVITE the engine sends to a callee name it (with the listener's port).
+#[test]
+fn advertised_address_per_listener_is_in_via_and_contact() {
+    let mut callee = Phone::callee(PhoneCodec::Pcmu, false);
+    let dir = tempfile::tempdir().expect("temp dir").keep();
+    let plan = dir.join("plan.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "contexts:\n  default:\n    rules:\n      - name: out\n        called: \"771\"\n        \
+             actions:\n          - dial: sip:callee@{}\n",
+            callee.sip_addr()
+        ),
+    )
+    .expect("plan");
+    let mut engine = Engine::start(&format!(
+        "{TRUSTED}[dialplan]\nfile = \"{}\"\nwatch_secs = 0\n",
+        plan.display()
+    ));
+    let sip = engine.sip_addr();
+    let config = std::fs::read_to_string(engine.config_path()).expect("config");
+    let config = config.replacen(
+        "[sip]\n",
+        &format!("[sip]\nadvertised_addresses = {{ \"{sip}\" = \"192.0.2.77\" }}\n"),
+        1,
+    );
+    std::fs::write(engine.config_path(), config).expect("config");
+    engine.restart();
+    let callee_side = std::thread::spawn(move || {
+        let answered = callee.wait_answered(Duration::from_secs(20));
+        (answered, callee)
+    });
+    let mut caller = Phone::call(sip, "771", PhoneCodec::Pcmu);
+    assert_eq!(caller.status(), Some(200), "{}", engine.log());
+    let (answered, callee) = callee_side.join().expect("callee");
+    assert!(answered);
+    let public = format!("192.0.2.77:{}", sip.port());
+    let via = callee.incoming_header("Via").join(",");
+    let contact = callee.incoming_header("Contact").join(",");
+    assert!(via.contains(&public), "Via: {via}");
+    assert!(contact.contains(&public), "Contact: {contact}");
+    caller.hang_up();
+}

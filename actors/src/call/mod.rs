@@ -347,10 +347,7 @@ impl CallActor {
     }
 
     fn local(&self) -> std::net::SocketAddr {
-        self.setup
-            .shard
-            .shared
-            .local_addr(self.setup.source.transport)
+        self.setup.shard.shared.local_addr_for(self.setup.source)
     }
 
     /// Our Contact towards the caller: `sips:` over TLS only when the caller uses `sips:`.
