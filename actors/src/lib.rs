@@ -11,6 +11,7 @@ pub mod dashboard;
 pub mod crm;
 pub mod dialplan;
 pub mod http;
+pub mod nat;
 pub mod registrar;
 pub mod reports;
 pub mod router;

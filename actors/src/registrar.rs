@@ -40,8 +40,10 @@ impl Binding {
     /// an IP literal (a phone that registers on behalf of another address, as SIPp tests do);
     /// otherwise (a host name, or any connection-oriented flow) the flow the REGISTER came from,
     /// which also reaches phones behind NAT.
+    /// A Contact with a private address (RFC 1918, unique-local, link-local) while the REGISTER
+    /// came from another address goes to where the REGISTER came from (the NAT's mapping).
     pub fn destination(&self) -> Peer {
-        if self.source.transport.is_reliable() {
+        if self.source.transport.is_reliable() || self.behind_nat() {
             return self.source;
         }
         contact_socket_addr(&self.contact).map_or(self.source, |addr| Peer {
@@ -49,6 +51,34 @@ impl Binding {
             conn: self.source.conn,
             ..self.source
         })
+    }
+
+    /// The phone is behind NAT: its Contact names a private address that is not the source of
+    /// its REGISTER.
+    pub fn behind_nat(&self) -> bool {
+        contact_socket_addr(&self.contact)
+            .is_some_and(|a| is_private(a.ip()) && a != self.source.addr)
+    }
+
+    /// Whether the flow this binding was made on has closed (a TCP, TLS, WS or WSS connection
+    /// that is gone: RFC 5626 flow semantics). `open` tells whether a connection id is open.
+    pub fn flow_closed(&self, open: &dyn Fn(u64) -> bool) -> bool {
+        self.source.transport.is_reliable() && self.source.conn.is_some_and(|c| !open(c))
+    }
+}
+
+/// An address that cannot be reached from the outside: RFC 1918, CGNAT (RFC 6598), IPv6
+/// unique-local and link-local.
+pub fn is_private(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_private() || v4.is_link_local() || (o[0] == 100 && (64..128).contains(&o[1]))
+        }
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments()[0];
+            (s & 0xfe00) == 0xfc00 || (s & 0xffc0) == 0xfe80
+        }
     }
 }
 
@@ -83,6 +113,8 @@ pub struct Registrar {
     storage: Option<Storage>,
     auth: Authenticator,
     failures: HashMap<std::net::IpAddr, (Instant, u32)>,
+    /// The transports, once the SIP server runs: which connections are still open.
+    transport: Option<std::sync::Arc<switchboard_engine::server::Shared>>,
 }
 
 /// A change to the location service, to persist.
@@ -106,6 +138,7 @@ impl Registrar {
             storage: None,
             auth,
             failures: HashMap::new(),
+            transport: None,
         }
     }
 
@@ -122,6 +155,10 @@ impl Registrar {
             let Some(source) = parse_source(&b.source) else {
                 continue;
             };
+            // A binding made over a connection lived as long as it: gone with the old process.
+            if source.transport.is_reliable() {
+                continue;
+            }
             let left = Duration::from_millis((b.expires_at_ms - now_wall).max(0) as u64);
             r.bindings.entry(b.aor.clone()).or_default().push(Binding {
                 contact: b.contact_uri,
@@ -268,10 +305,16 @@ impl Registrar {
 
     /// The live bindings of an AOR key, best first (q, then most recent).
     pub fn lookup(&self, aor: &str, now: Instant) -> Vec<Binding> {
+        let open = |c: u64| self.transport.as_ref().is_none_or(|t| t.tcp.is_open(c));
         let mut v: Vec<Binding> = self
             .bindings
             .get(aor)
-            .map(|l| l.iter().filter(|b| b.expires_at > now).cloned().collect())
+            .map(|l| {
+                l.iter()
+                    .filter(|b| b.expires_at > now && !b.flow_closed(&open))
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default();
         v.sort_by(|a, b| {
             b.q.partial_cmp(&a.q)
@@ -526,6 +569,104 @@ pub fn parse_source(s: &str) -> Option<Peer> {
         addr: addr.parse().ok()?,
         conn,
     })
+}
+
+/// Hands the registrar the running transports: from then on a binding made over a
+/// connection is removed when that connection closes (checked on each lookup and swept every
+/// second).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AttachTransport(pub std::sync::Arc<switchboard_engine::server::Shared>);
+
+impl Handler<AttachTransport> for Registrar {
+    type Result = ();
+
+    fn handle(&mut self, msg: AttachTransport, ctx: &mut Context<Self>) {
+        self.transport = Some(msg.0);
+        ctx.run_interval(Duration::from_secs(1), |act, _| act.sweep_closed_flows());
+    }
+}
+
+impl Registrar {
+    /// Removes the bindings whose connection closed (and their stored rows).
+    fn sweep_closed_flows(&mut self) {
+        let Some(t) = self.transport.clone() else {
+            return;
+        };
+        let open = |c: u64| t.tcp.is_open(c);
+        let mut changes = Vec::new();
+        for (aor, list) in self.bindings.iter_mut() {
+            list.retain(|b| {
+                if b.flow_closed(&open) {
+                    tracing::info!(%aor, contact = %b.contact, "binding removed: its connection closed");
+                    // event: registration.removed
+                    changes.push(Change::Remove(aor.clone(), b.contact.clone()));
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        self.bindings.retain(|_, l| !l.is_empty());
+        if let (Some(storage), false) = (self.storage.clone(), changes.is_empty()) {
+            actix::spawn(persist(storage, changes));
+        }
+    }
+}
+
+/// The live bindings that get NAT keep-alives: behind NAT, or over a connection.
+#[derive(Message)]
+#[rtype(result = "Vec<(String, Binding)>")]
+pub struct KeepaliveTargets;
+
+impl Handler<KeepaliveTargets> for Registrar {
+    type Result = MessageResult<KeepaliveTargets>;
+
+    fn handle(&mut self, _: KeepaliveTargets, _: &mut Context<Self>) -> Self::Result {
+        let now = Instant::now();
+        let keys: Vec<String> = self.bindings.keys().cloned().collect();
+        let mut out = Vec::new();
+        for aor in keys {
+            for b in self.lookup(&aor, now) {
+                if b.behind_nat() || b.source.transport.is_reliable() {
+                    out.push((aor.clone(), b));
+                }
+            }
+        }
+        MessageResult(out)
+    }
+}
+
+/// Drops one binding (its keep-alives went unanswered).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DropBinding {
+    /// The AOR key.
+    pub aor: String,
+    /// The contact URI.
+    pub contact: String,
+}
+
+impl Handler<DropBinding> for Registrar {
+    type Result = ();
+
+    fn handle(&mut self, msg: DropBinding, _: &mut Context<Self>) {
+        let Some(list) = self.bindings.get_mut(&msg.aor) else {
+            return;
+        };
+        let before = list.len();
+        list.retain(|b| b.contact != msg.contact);
+        if list.len() != before {
+            tracing::info!(aor = %msg.aor, contact = %msg.contact, "binding dropped: keep-alives unanswered");
+            // event: registration.removed
+            if let Some(storage) = self.storage.clone() {
+                actix::spawn(persist(
+                    storage,
+                    vec![Change::Remove(msg.aor.clone(), msg.contact)],
+                ));
+            }
+        }
+    }
 }
 
 /// Where can this AOR key be reached?

@@ -164,6 +164,7 @@ pub fn run(config: Config) -> ExitCode {
         }
         let trunks = crate::trunk::Trunks::new(&config);
         let calls = crate::calls_api::CallDirectory::default();
+        let (registrar_addr, registrar_config) = (registrar.clone(), config.registrar.clone());
         let services = Services {
             calls: calls.clone(),
             trunks: trunks.clone(),
@@ -205,6 +206,8 @@ pub fn run(config: Config) -> ExitCode {
         if let Some(cc) = &contact {
             crate::reports::schedule::start(cc.clone(), reports_dir.clone(), report_schedules);
         }
+        registrar_addr.do_send(crate::registrar::AttachTransport(server.shared.clone()));
+        crate::nat::start(&registrar_config, registrar_addr, trunks.clone());
         match crate::http::spawn(
             http_listen,
             metrics,

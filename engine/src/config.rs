@@ -208,6 +208,45 @@ pub struct TrunkConfig {
     pub probe: ProbeConfig,
     /// Outbound registration to the carrier (RFC 3261 §10), when present.
     pub register: Option<RegisterConfig>,
+    /// How registration, OPTIONS probes and calls reach the carrier: `udp`, `tcp` or `tls`
+    /// (`sips:` Request-URIs).
+    pub transport: TrunkTransport,
+    /// PEM file of the CAs that sign the carrier's certificate (`transport = "tls"`).
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Check the carrier's certificate (chain and name); `false` accepts any (labs only).
+    pub tls_verify: bool,
+    /// The name sent in SNI and checked in the carrier's certificate (default: the gateway's
+    /// IP address).
+    pub tls_server_name: Option<String>,
+    /// PEM certificate chain presented to the carrier (mutual TLS), with `tls_key`.
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<std::path::PathBuf>,
+}
+
+/// The transport of a trunk.
+#[derive(Clone, Copy, Debug, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TrunkTransport {
+    /// UDP.
+    #[default]
+    Udp,
+    /// TCP, one connection per gateway, reused.
+    Tcp,
+    /// TLS over TCP.
+    Tls,
+}
+
+impl TrunkTransport {
+    /// The engine transport it maps to.
+    pub fn kind(self) -> crate::transaction::TransportKind {
+        use crate::transaction::TransportKind;
+        match self {
+            TrunkTransport::Udp => TransportKind::Udp,
+            TrunkTransport::Tcp => TransportKind::Tcp,
+            TrunkTransport::Tls => TransportKind::Tls,
+        }
+    }
 }
 
 impl Default for TrunkConfig {
@@ -232,6 +271,12 @@ impl Default for TrunkConfig {
             outbound_password: None,
             probe: ProbeConfig::default(),
             register: None,
+            transport: TrunkTransport::Udp,
+            tls_ca: None,
+            tls_verify: true,
+            tls_server_name: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -498,6 +543,27 @@ pub struct RegistrarConfig {
     /// On a start with no users at all, create demo users 1001 and 1002 (passwords
     /// `demo1001` / `demo1002`) so a softphone can register and call at once.
     pub seed_demo_users: bool,
+    /// Keep-alives to bindings behind NAT and over connections: `off`, `options` (an OPTIONS
+    /// each interval; the binding is dropped after `nat_keepalive_failures` unanswered in a
+    /// row) or `crlf` (a CRLF ping on the binding's flow: keeps the NAT mapping open).
+    pub nat_keepalive: NatKeepalive,
+    /// Seconds between keep-alives.
+    pub nat_keepalive_secs: u64,
+    /// Unanswered OPTIONS keep-alives in a row that drop a binding.
+    pub nat_keepalive_failures: u32,
+}
+
+/// Keep-alives to registered users behind NAT (`[registrar] nat_keepalive`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum NatKeepalive {
+    /// None.
+    #[default]
+    Off,
+    /// OPTIONS requests; unanswered ones count as failures.
+    Options,
+    /// CRLF pings (RFC 5626 §4.4.1 on connections; a bare NAT refresh over UDP).
+    Crlf,
 }
 
 /// B2BUA call handling.
@@ -572,6 +638,9 @@ impl Default for RegistrarConfig {
             max_auth_failures_per_min: 20,
             seed_demo_users: true,
             digest_algorithms: vec!["MD5".into()],
+            nat_keepalive: NatKeepalive::Off,
+            nat_keepalive_secs: 30,
+            nat_keepalive_failures: 3,
         }
     }
 }
@@ -616,6 +685,9 @@ pub struct SipConfig {
     pub tls_client_ca: Option<PathBuf>,
     /// The address put in Via and Contact when it differs from the listen address (NAT).
     pub advertised_address: Option<IpAddr>,
+    /// Per listen socket: the public IP put in Via and Contact for messages through that
+    /// listener (`{ "10.0.0.5:5060" = "203.0.113.5" }`); wins over `advertised_address`.
+    pub advertised_addresses: std::collections::BTreeMap<SocketAddr, IpAddr>,
     /// RFC 3261 T1 in milliseconds (RTT estimate).
     pub t1_ms: u64,
     /// RFC 3261 T2 in milliseconds (maximum non-INVITE retransmit interval).
@@ -702,6 +774,7 @@ impl Default for SipConfig {
             tls_key: None,
             tls_client_ca: None,
             advertised_address: None,
+            advertised_addresses: std::collections::BTreeMap::new(),
             t1_ms: 500,
             t2_ms: 4000,
             t4_ms: 5000,
@@ -1027,6 +1100,15 @@ impl Config {
                 return err(
                     k("probe"),
                     "timeout_ms, down_after and up_after must be > 0",
+                );
+            }
+            if t.tls_cert.is_some() != t.tls_key.is_some() {
+                return err(k("tls_key"), "tls_cert and tls_key go together");
+            }
+            if t.transport == TrunkTransport::Tls && t.tls_verify && t.tls_ca.is_none() {
+                return err(
+                    k("tls_ca"),
+                    "needed with transport = \"tls\" (or tls_verify = false)",
                 );
             }
             if let Some(r) = &t.register {

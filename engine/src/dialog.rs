@@ -57,6 +57,23 @@ pub fn contact_value(local: SocketAddr, transport: TransportKind) -> String {
     }
 }
 
+/// Our Contact in a dialog with a peer whose URIs (Request-URI, Contact, remote target) are
+/// `peer_uris`: over TLS a `sips:` URI only when the peer uses `sips:` itself (RFC 3261
+/// §12.1.1), else `sip:…;transport=tls`, which clients that cannot send in-dialog requests to a
+/// `sips:` target (baresip 1.0 / libre 1.1: ENOSYS) understand. Other transports as
+/// [`contact_value`].
+pub fn contact_for(local: SocketAddr, transport: TransportKind, peer_uris: &[&str]) -> String {
+    let sips = peer_uris.iter().any(|u| {
+        u.trim_start_matches(|c: char| c == '<' || c.is_whitespace())
+            .get(..5)
+            .is_some_and(|s| s.eq_ignore_ascii_case("sips:"))
+    });
+    if transport == TransportKind::Tls && !sips {
+        return format!("<sip:switchboard@{local};transport=tls>");
+    }
+    contact_value(local, transport)
+}
+
 /// The URI inside a name-addr header value (`"A" <sip:a@b>;tag=1` → `sip:a@b`).
 pub fn uri_of(value: &str) -> Option<String> {
     parse_name_addr_ref(value).ok().map(|n| n.uri.to_string())
@@ -207,7 +224,7 @@ impl Dialog {
         if matches!(method, Method::Invite | Method::Update) {
             r.headers.push(
                 HeaderName::Contact,
-                contact_value(self.local, self.peer.transport),
+                contact_for(self.local, self.peer.transport, &[&self.remote_target]),
             );
         }
         r
@@ -270,7 +287,10 @@ pub fn new_request(
     h.push(HeaderName::To, to.to_string());
     h.push(HeaderName::CallId, call_id.to_string());
     h.push(HeaderName::CSeq, format!("{cseq} {method}"));
-    h.push(HeaderName::Contact, contact_value(local, transport));
+    h.push(
+        HeaderName::Contact,
+        contact_for(local, transport, &[request_uri]),
+    );
     Request {
         method,
         uri: request_uri.to_string(),
@@ -321,6 +341,18 @@ mod tests {
         let local: SocketAddr = "127.0.0.1:5061".parse().unwrap();
         assert_eq!(
             contact_value(local, TransportKind::Tls),
+            "<sips:switchboard@127.0.0.1:5061>"
+        );
+        assert_eq!(
+            contact_for(
+                local,
+                TransportKind::Tls,
+                &["sip:bob@127.0.0.1:5061;transport=tls"]
+            ),
+            "<sip:switchboard@127.0.0.1:5061;transport=tls>"
+        );
+        assert_eq!(
+            contact_for(local, TransportKind::Tls, &["<sips:bob@127.0.0.1:5061>"]),
             "<sips:switchboard@127.0.0.1:5061>"
         );
         assert_eq!(

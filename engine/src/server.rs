@@ -47,6 +47,8 @@ pub struct Shared {
     pub tcp: tcp::Registry,
     /// Per-source admission of TLS, WS and WSS connections.
     pub limiter: Arc<SourceLimiter>,
+    /// TLS client settings of outbound connections, by destination (TLS trunks).
+    pub client_tls: crate::transport::connect::ClientTlsMap,
     /// Every bound listener and its transport, for [`Shared::local_addr`].
     listeners: Vec<(TransportKind, SocketAddr)>,
     /// Shard queues.
@@ -82,8 +84,37 @@ impl Shared {
             .or_else(|| self.listeners.first())
             .map(|(_, a)| *a)
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060)));
-        match self.config.sip.advertised_address {
-            Some(ip) => SocketAddr::new(ip, bound.port()),
+        let sip = &self.config.sip;
+        match sip
+            .advertised_addresses
+            .get(&bound)
+            .or(sip.advertised_address.as_ref())
+        {
+            Some(ip) => SocketAddr::new(*ip, bound.port()),
+            None => bound,
+        }
+    }
+
+    /// The address we advertise towards `peer`: over UDP that of the socket the peer's
+    /// messages came in on (its `conn`), with that listener's advertised address; else as
+    /// [`Shared::local_addr`].
+    pub fn local_addr_for(&self, peer: Peer) -> SocketAddr {
+        let bound = match (peer.transport, peer.conn) {
+            (TransportKind::Udp, Some(i)) => {
+                self.udp.get(i as usize).and_then(|s| s.local_addr().ok())
+            }
+            _ => None,
+        };
+        let Some(bound) = bound else {
+            return self.local_addr(peer.transport);
+        };
+        let sip = &self.config.sip;
+        match sip
+            .advertised_addresses
+            .get(&bound)
+            .or(sip.advertised_address.as_ref())
+        {
+            Some(ip) => SocketAddr::new(*ip, bound.port()),
             None => bound,
         }
     }
@@ -232,17 +263,20 @@ impl Shared {
         }
     }
 
-    async fn transmit(&self, t: Transmit) {
+    async fn transmit(self: &Arc<Self>, t: Transmit) {
         match t.message {
             Message::Response(resp) => self.send_response(&resp, t.dest).await,
             Message::Request(req) => {
                 let bytes = req.to_bytes();
                 match t.dest.transport {
                     TransportKind::Udp => self.send_udp(t.dest, &bytes, t.dest.addr).await,
-                    _ => {
-                        self.tcp
-                            .send(t.dest.conn.unwrap_or(u64::MAX), bytes.into())
-                            .await
+                    kind => {
+                        // On its own connection (a registered flow: gone when it closed), else
+                        // any open one to that address, else a new one (TCP, TLS).
+                        let conn = t.dest.conn.or_else(|| {
+                            crate::transport::connect::connection_to(self, kind, t.dest.addr)
+                        });
+                        self.tcp.send(conn.unwrap_or(u64::MAX), bytes.into()).await
                     }
                 }
             }
@@ -448,6 +482,9 @@ pub async fn start<T: TransactionUser>(
             sent_by.push(SocketAddr::new(adv, a.port()).to_string());
         }
     }
+    for (listen, adv) in &config.sip.advertised_addresses {
+        sent_by.push(SocketAddr::new(*adv, listen.port()).to_string());
+    }
     let shard_count = config.shard_count();
     let mut senders = Vec::with_capacity(shard_count);
     let mut receivers = Vec::with_capacity(shard_count);
@@ -456,7 +493,10 @@ pub async fn start<T: TransactionUser>(
         senders.push(tx);
         receivers.push(rx);
     }
+    let client_tls = crate::transport::connect::ClientTlsMap::from_config(&config)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
     let shared = Arc::new(Shared {
+        client_tls,
         tcp: tcp::Registry::new(metrics.tcp_connections.clone()),
         limiter: SourceLimiter::new(config.limits.max_connections_per_source),
         listeners,

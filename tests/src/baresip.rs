@@ -104,6 +104,22 @@ impl Baresip {
         source: &Path,
         work: &Path,
     ) -> Baresip {
+        let registrar = engine.sip_addr().to_string();
+        Baresip::start_via(name, password, account_params, &registrar, "", source, work)
+    }
+
+    /// [`Baresip::start`] registering to `registrar` (the host part of its AOR, with URI
+    /// parameters such as `127.0.0.1:5061;transport=tls`), with `extra_config` lines appended
+    /// to its config (e.g. `sip_cafile\tca.pem`).
+    pub fn start_via(
+        name: &str,
+        password: &str,
+        account_params: &str,
+        registrar: &str,
+        extra_config: &str,
+        source: &Path,
+        work: &Path,
+    ) -> Baresip {
         let dir = work.join(name);
         let snd_dir = dir.join("snd");
         std::fs::create_dir_all(&snd_dir).expect("baresip dirs");
@@ -114,7 +130,7 @@ impl Baresip {
              audio_player\talsa,null\naudio_alert\talsa,null\naudio_source\taufile,{source}\n\
              module_path\t{MODULE_PATH}\nmodule\tg711.so\nmodule\taufile.so\nmodule\talsa.so\n\
              module\tsndfile.so\nmodule\tsrtp.so\nmodule_app\taccount.so\nmodule_app\tmenu.so\n\
-             module_app\tctrl_tcp.so\nctrl_tcp_listen\t{ctrl}\nsnd_path\t{snd}\n",
+             module_app\tctrl_tcp.so\nctrl_tcp_listen\t{ctrl}\nsnd_path\t{snd}\n{extra_config}",
             source = source.display(),
             snd = snd_dir.display(),
         );
@@ -122,9 +138,8 @@ impl Baresip {
         std::fs::write(
             dir.join("accounts"),
             format!(
-                "<sip:{name}@{engine_addr}>;auth_pass={password};regint=60;answermode=auto;\
-                 audio_codecs=PCMU{account_params}\n",
-                engine_addr = engine.sip_addr()
+                "<sip:{name}@{registrar}>;auth_pass={password};regint=60;answermode=auto;\
+                 audio_codecs=PCMU{account_params}\n"
             ),
         )
         .expect("write baresip accounts");

@@ -361,10 +361,22 @@ impl CallActor {
     }
 
     fn local(&self) -> std::net::SocketAddr {
-        self.setup
-            .shard
-            .shared
-            .local_addr(self.setup.source.transport)
+        self.setup.shard.shared.local_addr_for(self.setup.source)
+    }
+
+    /// Our Contact towards the caller: `sips:` over TLS only when the caller uses `sips:`.
+    fn a_contact(&self) -> String {
+        let inv = &self.setup.invite;
+        let theirs = inv
+            .headers
+            .get(&HeaderName::Contact)
+            .map(str::to_string)
+            .unwrap_or_default();
+        switchboard_engine::dialog::contact_for(
+            self.local(),
+            self.setup.source.transport,
+            &[&inv.uri, &theirs],
+        )
     }
 
     /// A response to the caller's INVITE, with our To tag and Contact.
@@ -375,13 +387,7 @@ impl CallActor {
         };
         let mut r = with_to_tag(r, &self.a_tag);
         if (101..300).contains(&status) {
-            r.headers.push(
-                HeaderName::Contact,
-                switchboard_engine::dialog::contact_value(
-                    self.local(),
-                    self.setup.source.transport,
-                ),
-            );
+            r.headers.push(HeaderName::Contact, self.a_contact());
         }
         r
     }
@@ -564,7 +570,8 @@ impl CallActor {
                 &to,
                 &call_id,
                 1,
-                local,
+                // Via and Contact name the listener of the leg's own transport.
+                self.setup.shard.shared.local_addr(b.source.transport),
                 b.source.transport,
             );
             req.headers
@@ -1383,10 +1390,7 @@ impl CallActor {
             ok.headers.push(HeaderName::ContentType, "application/sdp");
             ok.body = Bytes::from(sdp.to_string());
         }
-        ok.headers.push(
-            HeaderName::Contact,
-            switchboard_engine::dialog::contact_value(self.local(), self.setup.source.transport),
-        );
+        ok.headers.push(HeaderName::Contact, self.a_contact());
         self.post(Command::Respond { tx, resp: ok });
     }
 
@@ -1463,13 +1467,7 @@ impl CallActor {
             }
         }
         if (200..300).contains(&resp.status) && p.req.method == Method::Invite {
-            r.headers.push(
-                HeaderName::Contact,
-                switchboard_engine::dialog::contact_value(
-                    self.local(),
-                    self.setup.source.transport,
-                ),
-            );
+            r.headers.push(HeaderName::Contact, self.a_contact());
         }
         self.post(Command::Respond { tx: p.tx, resp: r });
     }

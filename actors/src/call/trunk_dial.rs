@@ -110,7 +110,10 @@ impl CallActor {
             let uri = hop.request_uri();
             let cid = normalize::caller_id(cfg, td.caller_id.as_deref(), &calling);
             let from = format!("<sip:{cid}@{local_ip}>");
-            let binding = super::ivr::direct_binding(&uri);
+            let binding = super::ivr::direct_binding(&uri).map(|mut b| {
+                b.source = hop.peer();
+                b
+            });
             if binding.is_none() {
                 continue;
             }

@@ -31,7 +31,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
-use switchboard_engine::config::{parse_cidr, Config, GatewayConfig, TrunkConfig};
+use switchboard_engine::config::{parse_cidr, Config, GatewayConfig, TrunkConfig, TrunkTransport};
 use switchboard_engine::dialog::user_of;
 
 /// Every trunk and routing table, shared by all shards.
@@ -99,10 +99,25 @@ impl Hop {
         self.trunk.gateways[self.gateway].address
     }
 
-    /// The Request-URI of the INVITE to this gateway.
+    /// The Request-URI of the INVITE to this gateway: `sips:` over TLS, `;transport=tcp`
+    /// over TCP.
     pub fn request_uri(&self) -> String {
         let user = normalize::outbound_number(&self.trunk.config, &self.number);
-        format!("sip:{user}@{}", self.address())
+        let addr = self.address();
+        match self.trunk.config.transport {
+            TrunkTransport::Udp => format!("sip:{user}@{addr}"),
+            TrunkTransport::Tcp => format!("sip:{user}@{addr};transport=tcp"),
+            TrunkTransport::Tls => format!("sips:{user}@{addr}"),
+        }
+    }
+
+    /// Where the INVITE to this gateway goes: its address over the trunk's transport (a
+    /// TCP or TLS connection is opened or reused by the engine).
+    pub fn peer(&self) -> switchboard_engine::transaction::Peer {
+        switchboard_engine::transaction::Peer::new(
+            self.trunk.config.transport.kind(),
+            self.address(),
+        )
     }
 }
 
@@ -263,7 +278,7 @@ impl Trunks {
         lock(&self.shards).push(handle);
     }
 
-    fn any_shard(&self) -> Option<ShardHandle> {
+    pub(crate) fn any_shard(&self) -> Option<ShardHandle> {
         lock(&self.shards).iter().min_by_key(|h| h.shard).cloned()
     }
 

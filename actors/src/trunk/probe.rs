@@ -35,6 +35,7 @@ pub struct Prober {
     cfg: ProbeConfig,
     gateways: Vec<(SocketAddr, Health)>,
     seq: u64,
+    transport: TransportKind,
 }
 
 impl Prober {
@@ -52,7 +53,14 @@ impl Prober {
             cfg,
             gateways: gateways.iter().map(|a| (*a, health.clone())).collect(),
             seq: 0,
+            transport: TransportKind::Udp,
         }
+    }
+
+    /// The same prober sending its OPTIONS over `transport` (TCP, TLS).
+    pub fn with_transport(mut self, transport: TransportKind) -> Prober {
+        self.transport = transport;
+        self
     }
 
     /// Whether probing runs at all.
@@ -86,7 +94,11 @@ impl Prober {
         let (addr, h) = &mut self.gateways[i];
         h.pending = Some((id, now + timeout));
         h.next_at = now + interval;
-        let uri = format!("sip:{addr}");
+        let uri = match self.transport {
+            TransportKind::Tls => format!("sips:{addr}"),
+            TransportKind::Udp => format!("sip:{addr}"),
+            t => format!("sip:{addr};transport={}", t.as_str().to_ascii_lowercase()),
+        };
         let req = new_request(
             Method::Options,
             &uri,
@@ -95,7 +107,7 @@ impl Prober {
             &call_id(),
             1,
             local,
-            TransportKind::Udp,
+            self.transport,
         );
         Some((i, id, req))
     }

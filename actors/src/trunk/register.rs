@@ -67,6 +67,8 @@ pub struct Registration {
     last: Option<(u16, String)>,
     registrations: u64,
     failures: u64,
+    transport: TransportKind,
+    local: SocketAddr,
 }
 
 /// What the API shows of a registration (times in milliseconds from now).
@@ -138,7 +140,23 @@ impl Registration {
             last: None,
             registrations: 0,
             failures: 0,
+            transport: TransportKind::Udp,
+            local,
         }
+    }
+
+    /// The same registration sent over `transport` (TCP, TLS): the Via names it and the
+    /// Contact carries `;transport=`.
+    pub fn with_transport(mut self, transport: TransportKind) -> Registration {
+        self.transport = transport;
+        if transport != TransportKind::Udp {
+            self.contact = format!(
+                "{};transport={}",
+                self.contact,
+                transport.as_str().to_ascii_lowercase()
+            );
+        }
+        self
     }
 
     /// The registrar (where [`Registration::poll_request`]'s requests go).
@@ -176,8 +194,8 @@ impl Registration {
             &format!("<{}>", self.aor),
             &self.call_id,
             self.cseq,
-            self.local(),
-            TransportKind::Udp,
+            self.local,
+            self.transport,
         );
         req.headers.set(HeaderName::From, from);
         req.headers
@@ -213,14 +231,6 @@ impl Registration {
             auth_rounds: self.auth_rounds,
         });
         Some(req)
-    }
-
-    fn local(&self) -> SocketAddr {
-        // The Contact was built from the local address: `sip:user@ip:port`.
-        self.contact
-            .rsplit_once('@')
-            .and_then(|(_, a)| a.parse().ok())
-            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060)))
     }
 
     /// A response to the REGISTER with CSeq `cseq` (others are ignored).

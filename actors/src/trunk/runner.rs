@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard_engine::server::new_call_id;
 use switchboard_engine::sip::Request;
-use switchboard_engine::transaction::{Peer, TransportKind};
+use switchboard_engine::transaction::Peer;
 
 /// What a request in flight was.
 enum Sent {
@@ -27,7 +27,8 @@ pub(super) async fn run(trunks: Arc<Trunks>, trunk: Arc<Trunk>) {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let local = shard.shared.local_addr(TransportKind::Udp);
+    let kind = trunk.config.transport.kind();
+    let local = shard.shared.local_addr(kind);
     let host = local.ip().to_string();
     let shard_no = shard.shard;
     let now = Instant::now();
@@ -38,17 +39,21 @@ pub(super) async fn run(trunks: Arc<Trunks>, trunk: Arc<Trunk>) {
                 .registrar
                 .or_else(|| trunk.gateways.first().map(|g| g.address))
                 .unwrap_or(local);
-            st.registration = Some(Registration::new(
-                rc.clone(),
-                registrar,
-                local,
-                new_call_id(shard_no, &host),
-                now,
-            ));
+            st.registration = Some(
+                Registration::new(
+                    rc.clone(),
+                    registrar,
+                    local,
+                    new_call_id(shard_no, &host),
+                    now,
+                )
+                .with_transport(kind),
+            );
         }
         if trunk.config.probe.interval_secs > 0 {
             let addrs: Vec<_> = trunk.gateways.iter().map(|g| g.address).collect();
-            st.prober = Some(Prober::new(trunk.config.probe.clone(), &addrs, now));
+            st.prober =
+                Some(Prober::new(trunk.config.probe.clone(), &addrs, now).with_transport(kind));
         }
     }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<ClientReply>();
@@ -88,7 +93,7 @@ pub(super) async fn run(trunks: Arc<Trunks>, trunk: Arc<Trunk>) {
             shard.post(Command::Request {
                 req,
                 dest: Peer {
-                    transport: TransportKind::Udp,
+                    transport: kind,
                     addr: dest,
                     conn: None,
                 },

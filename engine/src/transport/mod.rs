@@ -2,6 +2,7 @@
 //! routing. The shells here only move bytes; parsing and decisions live in [`crate::sip`],
 //! [`crate::inspect`] and [`crate::transaction`].
 
+pub mod connect;
 pub mod framing;
 pub mod limit;
 pub mod route;

@@ -59,6 +59,12 @@ impl Registry {
         }
     }
 
+    /// Whether connection `id` is still open (RFC 5626-style flows: a binding made over a
+    /// connection lives as long as it).
+    pub fn is_open(&self, id: u64) -> bool {
+        self.conns.lock().is_ok_and(|m| m.contains_key(&id))
+    }
+
     /// The number of open connections.
     pub fn len(&self) -> usize {
         self.conns.lock().map_or(0, |m| m.len())
@@ -67,6 +73,23 @@ impl Registry {
     /// True when no connection is open.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The open connection to `remote`, else a new one registered before it is up (see
+    /// [`Reserved`]), in one step so that two shards do not both open one.
+    pub(crate) fn find_or_reserve(&self, remote: SocketAddr) -> Result<u64, Reserved> {
+        let Ok(mut m) = self.conns.lock() else {
+            // A poisoned lock: no registry; the caller's message is lost like on a dead flow.
+            return Ok(u64::MAX);
+        };
+        if let Some((id, _)) = m.iter().find(|(_, (a, _))| *a == remote) {
+            return Ok(*id);
+        }
+        let (tx, rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        m.insert(id, (remote, tx.clone()));
+        self.gauge.set(m.len() as i64);
+        Err((id, tx, rx))
     }
 
     /// The id of an open connection to `remote`, for connection reuse (RFC 3261 §18.1.1).
@@ -137,8 +160,8 @@ async fn connection(stream: TcpStream, remote: SocketAddr, shared: Arc<Shared>) 
 /// closes: registers it, frames what `rd` delivers, answers CRLF pings, and writes what is
 /// queued for it to `wr`, with the idle, message-time and size limits of `[limits]`.
 pub(crate) async fn run_stream<R, W>(
-    mut rd: R,
-    mut wr: W,
+    rd: R,
+    wr: W,
     remote: SocketAddr,
     kind: TransportKind,
     shared: Arc<Shared>,
@@ -146,8 +169,27 @@ pub(crate) async fn run_stream<R, W>(
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let (tx, mut rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
+    let (tx, rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
     let id = shared.tcp.add(remote, tx.clone());
+    serve_stream(rd, wr, remote, kind, shared, (id, tx, rx)).await;
+}
+
+/// A connection registered before it is up (an outbound connection being opened): its id, and
+/// both ends of its write queue. Messages queued meanwhile are written once it is up.
+pub(crate) type Reserved = (u64, mpsc::Sender<Bytes>, mpsc::Receiver<Bytes>);
+
+/// [`run_stream`] for a connection already in the registry.
+pub(crate) async fn serve_stream<R, W>(
+    mut rd: R,
+    mut wr: W,
+    remote: SocketAddr,
+    kind: TransportKind,
+    shared: Arc<Shared>,
+    (id, tx, mut rx): Reserved,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let writer = tokio::spawn(async move {
         while let Some(b) = rx.recv().await {
             if wr.write_all(&b).await.is_err() {
