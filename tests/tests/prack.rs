@@ -227,7 +227,6 @@ Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
         )
     };
     let mut seen = Seen::default();
-    let mut to = String::new();
     let mut sent_invite = Instant::now() - Duration::from_secs(1);
     let mut got_response = false;
     let deadline = Instant::now() + Duration::from_secs(20);
