@@ -227,7 +227,6 @@ Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
         )
     };
     let mut seen = Seen::default();
-    let mut to = String::new();
     let mut sent_invite = Instant::now() - Duration::from_secs(1);
     let mut got_response = false;
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -263,7 +262,7 @@ Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
                 let require = r.headers.get(&HeaderName::Require).unwrap_or_default();
                 if let Some(rseq) = rseq.filter(|_| require.contains("100rel")) {
                     seen.reliable_183 = !r.body.is_empty();
-                    to = r
+                    let to = r
                         .headers
                         .get(&HeaderName::To)
                         .unwrap_or_default()
@@ -277,7 +276,7 @@ Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
                 if seen.final_status.is_none() {
                     seen.final_status = Some(s);
                 }
-                to = r
+                let to = r
                     .headers
                     .get(&HeaderName::To)
                     .unwrap_or_default()
