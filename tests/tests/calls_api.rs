@@ -106,7 +106,7 @@ fn hears(pcm: &[i16], freq: f64) -> bool {
     p > 200.0 && p > 10.0 * other
 }
 
-/// 1. A bridged call is listed with both legs; `DELETE` hangs it up: both phones get a BYE,
+/// Test 1: A bridged call is listed with both legs; `DELETE` hangs it up: both phones get a BYE,
 /// the CDR says `api`, and the call leaves the directory (then 404).
 #[test]
 fn list_shows_a_live_call_and_delete_hangs_up_both_legs() {
@@ -136,7 +136,7 @@ fn list_shows_a_live_call_and_delete_hangs_up_both_legs() {
     assert_eq!(cdrs[0]["call_id"], call["call_id"], "{cdrs:?}");
 }
 
-/// 2. Originate: the engine rings A; once A answers it rings B; A and B then hear each other
+/// Test 2: Originate: the engine rings A; once A answers it rings B; A and B then hear each other
 /// (a 500 Hz tone from A reaches B, 1400 Hz from B reaches A). `DELETE` ends both.
 #[test]
 fn originate_rings_a_then_b_and_bridges_audio_both_ways() {
@@ -193,7 +193,7 @@ fn originate_rings_a_then_b_and_bridges_audio_both_ways() {
     assert_eq!(cdrs[0]["call_id"], format!("originate-{id}"), "{cdrs:?}");
 }
 
-/// 2b. Originate from a registered user (by name): the engine rings the user's Contact, then
+/// Test 2b: Originate from a registered user (by name): the engine rings the user's Contact, then
 /// the URI; the second endpoint hanging up ends the first (BYE, CDR `normal_clearing`).
 #[test]
 fn originate_from_a_registered_user_and_far_hang_up() {
@@ -221,7 +221,7 @@ fn originate_from_a_registered_user_and_far_hang_up() {
     assert_eq!(cdrs[0]["cause"], "normal_clearing", "{cdrs:?}");
 }
 
-/// 3. Blind transfer of leg b: the callee gets a REFER to the target; once it accepts, the
+/// Test 3: Blind transfer of leg b: the callee gets a REFER to the target; once it accepts, the
 /// engine ends the call (both BYEs, CDR `transferred`).
 #[test]
 fn transfer_refers_the_leg_and_ends_the_call() {
@@ -252,7 +252,7 @@ fn transfer_refers_the_leg_and_ends_the_call() {
     assert_eq!(cdrs[0]["cause"], "transferred", "{cdrs:?}");
 }
 
-/// 4. Recording started and stopped through the API: a stereo WAV with the caller's tone on
+/// Test 4: Recording started and stopped through the API: a stereo WAV with the caller's tone on
 /// the left; a second start is 409, a stop when not recording is 409.
 #[test]
 fn recording_start_stop_writes_a_file_with_audio() {
@@ -306,7 +306,7 @@ fn hears_at(pcm: &[i16], rate: u32, freq: f64) -> bool {
     p > 100.0 && p > 10.0 * tone_power(pcm, rate, 2345.0)
 }
 
-/// 5. Play: a prompt file (a 1000 Hz tone) played into leg a reaches the caller, then TTS
+/// Test 5: Play: a prompt file (a 1000 Hz tone) played into leg a reaches the caller, then TTS
 /// text does.
 #[test]
 fn play_reaches_the_phone() {
@@ -366,7 +366,7 @@ fn play_reaches_the_phone() {
     phone.hang_up();
 }
 
-/// 6. DTMF: digits sent into leg b arrive at the callee as RFC 4733 events, in order.
+/// Test 6: DTMF: digits sent into leg b arrive at the callee as RFC 4733 events, in order.
 #[test]
 fn dtmf_digits_arrive_as_rfc4733_events() {
     let callee = Phone::callee(PhoneCodec::Pcmu, true);
@@ -385,7 +385,7 @@ fn dtmf_digits_arrive_as_rfc4733_events() {
     phone.hang_up();
 }
 
-/// 7. Bad input: 400/422 naming the field, 404 for unknown calls, 409 for a leg that is not
+/// Test 7: Bad input: 400/422 naming the field, 404 for unknown calls, 409 for a leg that is not
 /// answered yet (an originate whose first endpoint never answers); `DELETE` of that ringing call
 /// cancels it.
 #[test]

@@ -191,7 +191,7 @@ impl CallbackCall {
 
     /// The From of leg `i`: each endpoint sees the other one (or the API's caller ID); a
     /// callback shows the engine.
-    fn from_header(&self, i: usize) -> String {
+    fn leg_from(&self, i: usize) -> String {
         match &self.purpose {
             Purpose::Callback { .. } => "<sip:callback@switchboard.invalid>".into(),
             Purpose::Originate {
@@ -254,7 +254,7 @@ impl CallbackCall {
         let local = self.env.shard.shared.local_addr(dest.transport);
         let call_id = new_call_id(self.env.shard.shard, &local.ip().to_string());
         let offer = endpoint_offer(relay.local_addr(leg), OFFER_CODECS);
-        let from = self.from_header(i);
+        let from = self.leg_from(i);
         let mut req = new_request(
             Method::Invite,
             &b.contact,
