@@ -1,7 +1,8 @@
 //! The HTTP server: `/health`, `/metrics` (Prometheus text format) and, when the contact
 //! centre runs, its REST API and agent-desktop WebSockets under `/api/v1`
 //! ([`crate::contact::api`]; no authentication yet), and the dialplan's status and reload
-//! (`/api/v1/dialplans`, [`crate::dialplan::configure`]).
+//! (`/api/v1/dialplans`, [`crate::dialplan::configure`]), the live dashboard at `/`
+//! ([`crate::dashboard`]) and the reports (`/api/v1/reports`, [`crate::reports::api`]).
 //!
 //! It runs on its own actix-web system thread so that HTTP load never competes with the SIP
 //! shards' runtime.
