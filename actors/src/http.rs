@@ -1,8 +1,10 @@
 //! The HTTP server: `/health`, `/metrics` (Prometheus text format) and, when the contact
 //! centre runs, its REST API and agent-desktop WebSockets under `/api/v1`
 //! ([`crate::contact::api`]), the dialplan's status and reload (`/api/v1/dialplans`,
-//! [`crate::dialplan::configure`]), the records and the OpenAPI document ([`crate::api`]), and
-//! call control (`/api/v1/calls`, [`crate::calls_api::configure`]).
+//! [`crate::dialplan::configure`]), the records and the OpenAPI document ([`crate::api`]),
+//! call control (`/api/v1/calls`, [`crate::calls_api::configure`]), the live dashboard at `/`
+//! ([`crate::dashboard`]), the reports (`/api/v1/reports`, [`crate::reports::api`]), web chat
+//! ([`crate::chat`]) and the CRM ([`crate::crm::api`]).
 //! Every `/api/v1` request passes the token check of [`crate::api::auth`].
 //!
 //! It runs on its own actix-web system thread so that HTTP load never competes with the SIP

@@ -60,6 +60,7 @@ fn status(at: u64, agent: u32, s: AgentStatus) -> ContactWrite {
 }
 
 /// One answered contact: queued, answered after `wait`, talk, wrap-up, completed.
+#[allow(clippy::too_many_arguments)] // one line per contact in `journal` reads best
 fn answered(
     w: &mut Vec<ContactWrite>,
     id: u64,
