@@ -769,11 +769,12 @@ fn openapi_document_matches_the_routes() {
     let paths = doc["paths"].as_object().expect("paths");
     let mut n = 0;
     for (p, item) in paths {
-        for m in ["get", "post", "put", "delete"] {
+        for m in ["get", "post", "put", "patch", "delete"] {
             let Some(op) = item.get(m) else { continue };
             n += 1;
-            assert!(op["x-required-role"].is_string(), "{m} {p}");
-            let path = p.replace("{name}", "nonexistent").replace("{id}", "999999");
+            let role = op["x-required-role"].as_str().unwrap_or_default().to_string();
+            assert!(!role.is_empty(), "{m} {p} has no x-required-role");
+            let path = fill_path_parameters(p);
             let method = m.to_ascii_uppercase();
             let r = a.call(&method, &path, Some(ADMIN), None);
             let unrouted = matches!(r.status, 404 | 405) && r.body.is_empty();
@@ -783,9 +784,36 @@ fn openapi_document_matches_the_routes() {
                 r.status
             );
             assert!(r.status < 500, "{method} {path}: {} {}", r.status, r.text());
+            // Every protected operation refuses a request without a token, and every one above
+            // `read_only` refuses the read-only token, before its handler runs.
+            if role != "public" && op["security"] != serde_json::json!([]) {
+                let r = a.call(&method, &path, None, None);
+                assert_eq!(r.status, 401, "{method} {p} without a token");
+                assert_eq!(r.json()["field"], "authorization", "{method} {p}");
+                if role != "read_only" {
+                    let r = a.call(&method, &path, Some(READ_ONLY), None);
+                    assert_eq!(r.status, 403, "{method} {p} with the read-only token");
+                    assert_eq!(r.json()["field"], "authorization", "{method} {p}");
+                }
+            }
         }
     }
     assert!(n >= 43, "only {n} operations documented");
+}
+
+/// `path` with every `{parameter}` replaced by a value that names nothing.
+fn fill_path_parameters(path: &str) -> String {
+    let mut out = String::new();
+    let mut rest = path;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let close = rest[open..].find('}').map_or(rest.len(), |c| open + c + 1);
+        let name = &rest[open..close];
+        out.push_str(if name == "{name}" { "nonexistent" } else { "999999" });
+        rest = &rest[close..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The engine starts open (development mode) without tokens, and says so.
