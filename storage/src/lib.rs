@@ -13,7 +13,8 @@
 //! * registrations, the RFC 3261 §10 location service ([`Binding`]);
 //! * contact-centre configuration and routing journal ([`ContactWrite`], [`ContactEvent`]);
 //! * call detail records ([`Cdr`]), with per-direction call quality;
-//! * the recording index ([`Recording`]): where each call's recording files are.
+//! * the recording index ([`Recording`]): where each call's recording files are;
+//! * the event stream ([`StoredEvent`]): published events by sequence number, for replay.
 //!
 //! Architecture invariant: this crate knows neither actors nor SIP messages. It stores what it is
 //! given (an AOR is kept exactly as the caller normalised it) and decides nothing about calls.
@@ -23,6 +24,7 @@
 mod cdrs;
 mod contact;
 mod error;
+mod events;
 mod recordings;
 mod registrations;
 mod users;
@@ -30,6 +32,7 @@ mod users;
 pub use cdrs::Cdr;
 pub use contact::{ContactAgentRow, ContactEvent, ContactQueueRow, ContactWrite};
 pub use error::StorageError;
+pub use events::StoredEvent;
 pub use recordings::Recording;
 pub use registrations::Binding;
 pub use users::{ha1_md5, ha1_sha256, UserRecord};
