@@ -1,7 +1,8 @@
 //! The HTTP server: `/health`, `/metrics` (Prometheus text format) and, when the contact
 //! centre runs, its REST API and agent-desktop WebSockets under `/api/v1`
 //! ([`crate::contact::api`]; no authentication yet), and the dialplan's status and reload
-//! (`/api/v1/dialplans`, [`crate::dialplan::configure`]).
+//! (`/api/v1/dialplans`, [`crate::dialplan::configure`]), and the event stream
+//! (`/api/v1/events`, [`crate::events::api`]).
 //!
 //! It runs on its own actix-web system thread so that HTTP load never competes with the SIP
 //! shards' runtime.
@@ -27,6 +28,7 @@ pub fn spawn(
     contact: Option<ContactCentre>,
     dialplans: std::sync::Arc<crate::dialplan::Dialplans>,
     trunks: std::sync::Arc<crate::trunk::Trunks>,
+    events: crate::events::Events,
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(listen)
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot bind HTTP {listen}: {e}")))?;
@@ -43,12 +45,14 @@ pub fn spawn(
                 let contact = contact.clone();
                 let dialplans = dialplans.clone();
                 let trunks = trunks.clone();
+                let events = events.clone();
                 App::new()
                     .app_data(state.clone())
                     .route("/health", web::get().to(health))
                     .route("/metrics", web::get().to(metrics_text))
                     .configure(move |cfg| crate::dialplan::configure(cfg, dialplans))
                     .configure(move |cfg| crate::trunk::api::configure(cfg, trunks))
+                    .configure(move |cfg| crate::events::api::configure(cfg, events))
                     .configure(move |cfg| {
                         if let Some(cc) = contact {
                             cfg.app_data(web::Data::new(cc));

@@ -5,6 +5,7 @@ pub mod call;
 pub mod cdr;
 pub mod contact;
 pub mod dialplan;
+pub mod events;
 pub mod http;
 pub mod registrar;
 pub mod router;

@@ -26,6 +26,27 @@ pub fn run(config: Config) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
+        let events = match crate::events::Events::start(
+            storage.clone(),
+            crate::events::Settings {
+                retention: Duration::from_secs(config.events.retention_hours.saturating_mul(3600)),
+                prune_interval: Duration::from_secs(config.events.prune_interval_secs),
+                consumer_buffer: config.events.consumer_buffer,
+            },
+            &metrics.registry,
+        )
+        .await
+        {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("event bus: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        if let Err(e) = crate::events::webhooks::start(&events, &config.events.webhooks) {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
         if config.registrar.seed_demo_users {
             seed_demo_users(&storage, &config.registrar.realm).await;
         }
@@ -42,6 +63,7 @@ pub fn run(config: Config) -> ExitCode {
             }
         };
         tracing::info!(aors = registrar.aor_count(), "registrations restored");
+        let registrar = registrar.with_events(events.clone());
         let registrar =
             Registrar::start_in_arbiter(&actix_rt::Arbiter::new().handle(), move |_| registrar);
         let ports = match switchboard_media::PortAllocator::new(
@@ -139,6 +161,7 @@ pub fn run(config: Config) -> ExitCode {
                     .collect(),
             ),
             cdrs: crate::cdr::CdrSink::start(storage.clone()),
+            events: events.clone(),
             storage,
             auth: Arc::new(Authenticator::with_algorithms(
                 &config.registrar.realm,
@@ -161,7 +184,14 @@ pub fn run(config: Config) -> ExitCode {
             }
         };
         trunks.start();
-        match crate::http::spawn(http_listen, metrics, contact, ivr.dialplans.clone(), trunks) {
+        match crate::http::spawn(
+            http_listen,
+            metrics,
+            contact,
+            ivr.dialplans.clone(),
+            trunks,
+            events.clone(),
+        ) {
             Ok(addr) => tracing::info!(%addr, "HTTP listening"),
             Err(e) => {
                 eprintln!("{e}");
@@ -171,6 +201,8 @@ pub fn run(config: Config) -> ExitCode {
         tracing::info!(udp = ?server.udp_addrs, tcp = ?server.tcp_addrs, "switchboard serving");
         wait_for_shutdown().await;
         tracing::info!("shutting down");
+        // Events published so far reach storage, so a restart continues after them.
+        let _ = tokio::time::timeout(Duration::from_secs(5), events.flush()).await;
         drop(media_rt);
         ExitCode::SUCCESS
     })

@@ -9,6 +9,7 @@
 //! `internal_error`.
 
 mod callback;
+mod events;
 mod ivr;
 mod queue;
 mod srtp;
@@ -179,12 +180,17 @@ struct Teardown {
     call_ids: Vec<String>,
     record: CallRecord,
     finished: bool,
+    /// `call.created` was published (so `call.ended` is due).
+    announced: bool,
+    /// `call.ringing` was published.
+    rang: bool,
 }
 
 /// Tears the call down if the actor is dropped before it finished (see the module doc).
 pub struct TeardownGuard {
     shard: ShardHandle,
     cdrs: crate::cdr::CdrSink,
+    events: crate::events::Events,
     addr: Option<Addr<CallActor>>,
     state: Teardown,
 }
@@ -235,6 +241,9 @@ impl Drop for TeardownGuard {
             t.record.sip_code = 500;
         }
         self.cdrs.write(&t.record);
+        if t.announced {
+            events::publish_ended(&self.events, &t.record);
+        }
     }
 }
 
@@ -300,6 +309,7 @@ impl CallActor {
         let guard = TeardownGuard {
             shard: setup.shard.clone(),
             cdrs: setup.services.cdrs.clone(),
+            events: setup.services.events.clone(),
             addr: None,
             state: Teardown {
                 a_pending: Some((setup.tx, setup.invite.clone())),
@@ -462,6 +472,9 @@ impl CallActor {
         t.finished = true;
         if self.write_cdr {
             self.guard.cdrs.write(&t.record);
+        }
+        if t.announced {
+            events::publish_ended(&self.setup.services.events, &t.record);
         }
         let ids = std::mem::take(&mut t.call_ids);
         self.post(Command::Forget {
@@ -642,6 +655,7 @@ impl CallActor {
             101..=199 => {
                 leg.state = LegState::Early;
                 if !self.a_final {
+                    let status = resp.status;
                     let mut r = self.a_response(resp.status, Some(&resp.reason));
                     if !resp.body.is_empty() {
                         if let Ok(body) = self.anchor(&resp.body, Leg::B, false) {
@@ -653,6 +667,7 @@ impl CallActor {
                         tx: self.setup.tx,
                         resp: r,
                     });
+                    self.publish_ringing(status);
                 }
             }
             200..=299 => {
@@ -815,6 +830,7 @@ impl CallActor {
         self.guard.state.a_dialog = self.a_dialog.clone();
         self.guard.state.record.answer_ms = Some(now_ms());
         self.guard.state.record.sip_code = 200;
+        self.publish_answered();
         self.post(Command::Respond {
             tx: self.setup.tx,
             resp: ok.clone(),
@@ -1087,6 +1103,7 @@ impl CallActor {
 
     /// Anchors the media of the caller's offer and looks the callee up.
     fn route(&mut self, ctx: &mut Context<Self>) {
+        self.publish_created();
         if !self.setup.invite.body.is_empty() {
             let offer = match Sdp::parse_bytes(&self.setup.invite.body) {
                 Ok(s) => filter_offer(&s),
