@@ -60,6 +60,7 @@ pub fn spawn(
                         }
                     })
             })
+            .on_connect(crate::events::api::record_socket)
             .workers(1)
             .disable_signals()
             .listen(listener);

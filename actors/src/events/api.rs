@@ -23,6 +23,43 @@ const MAX_LIMIT: usize = 1_000;
 /// How long a close frame may wait behind unread data before the connection is dropped.
 const CLOSE_WAIT: Duration = Duration::from_secs(30);
 
+/// The kernel send buffer of a stream consumer's socket. Left to autotuning, loopback's
+/// 64 KiB segments let it grow to megabytes, which would hide a stalled consumer from the bus
+/// for thousands of events; capped, a consumer's lag shows in its bounded buffer.
+const STREAM_SNDBUF: libc::c_int = 64 * 1024;
+
+/// The socket of an HTTP connection, recorded by the server's `on_connect` hook
+/// ([`record_socket`]) so that a stream can cap its send buffer.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnSocket(std::os::fd::RawFd);
+
+/// `HttpServer::on_connect` hook: remembers each TCP connection's socket.
+pub fn record_socket(conn: &dyn std::any::Any, ext: &mut actix_web::dev::Extensions) {
+    use std::os::fd::AsRawFd;
+    if let Some(s) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+        ext.insert(ConnSocket(s.as_raw_fd()));
+    }
+}
+
+fn cap_send_buffer(req: &HttpRequest) {
+    if let Some(ConnSocket(fd)) = req.conn_data::<ConnSocket>().copied() {
+        // SAFETY: the fd is this request's connection, open for as long as the request is;
+        // setsockopt only reads the int passed by pointer.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                (&STREAM_SNDBUF as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            tracing::debug!("cannot cap the event stream's send buffer");
+        }
+    }
+}
+
 /// Registers the route (full path, no scope).
 pub fn configure(cfg: &mut web::ServiceConfig, events: Events) {
     cfg.app_data(web::Data::new(events))
@@ -87,6 +124,7 @@ async fn get_events(
             Ok(h) => h,
             Err(e) => return HttpResponse::from_error(e),
         };
+        cap_send_buffer(&req);
         let since = q.since.unwrap_or_else(|| bus.head());
         let sub = bus.subscribe(since, q.filter, bus.consumer_buffer());
         actix_web::rt::spawn(stream_to(sub, session, stream));
