@@ -128,6 +128,7 @@ pub fn run(config: Config) -> ExitCode {
                     .position_update_secs
                     .saturating_mul(1000),
                 config_file: config.contact_centre.config_file.clone(),
+                events: Some(events.clone()),
                 ..crate::contact::Settings::default()
             };
             match crate::contact::ContactCentre::start(

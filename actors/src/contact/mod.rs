@@ -19,6 +19,7 @@
 //!   adds tokens).
 
 pub mod api;
+mod bus;
 pub mod config_file;
 mod desktop;
 pub mod directory;
@@ -104,6 +105,8 @@ pub struct Settings {
     /// The contact-centre file applied at start (`config_file.rs`): a path, `builtin:demo`, or
     /// empty for none.
     pub config_file: String,
+    /// The event bus for `interaction.*` and `agent.*` events (none: not published).
+    pub events: Option<crate::events::Events>,
 }
 
 impl Default for Settings {
@@ -117,6 +120,7 @@ impl Default for Settings {
                 ..crate::routing::RouterConfig::default()
             },
             config_file: String::new(),
+            events: None,
         }
     }
 }

@@ -154,6 +154,7 @@ impl RoutingActor {
         if !self.replaying {
             self.journal.routing(&e, interaction.map(|i| i.0));
         }
+        self.bus.routing(&e, &self.dir, !self.replaying);
     }
 
     fn offer(

@@ -71,6 +71,8 @@ pub struct RoutingActor {
     timer: Option<(u64, SpawnHandle)>,
     /// Lets callback interactions place calls (set once the SIP server runs).
     pub(super) callback_env: Arc<std::sync::OnceLock<crate::call::CallbackEnv>>,
+    /// `interaction.*` / `agent.*` events on the bus.
+    pub(super) bus: super::bus::ContactBus,
 }
 
 impl Actor for RoutingActor {
@@ -96,7 +98,7 @@ impl RoutingActor {
             dir,
             clock,
             journal,
-            settings,
+            settings: settings.clone(),
             replaying: false,
             live: HashMap::new(),
             offers: HashMap::new(),
@@ -110,6 +112,7 @@ impl RoutingActor {
             deferred: Vec::new(),
             timer: None,
             callback_env: Arc::default(),
+            bus: super::bus::ContactBus::new(settings.events.clone()),
         }
     }
 
@@ -246,6 +249,7 @@ impl RoutingActor {
         if r.is_ok() && !self.replaying {
             // Before the router's events for it, so a restart finds it first.
             self.journal.created(&n, now);
+            self.bus.created(&n);
         }
         if r.is_err() {
             self.live.remove(&id);

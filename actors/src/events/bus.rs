@@ -128,6 +128,12 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Events").field("head", &self.head()).finish()
+    }
+}
+
 impl Events {
     /// Starts the bus over `storage`: sequence numbers continue after the largest stored one;
     /// the writer and the pruner run on the current actix arbiter. Metrics are registered in
