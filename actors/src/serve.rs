@@ -148,6 +148,7 @@ pub fn run(config: Config) -> ExitCode {
             None
         };
         let trunks = crate::trunk::Trunks::new(&config);
+        trunks.set_events(events.clone());
         let services = Services {
             trunks: trunks.clone(),
             ivr: ivr.clone(),
