@@ -83,9 +83,14 @@ pub fn run(config: Config) -> ExitCode {
             // baseline after a burst of calls).
             let ports = ports.clone();
             let gauge = metrics.rtp_port_pairs_in_use.clone();
+            let (calls, cps) = (metrics.calls_total.clone(), metrics.calls_per_second.clone());
             actix_rt::spawn(async move {
+                let mut last_calls = calls.get();
                 for tick in 0u64.. {
                     gauge.set((ports.capacity() - ports.available()) as i64);
+                    let now_calls = calls.get();
+                    cps.set(now_calls.saturating_sub(last_calls) as i64);
+                    last_calls = now_calls;
                     if tick % 10 == 9 {
                         // SAFETY: malloc_trim only walks the allocator's own free lists; it has no
                         // preconditions and is thread-safe.
@@ -129,6 +134,10 @@ pub fn run(config: Config) -> ExitCode {
                     .saturating_mul(1000),
                 config_file: config.contact_centre.config_file.clone(),
                 events: Some(events.clone()),
+                metrics: Some(crate::contact::ContactMetrics::register(
+                    &metrics.registry,
+                    config.contact_centre.service_level_secs,
+                )),
                 ..crate::contact::Settings::default()
             };
             match crate::contact::ContactCentre::start(

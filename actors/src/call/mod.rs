@@ -429,6 +429,12 @@ impl CallActor {
                 if q.packets > 0 {
                     t.record.mos[leg as usize] = Some(q.mos);
                     t.record.jitter_ms[leg as usize] = Some(q.jitter_ms);
+                    self.setup
+                        .shard
+                        .shared
+                        .metrics
+                        .rtp_jitter_ms
+                        .observe(q.jitter_ms);
                 }
             }
             let s = relay.stats();
@@ -453,6 +459,11 @@ impl CallActor {
             t.record.bytes_b_to_a = s.b_to_a.bytes;
             t.record.lost_a_to_b = s.a_to_b.lost;
             t.record.lost_b_to_a = s.b_to_a.lost;
+            let m = &self.setup.shard.shared.metrics;
+            for (dir, d) in [("a_to_b", &s.a_to_b), ("b_to_a", &s.b_to_a)] {
+                m.rtp_packets.with_label_values(&[dir]).inc_by(d.packets);
+                m.rtp_lost.with_label_values(&[dir]).inc_by(d.lost);
+            }
             let storage = self.setup.services.storage.clone();
             let call_id = t.record.call_id.clone();
             actix_rt::spawn(async move {
@@ -1452,6 +1463,7 @@ impl Actor for CallActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.guard.addr = Some(ctx.address());
         self.setup.shard.shared.metrics.calls_active.inc();
+        self.setup.shard.shared.metrics.calls_total.inc();
         self.post(Command::Respond {
             tx: self.setup.tx,
             resp: response(&self.setup.invite, 100),

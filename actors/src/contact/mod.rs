@@ -20,6 +20,8 @@
 
 pub mod api;
 mod bus;
+mod prom;
+pub use prom::ContactMetrics;
 pub mod config_file;
 mod desktop;
 pub mod directory;
@@ -107,6 +109,8 @@ pub struct Settings {
     pub config_file: String,
     /// The event bus for `interaction.*` and `agent.*` events (none: not published).
     pub events: Option<crate::events::Events>,
+    /// Prometheus figures (queues, agents by state, service level, ASA, abandon rate).
+    pub metrics: Option<ContactMetrics>,
 }
 
 impl Default for Settings {
@@ -121,6 +125,7 @@ impl Default for Settings {
             },
             config_file: String::new(),
             events: None,
+            metrics: None,
         }
     }
 }

@@ -82,6 +82,11 @@ impl Actor for RoutingActor {
         // Big configurations and bursts of offers: do not let senders block on a full mailbox.
         ctx.set_mailbox_capacity(65_536);
         self.rearm(ctx);
+        if let Some(m) = self.settings.metrics.clone() {
+            ctx.run_interval(std::time::Duration::from_secs(1), move |act, _| {
+                act.refresh_gauges(&m)
+            });
+        }
     }
 }
 

@@ -600,3 +600,71 @@ async fn pruner(storage: Storage, settings: Settings) {
         tokio::time::sleep(settings.prune_interval).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn seq_of(n: Next) -> u64 {
+        match n {
+            Next::Event(e) => e.seq,
+            other => panic!("expected an event, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn replay_then_live_without_gap_or_duplicate() {
+        let bus = Events::in_memory(Settings::default());
+        for i in 0..10 {
+            bus.publish("call.created", json!({ "n": i }));
+        }
+        let mut sub = bus.subscribe(3, Filter::all(), 100);
+        for want in 4..=10 {
+            assert_eq!(seq_of(sub.next().await), want);
+        }
+        bus.publish("call.ended", json!({}));
+        assert_eq!(seq_of(sub.next().await), 11);
+        let e = match bus.page(10, 5, &Filter::all()).await {
+            Ok((events, next)) => {
+                assert_eq!(next, 11);
+                events
+            }
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(
+            e[0].frame,
+            format!(
+                "{{\"seq\":11,\"at\":{},\"type\":\"call.ended\",\"data\":{{}}}}",
+                e[0].at_ms
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_consumer_is_cut_and_others_are_not() {
+        let bus = Events::in_memory(Settings::default());
+        let mut slow = bus.subscribe(0, Filter::all(), 2);
+        let mut fast = bus.subscribe(0, Filter::parse("call.*").expect("filter"), 100);
+        // Attach both (the first `next` attaches and waits for an event).
+        bus.publish("call.created", json!({}));
+        assert_eq!(seq_of(slow.next().await), 1);
+        assert_eq!(seq_of(fast.next().await), 1);
+        for _ in 0..5 {
+            bus.publish("call.created", json!({}));
+        }
+        bus.publish("agent.logged_in", json!({}));
+        assert!(slow.is_cut());
+        assert!(matches!(slow.next().await, Next::Cut));
+        assert_eq!(slow.last(), 1);
+        for want in 2..=6 {
+            assert_eq!(seq_of(fast.next().await), want);
+        }
+        assert!(!fast.is_cut());
+        // Resumed, the cut one carries on after its last event (from the ring here).
+        slow.resume();
+        for want in 2..=7 {
+            assert_eq!(seq_of(slow.next().await), want);
+        }
+    }
+}
