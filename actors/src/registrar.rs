@@ -264,7 +264,18 @@ impl Registrar {
             }
         }
         let mut noted = Vec::new();
-        let resp = self.bind_contacts(req, &aor, contacts, header_expires, call_id, cseq, source, now, changes, &mut noted);
+        let resp = self.bind_contacts(
+            req,
+            &aor,
+            contacts,
+            header_expires,
+            call_id,
+            cseq,
+            source,
+            now,
+            changes,
+            &mut noted,
+        );
         for (kind, b) in noted {
             self.note(kind, &aor, &b, now);
         }
@@ -334,7 +345,10 @@ impl Registrar {
                     return response_with_reason(req, 500, "Out of order REGISTER");
                 }
             }
-            let old = list.iter().position(|b| b.contact == na.uri).map(|i| list.remove(i));
+            let old = list
+                .iter()
+                .position(|b| b.contact == na.uri)
+                .map(|i| list.remove(i));
             changes.push(Change::Remove(aor.clone(), na.uri.clone()));
             if expires == 0 {
                 if let Some(b) = old.clone() {

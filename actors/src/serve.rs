@@ -83,7 +83,10 @@ pub fn run(config: Config) -> ExitCode {
             // baseline after a burst of calls).
             let ports = ports.clone();
             let gauge = metrics.rtp_port_pairs_in_use.clone();
-            let (calls, cps) = (metrics.calls_total.clone(), metrics.calls_per_second.clone());
+            let (calls, cps) = (
+                metrics.calls_total.clone(),
+                metrics.calls_per_second.clone(),
+            );
             actix_rt::spawn(async move {
                 let mut last_calls = calls.get();
                 for tick in 0u64.. {

@@ -109,7 +109,10 @@ async fn events(s: &Storage) {
     assert_eq!(page, batch[2..4].to_vec());
     assert!(s.insert_events(&batch[..1]).await.is_err(), "seq is unique");
     assert_eq!(s.prune_events(i64::MAX).await.expect("prune"), 4);
-    assert_eq!(s.events_after(0, 10).await.expect("rest"), batch[4..].to_vec());
+    assert_eq!(
+        s.events_after(0, 10).await.expect("rest"),
+        batch[4..].to_vec()
+    );
     assert_eq!(s.max_event_seq().await.expect("max"), 5);
 }
 

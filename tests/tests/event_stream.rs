@@ -56,7 +56,9 @@ impl Consumer {
         while Instant::now() < deadline {
             match self.ws.read() {
                 Ok(Message::Text(t)) => {
-                    return Some(Frame::Event(serde_json::from_str(t.as_str()).expect("JSON")))
+                    return Some(Frame::Event(
+                        serde_json::from_str(t.as_str()).expect("JSON"),
+                    ))
                 }
                 Ok(Message::Close(c)) => {
                     return Some(match c {
@@ -92,7 +94,10 @@ impl Seen {
         assert!(e["at"].as_i64().is_some(), "at: {e}");
         let kind = e["type"].as_str().expect("type").to_string();
         if let Some(id) = e["data"]["call_id"].as_str() {
-            self.calls.entry(id.to_string()).or_default().push(kind.clone());
+            self.calls
+                .entry(id.to_string())
+                .or_default()
+                .push(kind.clone());
         }
         *self.by_type.entry(kind).or_default() += 1;
         self.seqs.push(seq);
@@ -112,14 +117,24 @@ impl Seen {
         for (i, s) in self.seqs.iter().enumerate() {
             assert_eq!(*s, i as u64 + 1, "sequence broken at index {i}");
         }
-        for kind in ["call.created", "call.ringing", "call.answered", "call.ended"] {
+        for kind in [
+            "call.created",
+            "call.ringing",
+            "call.answered",
+            "call.ended",
+        ] {
             assert_eq!(self.count(kind), calls, "{kind}: {:?}", self.by_type);
         }
         assert_eq!(self.calls.len() as u64, calls);
         for (id, kinds) in &self.calls {
             assert_eq!(
                 kinds,
-                &["call.created", "call.ringing", "call.answered", "call.ended"],
+                &[
+                    "call.created",
+                    "call.ringing",
+                    "call.answered",
+                    "call.ended"
+                ],
                 "call {id}"
             );
         }
@@ -197,7 +212,9 @@ fn reconnect_mid_flood_misses_nothing() {
     let page = json_page(&engine, "since=0&limit=5&types=call.*");
     let events = page["events"].as_array().expect("events");
     assert_eq!(events.len(), 5);
-    assert!(events.iter().all(|e| e["type"].as_str().is_some_and(|t| t.starts_with("call."))));
+    assert!(events
+        .iter()
+        .all(|e| e["type"].as_str().is_some_and(|t| t.starts_with("call."))));
 }
 
 #[test]
@@ -209,11 +226,7 @@ fn slow_consumer_is_cut_others_are_not() {
         .as_u64()
         .expect("next_since");
     // The slow one connects and never reads (tiny receive buffer).
-    let mut slow = Consumer::connect(
-        engine.http_addr(),
-        &format!("since={head}"),
-        Some(4096),
-    );
+    let mut slow = Consumer::connect(engine.http_addr(), &format!("since={head}"), Some(4096));
     let http = engine.http_addr();
     let reader = std::thread::spawn(move || {
         let mut seen = Seen::default();

@@ -34,13 +34,17 @@ fn verify(header: &str, body: &str) -> Result<(), String> {
         }
     }
     let (t, v1) = t.zip(v1).ok_or("malformed header")?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
     if now.abs_diff(t) > 300 {
         return Err("timestamp too old".into());
     }
     let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("any key length");
     mac.update(format!("{t}.{body}").as_bytes());
-    mac.verify_slice(&v1).map_err(|_| "signature mismatch".to_string())
+    mac.verify_slice(&v1)
+        .map_err(|_| "signature mismatch".to_string())
 }
 
 /// Serves keep-alive HTTP/1.1 on `conn`: answers the very first request of the test 500, the
@@ -78,7 +82,11 @@ fn serve(conn: TcpStream, tx: mpsc::Sender<Delivery>, first: &std::sync::atomic:
             return;
         }
         let refuse = first.swap(false, std::sync::atomic::Ordering::SeqCst);
-        let status = if refuse { "500 Internal Server Error" } else { "200 OK" };
+        let status = if refuse {
+            "500 Internal Server Error"
+        } else {
+            "200 OK"
+        };
         let _ = tx.send(Delivery {
             signature,
             body: String::from_utf8(body).expect("UTF-8 body"),
@@ -144,7 +152,12 @@ fn webhook_deliveries_are_signed_ordered_and_retried() {
         .collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order: {seqs:?}");
     let count = |t: &str| bodies[1..].iter().filter(|b| b["type"] == t).count() as u32;
-    for t in ["call.created", "call.ringing", "call.answered", "call.ended"] {
+    for t in [
+        "call.created",
+        "call.ringing",
+        "call.answered",
+        "call.ended",
+    ] {
         assert_eq!(count(t), CALLS, "{t}");
     }
     assert!(bodies.iter().all(|b| {

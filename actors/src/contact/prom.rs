@@ -47,14 +47,24 @@ impl ContactMetrics {
         let gv = |n: &str, h: &str| GaugeVec::new(Opts::new(n, h), q).expect("static metric");
         let icv = |n: &str, h: &str| IntCounterVec::new(Opts::new(n, h), q).expect("static metric");
         let m = ContactMetrics {
-            waiting: igv("contact_queue_waiting", "Interactions waiting in the queue", q),
+            waiting: igv(
+                "contact_queue_waiting",
+                "Interactions waiting in the queue",
+                q,
+            ),
             oldest: gv(
                 "contact_queue_oldest_wait_seconds",
                 "How long the oldest waiting interaction has waited",
             ),
             agents: igv("contact_agents", "Agents by status", &["state"]),
-            queued: icv("contact_interactions_queued_total", "Interactions that joined the queue"),
-            answered: icv("contact_interactions_answered_total", "Interactions an agent accepted"),
+            queued: icv(
+                "contact_interactions_queued_total",
+                "Interactions that joined the queue",
+            ),
+            answered: icv(
+                "contact_interactions_answered_total",
+                "Interactions an agent accepted",
+            ),
             within: icv(
                 "contact_interactions_answered_within_sl_total",
                 "Interactions accepted within the service-level threshold",
@@ -75,7 +85,10 @@ impl ContactMetrics {
                 "contact_service_level_ratio",
                 "Answered within the threshold / (answered + abandoned), since start",
             ),
-            asa: gv("contact_asa_seconds", "Average speed of answer, since start"),
+            asa: gv(
+                "contact_asa_seconds",
+                "Average speed of answer, since start",
+            ),
             abandon_rate: gv(
                 "contact_abandon_rate",
                 "Abandoned / (answered + abandoned), since start",
@@ -107,7 +120,9 @@ impl ContactMetrics {
     pub(crate) fn count(&self, e: &RoutingEvent, dir: &Directory) {
         let (queue, answered) = match &e.kind {
             EventKind::Queued { queue, .. } => {
-                self.queued.with_label_values(&[&dir.queue_name(*queue)]).inc();
+                self.queued
+                    .with_label_values(&[&dir.queue_name(*queue)])
+                    .inc();
                 return;
             }
             EventKind::Answered {
@@ -125,7 +140,9 @@ impl ContactMetrics {
                 if waited <= self.sl_ms {
                     self.within.with_label_values(&l).inc();
                 }
-                self.wait.with_label_values(&l).inc_by(waited as f64 / 1000.0);
+                self.wait
+                    .with_label_values(&l)
+                    .inc_by(waited as f64 / 1000.0);
             }
             None => self.abandoned.with_label_values(&l).inc(),
         }
@@ -134,8 +151,12 @@ impl ContactMetrics {
         let within = self.within.with_label_values(&l).get() as f64;
         let offered = answered + abandoned;
         if offered > 0.0 {
-            self.service_level.with_label_values(&l).set(within / offered);
-            self.abandon_rate.with_label_values(&l).set(abandoned / offered);
+            self.service_level
+                .with_label_values(&l)
+                .set(within / offered);
+            self.abandon_rate
+                .with_label_values(&l)
+                .set(abandoned / offered);
         }
         if answered > 0.0 {
             let wait = self.wait.with_label_values(&l).get();
@@ -159,7 +180,9 @@ impl RoutingActor {
                 .map(|e| e.joined_at)
                 .min()
                 .map_or(0.0, |t| now.saturating_sub(t) as f64 / 1000.0);
-            m.waiting.with_label_values(&[name.as_str()]).set(rq.len() as i64);
+            m.waiting
+                .with_label_values(&[name.as_str()])
+                .set(rq.len() as i64);
             m.oldest.with_label_values(&[name.as_str()]).set(oldest);
         }
         let mut by_state = [0i64; 6];
@@ -176,9 +199,16 @@ impl RoutingActor {
                 by_state[i] += 1;
             }
         }
-        for (i, state) in ["offline", "available", "break", "busy", "wrapup", "reserved"]
-            .iter()
-            .enumerate()
+        for (i, state) in [
+            "offline",
+            "available",
+            "break",
+            "busy",
+            "wrapup",
+            "reserved",
+        ]
+        .iter()
+        .enumerate()
         {
             m.agents.with_label_values(&[state]).set(by_state[i]);
         }

@@ -83,7 +83,10 @@ fn parse_query(qs: &str) -> Result<Query, HttpResponse> {
         .into_inner();
     let since = match map.get("since") {
         Some(s) => Some(s.parse::<u64>().map_err(|_| {
-            bad("since", format!("since must be a sequence number, not {s:?}"))
+            bad(
+                "since",
+                format!("since must be a sequence number, not {s:?}"),
+            )
         })?),
         None => None,
     };

@@ -43,7 +43,8 @@ impl Event {
     fn new(seq: u64, at_ms: i64, kind: &str, data: String) -> Event {
         // Serializing a `&str` cannot fail.
         let kind_json = serde_json::to_string(kind).unwrap_or_else(|_| "\"\"".into());
-        let frame = format!("{{\"seq\":{seq},\"at\":{at_ms},\"type\":{kind_json},\"data\":{data}}}");
+        let frame =
+            format!("{{\"seq\":{seq},\"at\":{at_ms},\"type\":{kind_json},\"data\":{data}}}");
         Event {
             seq,
             at_ms,
@@ -130,7 +131,9 @@ fn now_ms() -> i64 {
 
 impl std::fmt::Debug for Events {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Events").field("head", &self.head()).finish()
+        f.debug_struct("Events")
+            .field("head", &self.head())
+            .finish()
     }
 }
 
@@ -147,7 +150,11 @@ impl Events {
         let (tx, rx) = mpsc::unbounded_channel();
         let events = Events::build(Some(storage.clone()), settings.clone(), last, Some(tx));
         events.register(registry);
-        actix_rt::spawn(writer(storage.clone(), rx, events.inner.store_failures.clone()));
+        actix_rt::spawn(writer(
+            storage.clone(),
+            rx,
+            events.inner.store_failures.clone(),
+        ));
         actix_rt::spawn(pruner(storage, settings));
         tracing::info!(last_seq = last, "event bus started");
         Ok(events)
@@ -341,7 +348,12 @@ impl Events {
 
     /// Registers a live consumer if the ring still holds every event after `last`; returns the
     /// matching events after `last` from the ring (the backlog) and the live half.
-    fn attach(&self, last: u64, filter: &Arc<Filter>, buffer: usize) -> Option<(Vec<Arc<Event>>, Live)> {
+    fn attach(
+        &self,
+        last: u64,
+        filter: &Arc<Filter>,
+        buffer: usize,
+    ) -> Option<(Vec<Arc<Event>>, Live)> {
         let mut hub = self.hub();
         let first = hub.recent.front().map_or(hub.next_seq, |e| e.seq);
         if last + 1 < first {
@@ -522,7 +534,9 @@ impl Subscription {
         if let Some(e) = e {
             tracing::warn!(error = %e, "event replay cannot read storage");
         }
-        let since = *self.stalled_since.get_or_insert_with(std::time::Instant::now);
+        let since = *self
+            .stalled_since
+            .get_or_insert_with(std::time::Instant::now);
         since.elapsed() > REPLAY_STALL
     }
 }

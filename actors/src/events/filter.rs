@@ -31,7 +31,9 @@ impl Filter {
     }
 
     /// Parses patterns given one by one (config files).
-    pub fn from_patterns<'a>(items: impl IntoIterator<Item = &'a str>) -> Result<Filter, FilterError> {
+    pub fn from_patterns<'a>(
+        items: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Filter, FilterError> {
         let mut patterns = Vec::new();
         for item in items {
             let item = item.trim();
