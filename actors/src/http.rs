@@ -4,7 +4,8 @@
 //! [`crate::dialplan::configure`]), the records and the OpenAPI document ([`crate::api`]),
 //! call control (`/api/v1/calls`, [`crate::calls_api::configure`]), the live dashboard at `/`
 //! ([`crate::dashboard`]), the reports (`/api/v1/reports`, [`crate::reports::api`]), web chat
-//! ([`crate::chat`]) and the CRM ([`crate::crm::api`]).
+//! ([`crate::chat`]), the CRM ([`crate::crm::api`]) and the event stream (`/api/v1/events`,
+//! [`crate::events::api`]).
 //! Every `/api/v1` request passes the token check of [`crate::api::auth`].
 //!
 //! It runs on its own actix-web system thread so that HTTP load never competes with the SIP
@@ -35,6 +36,7 @@ pub fn spawn(
     calls: crate::calls_api::CallDirectory,
     reports: crate::reports::api::ReportsDir,
     crm: crate::crm::Crm,
+    events: crate::events::Events,
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(listen)
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot bind HTTP {listen}: {e}")))?;
@@ -55,6 +57,7 @@ pub fn spawn(
                 let calls = calls.clone();
                 let reports = reports.clone();
                 let crm = crm.clone();
+                let events = events.clone();
                 App::new()
                     .wrap(actix_web::middleware::from_fn(crate::api::auth::middleware))
                     .app_data(api.auth.clone())
@@ -70,6 +73,7 @@ pub fn spawn(
                     .configure(move |cfg| crate::api::configure(cfg, api.records))
                     .configure(crate::chat::configure)
                     .configure(move |cfg| crate::crm::api::configure(cfg, crm))
+                    .configure(move |cfg| crate::events::api::configure(cfg, events))
                     .configure(move |cfg| {
                         if let Some(cc) = contact {
                             cfg.app_data(web::Data::new(cc));
@@ -78,6 +82,7 @@ pub fn spawn(
                         }
                     })
             })
+            .on_connect(crate::events::api::record_socket)
             .workers(1)
             .disable_signals()
             .listen(listener);

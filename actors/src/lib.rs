@@ -10,6 +10,7 @@ pub mod contact;
 pub mod dashboard;
 pub mod crm;
 pub mod dialplan;
+pub mod events;
 pub mod http;
 pub mod nat;
 pub mod registrar;

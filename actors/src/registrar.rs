@@ -115,7 +115,14 @@ pub struct Registrar {
     failures: HashMap<std::net::IpAddr, (Instant, u32)>,
     /// The transports, once the SIP server runs: which connections are still open.
     transport: Option<std::sync::Arc<switchboard_engine::server::Shared>>,
+    /// Where `registration.*` events go (none in unit tests).
+    events: Option<crate::events::Events>,
+    /// Events of the REGISTER being applied, published only if it succeeds.
+    pending_events: Vec<(&'static str, serde_json::Value)>,
 }
+
+/// How often expired bindings are swept (and `registration.expired` published).
+const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A change to the location service, to persist.
 enum Change {
@@ -139,6 +146,56 @@ impl Registrar {
             auth,
             failures: HashMap::new(),
             transport: None,
+            events: None,
+            pending_events: Vec::new(),
+        }
+    }
+
+    /// Publishes `registration.created/refreshed/removed/expired` on `events`.
+    pub fn with_events(mut self, events: crate::events::Events) -> Registrar {
+        self.events = Some(events);
+        self
+    }
+
+    fn note(&mut self, kind: &'static str, aor: &str, b: &Binding, now: Instant) {
+        if self.events.is_none() {
+            return;
+        }
+        self.pending_events.push((
+            kind,
+            serde_json::json!({
+                "aor": aor,
+                "contact": b.contact,
+                "source": format_source(&b.source),
+                "expires_secs": b.expires_at.saturating_duration_since(now).as_secs(),
+            }),
+        ));
+    }
+
+    /// Drops expired bindings and publishes `registration.expired` for each.
+    fn sweep(&mut self, now: Instant) {
+        let mut expired = Vec::new();
+        for (aor, list) in self.bindings.iter_mut() {
+            list.retain(|b| {
+                let live = b.expires_at > now;
+                if !live {
+                    expired.push((aor.clone(), b.clone()));
+                }
+                live
+            });
+        }
+        self.bindings.retain(|_, l| !l.is_empty());
+        for (aor, b) in expired {
+            self.note("registration.expired", &aor, &b, now);
+        }
+        self.publish_pending();
+    }
+
+    fn publish_pending(&mut self) {
+        if let Some(events) = &self.events {
+            for (kind, data) in self.pending_events.drain(..) {
+                events.publish(kind, data);
+            }
         }
     }
 
@@ -191,10 +248,13 @@ impl Registrar {
         now: Instant,
     ) -> (Response, Vec<Change>) {
         let mut changes = Vec::new();
+        self.pending_events.clear();
         let resp = self.apply_inner(req, source, now, &mut changes);
         if resp.status >= 300 {
             changes.clear();
+            self.pending_events.clear();
         }
+        self.publish_pending();
         (resp, changes)
     }
 
@@ -222,8 +282,61 @@ impl Registrar {
             .get_all(&HeaderName::Contact)
             .flat_map(|v| split_list(v).unwrap_or_default())
             .collect();
+        let mut expired = Vec::new();
         let list = self.bindings.entry(aor.clone()).or_default();
-        list.retain(|b| b.expires_at > now);
+        list.retain(|b| {
+            let live = b.expires_at > now;
+            if !live {
+                expired.push(b.clone());
+            }
+            live
+        });
+        for b in &expired {
+            // Gone whatever this REGISTER's outcome: published now.
+            self.note("registration.expired", &aor, b, now);
+            if let Some((kind, data)) = self.pending_events.pop() {
+                if let Some(events) = &self.events {
+                    events.publish(kind, data);
+                }
+            }
+        }
+        let mut noted = Vec::new();
+        let resp = self.bind_contacts(
+            req,
+            &aor,
+            contacts,
+            header_expires,
+            call_id,
+            cseq,
+            source,
+            now,
+            changes,
+            &mut noted,
+        );
+        for (kind, b) in noted {
+            self.note(kind, &aor, &b, now);
+        }
+        resp
+    }
+
+    /// The contacts of one REGISTER (steps 6–8 of RFC 3261 §10.3); what changed is noted in
+    /// `noted` as (event type, binding).
+    #[allow(clippy::too_many_arguments)]
+    fn bind_contacts(
+        &mut self,
+        req: &Request,
+        aor: &str,
+        contacts: Vec<&str>,
+        header_expires: Option<u64>,
+        call_id: String,
+        cseq: u32,
+        source: Peer,
+        now: Instant,
+        changes: &mut Vec<Change>,
+        noted: &mut Vec<(&'static str, Binding)>,
+    ) -> Response {
+        let aor = aor.to_string();
+        let list = self.bindings.entry(aor.clone()).or_default();
         if contacts.iter().any(|c| c.trim() == "*") {
             // RFC 3261 §10.3 step 6: `*` only alone and with Expires: 0.
             if contacts.len() != 1 || header_expires != Some(0) {
@@ -233,7 +346,9 @@ impl Registrar {
                     "Contact: * needs Expires: 0 and no other contact",
                 );
             }
-            list.clear();
+            for b in list.drain(..) {
+                noted.push(("registration.removed", b));
+            }
             changes.push(Change::RemoveAll(aor.clone()));
             return self.answer(req, &aor, now);
         }
@@ -267,8 +382,16 @@ impl Registrar {
                     return response_with_reason(req, 500, "Out of order REGISTER");
                 }
             }
-            list.retain(|b| b.contact != na.uri);
+            let old = list
+                .iter()
+                .position(|b| b.contact == na.uri)
+                .map(|i| list.remove(i));
             changes.push(Change::Remove(aor.clone(), na.uri.clone()));
+            if expires == 0 {
+                if let Some(b) = old.clone() {
+                    noted.push(("registration.removed", b));
+                }
+            }
             if expires > 0 {
                 list.push(Binding {
                     contact: na.uri.clone(),
@@ -281,6 +404,12 @@ impl Registrar {
                 });
                 if let Some(b) = list.last() {
                     changes.push(Change::Upsert(aor.clone(), b.clone()));
+                    let kind = if old.is_some() {
+                        "registration.refreshed"
+                    } else {
+                        "registration.created"
+                    };
+                    noted.push((kind, b.clone()));
                 }
             }
         }
@@ -353,6 +482,12 @@ fn httpdate(t: SystemTime) -> String {
 
 impl Actor for Registrar {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if self.events.is_some() {
+            ctx.run_interval(SWEEP_INTERVAL, |act, _| act.sweep(Instant::now()));
+        }
+    }
 }
 
 /// A REGISTER to process; the answer comes back as the result.

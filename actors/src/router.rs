@@ -111,6 +111,8 @@ pub struct Services {
     pub storage: switchboard_storage::Storage,
     /// The CDR writer.
     pub cdrs: crate::cdr::CdrSink,
+    /// The event bus (`call.*`, `registration.*`, … events).
+    pub events: crate::events::Events,
     /// Digest authentication of callers (407).
     pub auth: Arc<switchboard_engine::auth::Authenticator>,
     /// The media runtime and RTP ports.

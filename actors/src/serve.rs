@@ -26,6 +26,27 @@ pub fn run(config: Config) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
+        let events = match crate::events::Events::start(
+            storage.clone(),
+            crate::events::Settings {
+                retention: Duration::from_secs(config.events.retention_hours.saturating_mul(3600)),
+                prune_interval: Duration::from_secs(config.events.prune_interval_secs),
+                consumer_buffer: config.events.consumer_buffer,
+            },
+            &metrics.registry,
+        )
+        .await
+        {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("event bus: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        if let Err(e) = crate::events::webhooks::start(&events, &config.events.webhooks) {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
         if config.registrar.seed_demo_users {
             seed_demo_users(&storage, &config.registrar.realm).await;
         }
@@ -42,6 +63,7 @@ pub fn run(config: Config) -> ExitCode {
             }
         };
         tracing::info!(aors = registrar.aor_count(), "registrations restored");
+        let registrar = registrar.with_events(events.clone());
         let registrar =
             Registrar::start_in_arbiter(&actix_rt::Arbiter::new().handle(), move |_| registrar);
         let ports = match switchboard_media::PortAllocator::new(
@@ -61,9 +83,17 @@ pub fn run(config: Config) -> ExitCode {
             // baseline after a burst of calls).
             let ports = ports.clone();
             let gauge = metrics.rtp_port_pairs_in_use.clone();
+            let (calls, cps) = (
+                metrics.calls_total.clone(),
+                metrics.calls_per_second.clone(),
+            );
             actix_rt::spawn(async move {
+                let mut last_calls = calls.get();
                 for tick in 0u64.. {
                     gauge.set((ports.capacity() - ports.available()) as i64);
+                    let now_calls = calls.get();
+                    cps.set(now_calls.saturating_sub(last_calls) as i64);
+                    last_calls = now_calls;
                     if tick % 10 == 9 {
                         // SAFETY: malloc_trim only walks the allocator's own free lists; it has no
                         // preconditions and is thread-safe.
@@ -120,6 +150,11 @@ pub fn run(config: Config) -> ExitCode {
                     .position_update_secs
                     .saturating_mul(1000),
                 config_file: config.contact_centre.config_file.clone(),
+                events: Some(events.clone()),
+                metrics: Some(crate::contact::ContactMetrics::register(
+                    &metrics.registry,
+                    config.contact_centre.service_level_secs,
+                )),
                 ..crate::contact::Settings::default()
             };
             match crate::contact::ContactCentre::start(
@@ -165,6 +200,7 @@ pub fn run(config: Config) -> ExitCode {
         let trunks = crate::trunk::Trunks::new(&config);
         let calls = crate::calls_api::CallDirectory::default();
         let (registrar_addr, registrar_config) = (registrar.clone(), config.registrar.clone());
+        trunks.set_events(events.clone());
         let services = Services {
             calls: calls.clone(),
             trunks: trunks.clone(),
@@ -180,6 +216,7 @@ pub fn run(config: Config) -> ExitCode {
                     .collect(),
             ),
             cdrs: crate::cdr::CdrSink::start(storage.clone(), config.contact_centre.enabled),
+            events: events.clone(),
             storage,
             auth: Arc::new(Authenticator::with_algorithms(
                 &config.registrar.realm,
@@ -218,6 +255,7 @@ pub fn run(config: Config) -> ExitCode {
             calls,
             crate::reports::api::ReportsDir(reports_dir),
             crm,
+            events.clone(),
         ) {
             Ok(addr) => tracing::info!(%addr, "HTTP listening"),
             Err(e) => {
@@ -228,6 +266,8 @@ pub fn run(config: Config) -> ExitCode {
         tracing::info!(udp = ?server.udp_addrs, tcp = ?server.tcp_addrs, "switchboard serving");
         wait_for_shutdown().await;
         tracing::info!("shutting down");
+        // Events published so far reach storage, so a restart continues after them.
+        let _ = tokio::time::timeout(Duration::from_secs(5), events.flush()).await;
         drop(media_rt);
         ExitCode::SUCCESS
     })

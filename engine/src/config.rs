@@ -51,6 +51,8 @@ pub struct Config {
     /// API channels by name (`[channels.telegram]`): inbound messages signed with `secret`,
     /// agent replies posted (signed) to `webhook_url`.
     pub channels: std::collections::BTreeMap<String, ChannelConfig>,
+    /// The event stream (`/api/v1/events`) and its signed webhooks.
+    pub events: EventsConfig,
 }
 
 /// Contact-centre reports: where scheduled ones are written and which.
@@ -126,6 +128,32 @@ impl Default for ChatConfig {
     }
 }
 
+
+/// The event stream: retention of stored events, consumer buffers and signed webhooks.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// How long stored events are kept for replay, in hours.
+    pub retention_hours: u64,
+    /// How often old events are pruned, in seconds.
+    pub prune_interval_secs: u64,
+    /// Events a stream consumer may have queued before it is cut off (close code 4008).
+    pub consumer_buffer: usize,
+    /// Webhooks that receive events as signed POSTs (`[[events.webhooks]]`).
+    pub webhooks: Vec<EventWebhookConfig>,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            retention_hours: 72,
+            prune_interval_secs: 300,
+            consumer_buffer: 8_192,
+            webhooks: Vec::new(),
+        }
+    }
+}
+
 /// One API channel (`[channels.NAME]`).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -136,6 +164,19 @@ pub struct ChannelConfig {
     pub webhook_url: String,
     /// The queue of its conversations (empty: the chat default queue, then the workflow).
     pub queue: String,
+}
+
+/// One event webhook.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventWebhookConfig {
+    /// Where events are POSTed (`http://host:port/path`).
+    pub url: String,
+    /// The HMAC-SHA256 key of the `X-Switchboard-Signature` header.
+    pub secret: String,
+    /// Which events (`call.*`, `agent.state_changed`, `*`); empty: all.
+    #[serde(default)]
+    pub types: Vec<String>,
 }
 
 /// Temporary bans after repeated authentication failures from one source address.
@@ -921,6 +962,27 @@ impl Config {
                 "calls.session_expires",
                 "min_se must be >= 2 and session_expires 0 or >= min_se",
             );
+        }
+        let ev = &self.events;
+        if ev.retention_hours == 0 {
+            return err("events.retention_hours", "must be at least 1");
+        }
+        if ev.prune_interval_secs == 0 {
+            return err("events.prune_interval_secs", "must be at least 1");
+        }
+        if !(16..=1_048_576).contains(&ev.consumer_buffer) {
+            return err("events.consumer_buffer", "must be between 16 and 1048576");
+        }
+        for (i, w) in ev.webhooks.iter().enumerate() {
+            if !w.url.starts_with("http://") {
+                return err(
+                    &format!("events.webhooks[{i}].url"),
+                    "must be an http:// URL",
+                );
+            }
+            if w.secret.is_empty() {
+                return err(&format!("events.webhooks[{i}].secret"), "must not be empty");
+            }
         }
         if self.sip.t1_ms == 0 || self.sip.t2_ms < self.sip.t1_ms {
             return err("sip.t2_ms", "T1 must be > 0 and T2 >= T1");

@@ -1,6 +1,8 @@
 //! Prometheus metrics of the SIP core, exported on `/metrics`.
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 /// Every metric the SIP core maintains.
 #[derive(Clone)]
@@ -34,6 +36,16 @@ pub struct Metrics {
     /// SRTP/SRTCP packets dropped on secured legs (failed authentication, replayed, unkeyed),
     /// added when each call ends.
     pub srtp_rejected: IntCounter,
+    /// Calls started (call actors created): the CPS counter.
+    pub calls_total: IntCounter,
+    /// Calls started in the last whole second (set once a second).
+    pub calls_per_second: IntGauge,
+    /// RTP packets relayed, by direction (`a_to_b`, `b_to_a`), added when each call ends.
+    pub rtp_packets: IntCounterVec,
+    /// RTP packets lost (sequence gaps), by direction, added when each call ends.
+    pub rtp_lost: IntCounterVec,
+    /// RFC 3550 interarrival jitter of each received stream at the end of its call (ms).
+    pub rtp_jitter_ms: Histogram,
 }
 
 impl Metrics {
@@ -117,7 +129,44 @@ impl Metrics {
         registry
             .register(Box::new(srtp_rejected.clone()))
             .expect("registered once");
+        let calls_total = IntCounter::new("calls_total", "Calls started (CPS: rate of this)")
+            .expect("static metric definition");
+        registry
+            .register(Box::new(calls_total.clone()))
+            .expect("registered once");
+        let calls_per_second =
+            IntGauge::new("calls_per_second", "Calls started in the last whole second")
+                .expect("static metric definition");
+        registry
+            .register(Box::new(calls_per_second.clone()))
+            .expect("registered once");
+        let rtp_packets = cv(
+            "rtp_packets_total",
+            "RTP packets relayed, by direction (added at call end)",
+            &["direction"],
+        );
+        let rtp_lost = cv(
+            "rtp_packets_lost_total",
+            "RTP packets lost (sequence gaps), by direction (added at call end)",
+            &["direction"],
+        );
+        let rtp_jitter_ms = Histogram::with_opts(
+            HistogramOpts::new(
+                "rtp_jitter_ms",
+                "Interarrival jitter of received RTP streams at call end (ms)",
+            )
+            .buckets(vec![1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 50.0, 100.0, 200.0]),
+        )
+        .expect("static metric definition");
+        registry
+            .register(Box::new(rtp_jitter_ms.clone()))
+            .expect("registered once");
         Metrics {
+            calls_total,
+            calls_per_second,
+            rtp_packets,
+            rtp_lost,
+            rtp_jitter_ms,
             srtp_rejected,
             calls_active,
             calls_ended,

@@ -17,7 +17,8 @@
 //! * web chats and API-channel conversations ([`ChatRow`], [`ChatMessageRow`], [`ChatWrite`]);
 //! * CRM ([`Contact`], [`Interaction`], [`Ticket`]): contacts with identities, tags and
 //!   attributes, audited merges, tickets and notes, CSAT, and full-text search
-//!   ([`SearchQuery`]: FTS5 on SQLite, tsvector + GIN on PostgreSQL).
+//!   ([`SearchQuery`]: FTS5 on SQLite, tsvector + GIN on PostgreSQL);
+//! * the event stream ([`StoredEvent`]): published events by sequence number, for replay.
 //!
 //! Architecture invariant: this crate knows neither actors nor SIP messages. It stores what it is
 //! given (an AOR is kept exactly as the caller normalised it) and decides nothing about calls.
@@ -31,6 +32,7 @@ mod crm;
 mod crm_search;
 mod crm_tickets;
 mod error;
+mod events;
 mod recordings;
 mod registrations;
 mod users;
@@ -42,6 +44,7 @@ pub use crm::{Contact, Identity, MergeRecord, NewContact, Segment};
 pub use crm_search::{CsatScore, Interaction, SearchHit, SearchQuery};
 pub use crm_tickets::{ConfigKind, NamedConfig, Ticket, TicketNote};
 pub use error::StorageError;
+pub use events::StoredEvent;
 pub use recordings::Recording;
 pub use registrations::Binding;
 pub use users::{ha1_md5, ha1_sha256, UserRecord};

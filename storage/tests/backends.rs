@@ -8,6 +8,7 @@
 use sqlx::{AssertSqlSafe, Connection, Row};
 use switchboard_storage::{
     ha1_md5, ha1_sha256, Backend, Binding, Cdr, CdrFilter, Recording, Storage, StorageError,
+    StoredEvent,
 };
 
 /// Known vectors: `printf 'alice:switchboard:secret' | md5sum` and `| sha256sum`.
@@ -88,6 +89,32 @@ async fn exercise(s: &Storage) {
     bindings(s).await;
     cdrs(s).await;
     recordings(s).await;
+    events(s).await;
+}
+
+/// The event stream: ordered pages after a sequence number, the largest one, age pruning that
+/// keeps the newest event.
+async fn events(s: &Storage) {
+    assert_eq!(s.max_event_seq().await.expect("max"), 0);
+    let batch: Vec<StoredEvent> = (1..=5)
+        .map(|i| StoredEvent {
+            seq: i,
+            at_ms: 1_000 * i,
+            kind: "call.created".into(),
+            data: format!("{{\"n\":{i}}}"),
+        })
+        .collect();
+    assert_eq!(s.insert_events(&batch).await.expect("insert"), 5);
+    assert_eq!(s.max_event_seq().await.expect("max"), 5);
+    let page = s.events_after(2, 2).await.expect("page");
+    assert_eq!(page, batch[2..4].to_vec());
+    assert!(s.insert_events(&batch[..1]).await.is_err(), "seq is unique");
+    assert_eq!(s.prune_events(i64::MAX).await.expect("prune"), 4);
+    assert_eq!(
+        s.events_after(0, 10).await.expect("rest"),
+        batch[4..].to_vec()
+    );
+    assert_eq!(s.max_event_seq().await.expect("max"), 5);
 }
 
 async fn users(s: &Storage) {

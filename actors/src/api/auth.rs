@@ -164,6 +164,8 @@ pub const ROUTES: &[(M, &str, Access)] = &[
     (M::Patch, "/api/v1/tickets/{id}", Role(Agent)),
     (M::Get, "/api/v1/tickets/{id}", Role(ReadOnly)),
     (M::Post, "/api/v1/tickets/{id}/notes", Role(Agent)),
+    // The event stream (`crate::events::api`): JSON pages and the WebSocket.
+    (M::Get, "/api/v1/events", Role(ReadOnly)),
     // Call control (`crate::calls_api`): acting on a call is a supervisor's job.
     (M::Get, "/api/v1/calls", Role(ReadOnly)),
     (M::Post, "/api/v1/calls", Role(Supervisor)),

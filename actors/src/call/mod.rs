@@ -10,6 +10,7 @@
 
 mod callback;
 mod control;
+mod events;
 mod ivr;
 mod prack;
 mod queue;
@@ -184,12 +185,17 @@ struct Teardown {
     call_ids: Vec<String>,
     record: CallRecord,
     finished: bool,
+    /// `call.created` was published (so `call.ended` is due).
+    announced: bool,
+    /// `call.ringing` was published.
+    rang: bool,
 }
 
 /// Tears the call down if the actor is dropped before it finished (see the module doc).
 pub struct TeardownGuard {
     shard: ShardHandle,
     cdrs: crate::cdr::CdrSink,
+    events: crate::events::Events,
     addr: Option<Addr<CallActor>>,
     state: Teardown,
 }
@@ -240,6 +246,9 @@ impl Drop for TeardownGuard {
             t.record.sip_code = 500;
         }
         self.cdrs.write(&t.record);
+        if t.announced {
+            events::publish_ended(&self.events, &t.record);
+        }
     }
 }
 
@@ -311,6 +320,7 @@ impl CallActor {
         let guard = TeardownGuard {
             shard: setup.shard.clone(),
             cdrs: setup.services.cdrs.clone(),
+            events: setup.services.events.clone(),
             addr: None,
             state: Teardown {
                 a_pending: Some((setup.tx, setup.invite.clone())),
@@ -442,6 +452,12 @@ impl CallActor {
                 if q.packets > 0 {
                     t.record.mos[leg as usize] = Some(q.mos);
                     t.record.jitter_ms[leg as usize] = Some(q.jitter_ms);
+                    self.setup
+                        .shard
+                        .shared
+                        .metrics
+                        .rtp_jitter_ms
+                        .observe(q.jitter_ms);
                 }
             }
             let s = relay.stats();
@@ -466,6 +482,11 @@ impl CallActor {
             t.record.bytes_b_to_a = s.b_to_a.bytes;
             t.record.lost_a_to_b = s.a_to_b.lost;
             t.record.lost_b_to_a = s.b_to_a.lost;
+            let m = &self.setup.shard.shared.metrics;
+            for (dir, d) in [("a_to_b", &s.a_to_b), ("b_to_a", &s.b_to_a)] {
+                m.rtp_packets.with_label_values(&[dir]).inc_by(d.packets);
+                m.rtp_lost.with_label_values(&[dir]).inc_by(d.lost);
+            }
             let storage = self.setup.services.storage.clone();
             let call_id = t.record.call_id.clone();
             actix_rt::spawn(async move {
@@ -485,6 +506,9 @@ impl CallActor {
         t.finished = true;
         if self.write_cdr {
             self.guard.cdrs.write(&t.record);
+        }
+        if t.announced {
+            events::publish_ended(&self.setup.services.events, &t.record);
         }
         let ids = std::mem::take(&mut t.call_ids);
         self.post(Command::Forget {
@@ -671,6 +695,7 @@ impl CallActor {
                     return; // a retransmitted reliable provisional, PRACKed already
                 };
                 if !self.a_final {
+                    let status = resp.status;
                     let mut r = self.a_response(resp.status, Some(&resp.reason));
                     if !resp.body.is_empty() {
                         if let Ok(body) = self.anchor(&resp.body, Leg::B, false) {
@@ -679,6 +704,7 @@ impl CallActor {
                         }
                     }
                     self.provisional_to_a(ctx, r, reliable);
+                    self.publish_ringing(status);
                 }
             }
             200..=299 => {
@@ -849,6 +875,7 @@ impl CallActor {
         // event: call.answered
         self.guard.state.record.answer_ms = Some(now_ms());
         self.guard.state.record.sip_code = 200;
+        self.publish_answered();
         self.post(Command::Respond {
             tx: self.setup.tx,
             resp: ok.clone(),
@@ -1122,6 +1149,7 @@ impl CallActor {
 
     /// Anchors the media of the caller's offer and looks the callee up.
     fn route(&mut self, ctx: &mut Context<Self>) {
+        self.publish_created();
         if !self.session_timer_check(ctx) {
             return;
         }
@@ -1481,6 +1509,7 @@ impl Actor for CallActor {
         self.setup.shard.shared.metrics.calls_active.inc();
         // event: call.created
         self.list_in_directory(ctx);
+        self.setup.shard.shared.metrics.calls_total.inc();
         self.post(Command::Respond {
             tx: self.setup.tx,
             resp: response(&self.setup.invite, 100),

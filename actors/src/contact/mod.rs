@@ -20,6 +20,9 @@
 
 pub mod api;
 mod chat_link;
+mod bus;
+mod prom;
+pub use prom::ContactMetrics;
 pub mod config_file;
 mod desktop;
 pub mod directory;
@@ -106,6 +109,10 @@ pub struct Settings {
     /// The contact-centre file applied at start (`config_file.rs`): a path, `builtin:demo`, or
     /// empty for none.
     pub config_file: String,
+    /// The event bus for `interaction.*` and `agent.*` events (none: not published).
+    pub events: Option<crate::events::Events>,
+    /// Prometheus figures (queues, agents by state, service level, ASA, abandon rate).
+    pub metrics: Option<ContactMetrics>,
 }
 
 impl Default for Settings {
@@ -119,6 +126,8 @@ impl Default for Settings {
                 ..crate::routing::RouterConfig::default()
             },
             config_file: String::new(),
+            events: None,
+            metrics: None,
         }
     }
 }

@@ -183,6 +183,10 @@ impl RoutingActor {
         if !self.replaying {
             self.journal.routing(&e, interaction.map(|i| i.0));
         }
+        self.bus.routing(&e, &self.dir, !self.replaying);
+        if let (Some(m), false) = (&self.settings.metrics, self.replaying) {
+            m.count(&e, &self.dir);
+        }
     }
 
     fn offer(

@@ -73,6 +73,8 @@ pub struct RoutingActor {
     pub(super) callback_env: Arc<std::sync::OnceLock<crate::call::CallbackEnv>>,
     /// Chat sessions of live chat / messaging interactions (`chat_link.rs`).
     pub(super) chat_links: HashMap<InteractionId, Recipient<super::ChatLink>>,
+    /// `interaction.*` / `agent.*` events on the bus.
+    pub(super) bus: super::bus::ContactBus,
 }
 
 impl Actor for RoutingActor {
@@ -82,6 +84,11 @@ impl Actor for RoutingActor {
         // Big configurations and bursts of offers: do not let senders block on a full mailbox.
         ctx.set_mailbox_capacity(65_536);
         self.rearm(ctx);
+        if let Some(m) = self.settings.metrics.clone() {
+            ctx.run_interval(std::time::Duration::from_secs(1), move |act, _| {
+                act.refresh_gauges(&m)
+            });
+        }
     }
 }
 
@@ -98,7 +105,7 @@ impl RoutingActor {
             dir,
             clock,
             journal,
-            settings,
+            settings: settings.clone(),
             replaying: false,
             live: HashMap::new(),
             offers: HashMap::new(),
@@ -113,6 +120,7 @@ impl RoutingActor {
             timer: None,
             callback_env: Arc::default(),
             chat_links: HashMap::new(),
+            bus: super::bus::ContactBus::new(settings.events.clone()),
         }
     }
 
@@ -249,6 +257,7 @@ impl RoutingActor {
         if r.is_ok() && !self.replaying {
             // Before the router's events for it, so a restart finds it first.
             self.journal.created(&n, now);
+            self.bus.created(&n);
         }
         if r.is_err() {
             self.live.remove(&id);

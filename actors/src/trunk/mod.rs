@@ -43,6 +43,8 @@ pub struct Trunks {
     retry_after_secs: u32,
     /// Sources banned after failed authentications.
     bans: Mutex<ban::BanList>,
+    /// Where `trunk.registration_changed` and `gateway.down/up` go (set once at start).
+    events: std::sync::OnceLock<crate::events::Events>,
 }
 
 /// One trunk.
@@ -160,6 +162,7 @@ impl Trunks {
                 .map(|(n, m)| (n.clone(), lcr::Table::new(m)))
                 .collect(),
             shards: Mutex::new(Vec::new()),
+            events: std::sync::OnceLock::new(),
             retry_after_secs: config.limits.retry_after_secs.max(1),
             bans: Mutex::new(ban::BanList::new(
                 config.bans.max_auth_failures,
@@ -345,6 +348,18 @@ impl Trunk {
             c.failures += 1;
             c.last_failure = Some(format!("{status} {reason}"));
         }
+    }
+}
+
+impl Trunks {
+    /// Publishes trunk events on `events` from now on (the first call wins).
+    pub fn set_events(&self, events: crate::events::Events) {
+        let _ = self.events.set(events);
+    }
+
+    /// The bus, once set.
+    pub(crate) fn events(&self) -> Option<&crate::events::Events> {
+        self.events.get()
     }
 }
 

@@ -59,7 +59,9 @@ pub(super) async fn run(trunks: Arc<Trunks>, trunk: Arc<Trunk>) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<ClientReply>();
     let mut in_flight: HashMap<u64, Sent> = HashMap::new();
     let mut next_tag: u64 = 0;
+    let mut seen = snapshot(&trunk);
     loop {
+        publish_changes(&trunks, &trunk, &mut seen);
         let now = Instant::now();
         let mut out: Vec<(Sent, Request, std::net::SocketAddr)> = Vec::new();
         let deadline = {
@@ -151,4 +153,45 @@ fn cseq_of(req: &Request) -> u32 {
         .get(&switchboard_engine::sip::HeaderName::CSeq)
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
+}
+
+/// What trunk events are derived from: the registration state and each gateway's `up`.
+type Snapshot = (Option<super::register::State>, Vec<bool>);
+
+fn snapshot(trunk: &Trunk) -> Snapshot {
+    let st = lock(&trunk.state);
+    let reg = st.registration.as_ref().map(|r| r.state());
+    let ups = match &st.prober {
+        Some(p) => (0..trunk.gateways.len())
+            .map(|i| p.health(i).is_none_or(|h| h.up))
+            .collect(),
+        None => Vec::new(),
+    };
+    (reg, ups)
+}
+
+/// Publishes `trunk.registration_changed` and `gateway.down` / `gateway.up` for what changed
+/// since `seen`.
+fn publish_changes(trunks: &Trunks, trunk: &Trunk, seen: &mut Snapshot) {
+    let now = snapshot(trunk);
+    if let Some(events) = trunks.events() {
+        if now.0 != seen.0 {
+            if let Some(state) = now.0 {
+                events.publish(
+                    "trunk.registration_changed",
+                    serde_json::json!({ "trunk": trunk.name, "state": state }),
+                );
+            }
+        }
+        for (i, up) in now.1.iter().enumerate() {
+            if seen.1.get(i).is_some_and(|was| was != up) {
+                let address = trunk.gateways.get(i).map(|g| g.address.to_string());
+                events.publish(
+                    if *up { "gateway.up" } else { "gateway.down" },
+                    serde_json::json!({ "trunk": trunk.name, "gateway": i, "address": address }),
+                );
+            }
+        }
+    }
+    *seen = now;
 }
