@@ -24,20 +24,43 @@ struct State {
     started: Instant,
 }
 
+/// What the HTTP routes serve: one handle per area.
+pub struct HttpServices {
+    /// The contact centre, when it runs.
+    pub contact: Option<ContactCentre>,
+    /// The dialplans (status and reload).
+    pub dialplans: std::sync::Arc<crate::dialplan::Dialplans>,
+    /// Trunks and bans.
+    pub trunks: std::sync::Arc<crate::trunk::Trunks>,
+    /// Authentication and the records.
+    pub api: crate::api::Api,
+    /// Live calls.
+    pub calls: crate::calls_api::CallDirectory,
+    /// Where scheduled reports are written.
+    pub reports: crate::reports::api::ReportsDir,
+    /// Contacts, tickets, CSAT and search.
+    pub crm: crate::crm::Crm,
+    /// The event stream.
+    pub events: crate::events::Events,
+}
+
 /// Binds `listen` now (so a bind error is reported before start-up continues) and serves on a
 /// dedicated thread.
 pub fn spawn(
     listen: SocketAddr,
     metrics: Metrics,
-    contact: Option<ContactCentre>,
-    dialplans: std::sync::Arc<crate::dialplan::Dialplans>,
-    trunks: std::sync::Arc<crate::trunk::Trunks>,
-    api: crate::api::Api,
-    calls: crate::calls_api::CallDirectory,
-    reports: crate::reports::api::ReportsDir,
-    crm: crate::crm::Crm,
-    events: crate::events::Events,
+    services: HttpServices,
 ) -> std::io::Result<SocketAddr> {
+    let HttpServices {
+        contact,
+        dialplans,
+        trunks,
+        api,
+        calls,
+        reports,
+        crm,
+        events,
+    } = services;
     let listener = TcpListener::bind(listen)
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot bind HTTP {listen}: {e}")))?;
     let bound = listener.local_addr()?;

@@ -229,7 +229,7 @@ pub fn run(config: Config) -> ExitCode {
                 sdp_ip: config.sip.advertised_address.unwrap_or(config.media.rtp_ip),
             },
         };
-        let crm = crate::crm::Crm::new(services.storage.clone());
+        let crm = crate::crm::Crm::new(services.storage.clone()).with_events(events.clone());
         let factory = crate::router::factory(services);
         let server = match switchboard_engine::server::start(config, metrics.clone(), factory).await
         {
@@ -245,18 +245,17 @@ pub fn run(config: Config) -> ExitCode {
         }
         registrar_addr.do_send(crate::registrar::AttachTransport(server.shared.clone()));
         crate::nat::start(&registrar_config, registrar_addr, trunks.clone());
-        match crate::http::spawn(
-            http_listen,
-            metrics,
+        let http_services = crate::http::HttpServices {
             contact,
-            ivr.dialplans.clone(),
+            dialplans: ivr.dialplans.clone(),
             trunks,
             api,
             calls,
-            crate::reports::api::ReportsDir(reports_dir),
+            reports: crate::reports::api::ReportsDir(reports_dir),
             crm,
-            events.clone(),
-        ) {
+            events: events.clone(),
+        };
+        match crate::http::spawn(http_listen, metrics, http_services) {
             Ok(addr) => tracing::info!(%addr, "HTTP listening"),
             Err(e) => {
                 eprintln!("{e}");

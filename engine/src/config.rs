@@ -128,7 +128,6 @@ impl Default for ChatConfig {
     }
 }
 
-
 /// The event stream: retention of stored events, consumer buffers and signed webhooks.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -772,7 +772,10 @@ fn openapi_document_matches_the_routes() {
         for m in ["get", "post", "put", "patch", "delete"] {
             let Some(op) = item.get(m) else { continue };
             n += 1;
-            let role = op["x-required-role"].as_str().unwrap_or_default().to_string();
+            let role = op["x-required-role"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             assert!(!role.is_empty(), "{m} {p} has no x-required-role");
             let path = fill_path_parameters(p);
             let method = m.to_ascii_uppercase();
@@ -809,7 +812,11 @@ fn fill_path_parameters(path: &str) -> String {
         out.push_str(&rest[..open]);
         let close = rest[open..].find('}').map_or(rest.len(), |c| open + c + 1);
         let name = &rest[open..close];
-        out.push_str(if name == "{name}" { "nonexistent" } else { "999999" });
+        out.push_str(if name == "{name}" {
+            "nonexistent"
+        } else {
+            "999999"
+        });
         rest = &rest[close..];
     }
     out.push_str(rest);

@@ -130,15 +130,15 @@ pub const ROUTES: &[(M, &str, Access)] = &[
     (M::Get, "/api/v1/reports/{report}", Role(ReadOnly)),
     // Chat (`crate::chat::api`): the API channel's inbound endpoint checks the channel's own
     // HMAC signature instead of a token; agents write into chats.
-    (
-        M::Post,
-        "/api/v1/channels/{channel}/messages",
-        Public,
-    ),
+    (M::Post, "/api/v1/channels/{channel}/messages", Public),
     (M::Get, "/api/v1/chats/{id}", Role(ReadOnly)),
     (M::Post, "/api/v1/chats/{id}/messages", Role(Agent)),
     (M::Post, "/api/v1/chats/{id}/attachments", Role(Agent)),
-    (M::Get, "/api/v1/chats/{id}/attachments/{att}", Role(ReadOnly)),
+    (
+        M::Get,
+        "/api/v1/chats/{id}/attachments/{att}",
+        Role(ReadOnly),
+    ),
     // CRM, tickets, CSAT and search (`crate::crm::api`): agents keep records; merges are a
     // supervisor's, ticket configuration an admin's.
     (M::Post, "/api/v1/contacts", Role(Agent)),
@@ -150,7 +150,11 @@ pub const ROUTES: &[(M, &str, Access)] = &[
     (M::Post, "/api/v1/contacts/{id}/merge", Role(Supervisor)),
     (M::Get, "/api/v1/contacts/{id}/merges", Role(ReadOnly)),
     (M::Get, "/api/v1/contacts/{id}/timeline", Role(ReadOnly)),
-    (M::Post, "/api/v1/crm/interactions/{id}/messages", Role(Agent)),
+    (
+        M::Post,
+        "/api/v1/crm/interactions/{id}/messages",
+        Role(Agent),
+    ),
     (M::Post, "/api/v1/interactions/{id}/csat", Role(Agent)),
     (M::Get, "/api/v1/metrics/csat", Role(ReadOnly)),
     (M::Get, "/api/v1/search", Role(ReadOnly)),

@@ -396,9 +396,12 @@ impl CallbackCall {
             self.answered = Some(r);
             cc.offer_answered(*interaction, r);
         }
-        // event: call.answered (leg a)
         self.connected = true;
         self.record.answer_ms = Some(now_ms());
+        self.env.services.events.publish(
+            "call.answered",
+            serde_json::json!({ "call_id": self.record.call_id }),
+        );
         if let Some(relay) = &self.relay {
             let rate = self.agent_rate;
             relay.play(
@@ -425,7 +428,10 @@ impl CallbackCall {
     }
 
     fn customer_answered(&mut self) {
-        // event: call.bridged
+        self.env.services.events.publish(
+            "call.bridged",
+            serde_json::json!({ "call_id": self.record.call_id }),
+        );
         tracing::info!(call = %self.label(), "outbound call: second leg answered, bridged");
         if let Some(r) = &self.relay {
             r.stop_play(Leg::B);
@@ -476,7 +482,6 @@ impl CallbackCall {
             return;
         }
         self.ended = true;
-        // event: call.ended (cause)
         self.listing = None;
         self.hang_up_leg(0);
         self.hang_up_leg(1);
@@ -511,6 +516,7 @@ impl CallbackCall {
         if self.answered.is_some() || !self.is_callback() {
             self.env.services.cdrs.write(&self.record);
         }
+        super::events::publish_ended(&self.env.services.events, &self.record);
         self.env.shard.post(Command::Forget {
             ids: std::mem::take(&mut self.call_ids),
             owner: Some(ctx.address().recipient()),
@@ -572,7 +578,15 @@ impl Actor for CallbackCall {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        // event: call.created
+        self.env.services.events.publish(
+            "call.created",
+            serde_json::json!({
+                "call_id": self.record.call_id,
+                "caller": self.record.caller,
+                "callee": self.record.callee,
+                "kind": if self.is_callback() { "callback" } else { "originate" },
+            }),
+        );
         let kind = if self.is_callback() {
             CallKind::Callback
         } else {

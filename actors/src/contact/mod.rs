@@ -19,8 +19,8 @@
 //!   adds tokens).
 
 pub mod api;
-mod chat_link;
 mod bus;
+mod chat_link;
 mod prom;
 pub use prom::ContactMetrics;
 pub mod config_file;

@@ -241,8 +241,8 @@ async fn create_contact(crm: C, b: web::Bytes) -> Reply {
         }
         Err(e) => return Err(e.into()),
     };
-    // event: contact.created (contact_id, identities)
     let c = load_contact(&crm, id).await?;
+    crm.publish("contact.created", json!({"contact_id": id}));
     Ok(HttpResponse::Created().json(contact_json(&c)))
 }
 
@@ -367,8 +367,8 @@ async fn update_contact(crm: C, id: web::Path<String>, b: web::Bytes) -> Reply {
             .change_tags(id, &p.add_tags, &p.remove_tags)
             .await?;
     }
-    // event: contact.updated (contact_id)
     let c = load_contact(&crm, id).await?;
+    crm.publish("contact.updated", json!({"contact_id": id}));
     Ok(HttpResponse::Ok().json(contact_json(&c)))
 }
 
@@ -438,7 +438,10 @@ async fn merge(crm: C, id: web::Path<String>, b: web::Bytes) -> Reply {
             }
             e => e.into(),
         })?;
-    // event: contact.merged (into_id, from_id, by, moved)
+    crm.publish(
+        "contact.merged",
+        json!({"into_id": into, "from_id": b.from, "by": by}),
+    );
     let c = load_contact(&crm, into).await?;
     Ok(HttpResponse::Ok().json(json!({
         "contact": contact_json(&c),
@@ -665,7 +668,10 @@ async fn csat(crm: C, id: web::Path<String>, b: web::Bytes) -> Reply {
         .set_csat(id, b.score, now_ms())
         .await?
         .ok_or_else(|| ApiError::not_found("id", "such interaction"))?;
-    // event: csat.recorded (interaction_id, score, ticket_ids)
+    crm.publish(
+        "csat.recorded",
+        json!({"interaction_id": id, "score": b.score, "ticket_ids": tickets}),
+    );
     Ok(HttpResponse::Ok().json(json!({
         "interaction_id": id, "score": b.score, "tickets": tickets,
     })))
@@ -819,8 +825,14 @@ async fn create_ticket(crm: C, b: web::Bytes) -> Reply {
         ..Ticket::default()
     };
     let id = crm.storage().create_ticket(&t).await?;
-    // event: ticket.created (ticket_id, contact_id, interaction_id, group, assignee)
     let t = load_ticket(&crm, id).await?;
+    crm.publish(
+        "ticket.created",
+        json!({
+            "ticket_id": id, "contact_id": t.contact_id, "interaction_id": t.interaction_id,
+            "group": t.group_name, "assignee": t.assignee, "status": t.status,
+        }),
+    );
     Ok(HttpResponse::Created().json(ticket_json(&crm, &t, true).await?))
 }
 
@@ -918,7 +930,13 @@ async fn update_ticket(crm: C, id: web::Path<String>, b: web::Bytes) -> Reply {
             "the ticket changed meanwhile; read it again",
         ));
     }
-    // event: ticket.updated (ticket_id, changed fields; status_from/status_to when the status changed)
+    crm.publish(
+        "ticket.updated",
+        json!({
+            "ticket_id": t.id, "status_from": before.status, "status_to": t.status,
+            "group": t.group_name, "assignee": t.assignee,
+        }),
+    );
     Ok(HttpResponse::Ok().json(ticket_json(&crm, &t, false).await?))
 }
 
@@ -948,7 +966,10 @@ async fn add_note(crm: C, id: web::Path<String>, b: web::Bytes) -> Reply {
         .add_ticket_note(id, &b.author, &b.body, b.internal, now_ms())
         .await?
         .ok_or_else(|| ApiError::not_found("id", "such ticket"))?;
-    // event: ticket.updated (ticket_id, note_id, internal)
+    crm.publish(
+        "ticket.updated",
+        json!({"ticket_id": id, "note_id": note, "internal": b.internal}),
+    );
     Ok(HttpResponse::Created().json(json!({"id": note, "ticket_id": id})))
 }
 

@@ -131,12 +131,30 @@ impl From<StorageError> for ApiError {
 #[derive(Clone, Debug)]
 pub struct Crm {
     storage: Storage,
+    /// Where `contact.*`, `ticket.*`, `csat.*` events go (none in unit tests).
+    events: Option<crate::events::Events>,
 }
 
 impl Crm {
     /// A CRM over `storage` (the schema is migrated by [`Storage::connect`]).
     pub fn new(storage: Storage) -> Crm {
-        Crm { storage }
+        Crm {
+            storage,
+            events: None,
+        }
+    }
+
+    /// Publishes the CRM's events on `events`.
+    pub fn with_events(mut self, events: crate::events::Events) -> Crm {
+        self.events = Some(events);
+        self
+    }
+
+    /// Publishes `kind` with `data` when an event bus is attached.
+    pub fn publish(&self, kind: &str, data: serde_json::Value) {
+        if let Some(events) = &self.events {
+            events.publish(kind, data);
+        }
     }
 
     /// The storage handle.
