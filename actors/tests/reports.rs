@@ -241,7 +241,32 @@ async fn exercise(s: &Storage) {
     assert_eq!(s2["abandon_rate_pct"], json!(0.0));
     assert_eq!(row(&q, "2026-11-24", "queue", "billing")["offered"], 0);
 
-    // Agents per day: handled, AHT, occupancy to the millisecond.
+    // CSAT scores stored by the CRM: bob gets 4 and 5 on the second day.
+    let contact = s
+        .create_contact(
+            &switchboard_storage::NewContact {
+                attributes: "{}".into(),
+                ..Default::default()
+            },
+            DAY0 as i64,
+        )
+        .await
+        .expect("contact");
+    for score in [4, 5] {
+        let at = (DAY0 + DAY + 10 * H) as i64;
+        let i = switchboard_storage::Interaction {
+            contact_id: contact,
+            channel: "voice".into(),
+            agent: Some("bob".into()),
+            started_at_ms: at,
+            details: "{}".into(),
+            ..Default::default()
+        };
+        let id = s.record_interaction(&i).await.expect("interaction");
+        s.set_csat(id, score, at).await.expect("csat");
+    }
+
+    // Agents per day: handled, AHT, occupancy to the millisecond, mean CSAT.
     let a = rows(s, ReportKind::Agents, Period::Day, DAY0, DAY0 + 2 * DAY).await;
     let alice = row(&a, "2026-11-23", "agent", "alice");
     assert_eq!(alice["contacts_handled"], 2);
@@ -256,6 +281,7 @@ async fn exercise(s: &Storage) {
     assert_eq!(alice["csat"], Value::Null);
     let bob = row(&a, "2026-11-24", "agent", "bob");
     assert_eq!(bob["contacts_handled"], 1);
+    assert_eq!(bob["csat"], json!(4.5));
     assert_eq!(bob["on_contact_ms"], 600_000);
     assert_eq!(bob["idle_ms"], 2 * H - 600_000);
     assert_eq!(

@@ -24,6 +24,22 @@ pub struct Inputs<'a> {
     pub routing: &'a [RoutingEvent],
     /// New interactions: when, and their channel.
     pub created: &'a [(u64, Channel)],
+    /// CSAT scores (the CRM's, `POST /api/v1/interactions/{id}/csat`): when given, the agent's
+    /// name and the score 1–5.
+    pub csat: &'a [(u64, String, i64)],
+}
+
+/// The mean of the CSAT scores `agent` got in `[from, to)`, `null` without any.
+fn mean_csat(csat: &[(u64, String, i64)], agent: &str, from: u64, to: u64) -> Value {
+    let (n, sum) = csat
+        .iter()
+        .filter(|(at, a, _)| a == agent && (from..to).contains(at))
+        .fold((0u32, 0i64), |(n, sum), (_, _, score)| (n + 1, sum + score));
+    if n == 0 {
+        Value::Null
+    } else {
+        json!((sum as f64 / f64::from(n) * 100.0).round() / 100.0)
+    }
 }
 
 /// The columns of each report.
@@ -87,9 +103,7 @@ pub fn table(
                             json!(a.on_contact_ms),
                             json!(a.idle_ms),
                             json!(a.missed),
-                            // The CSAT score column comes with the CRM (a nullable score per
-                            // interaction); until it is stored the average is unknown.
-                            Value::Null,
+                            mean_csat(inputs.csat, name, b.from, b.to),
                         ]);
                         rows.push(r);
                     }

@@ -182,10 +182,25 @@ pub async fn generate(storage: &Storage, names: &Names, q: &Query) -> Result<Rep
             }
         }
     }
+    let mut csat = Vec::new();
+    if q.kind == ReportKind::Agents {
+        let from = i64::try_from(q.from).unwrap_or(i64::MAX);
+        let to = i64::try_from(q.to).unwrap_or(i64::MAX);
+        for c in storage
+            .csat_scores(from, to)
+            .await
+            .map_err(ReportError::Storage)?
+        {
+            if let (Some(agent), Ok(at)) = (c.agent, u64::try_from(c.at_ms)) {
+                csat.push((at, agent, c.score));
+            }
+        }
+    }
     // The fold needs time order; the journal is in append order, which is the router's order.
     let inputs = compute::Inputs {
         routing: &routing,
         created: &created,
+        csat: &csat,
     };
     let table = compute::table(q.kind, &buckets, q.service_level_ms, names, &inputs);
     Ok(Report {

@@ -225,6 +225,7 @@ mod tests {
         let inputs = compute::Inputs {
             routing: &[],
             created: &[(3_600_000, Channel::Chat)],
+            csat: &[],
         };
         let table = compute::table(q.kind, &buckets, 20_000, &names, &inputs);
         let r = Report {
