@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard_tests::{api, Engine};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{watch, Semaphore};
 use tokio_tungstenite::tungstenite::Message;
 
 /// Chats one bot agent holds at once (the router's default budget allows 6).
@@ -39,9 +39,11 @@ async fn agent(addr: std::net::SocketAddr, name: String, ready: Arc<AtomicUsize>
         .await
         .expect("agent connect");
     let (mut tx, mut rx) = ws.split();
-    tx.send(Message::text(json!({"type": "state", "state": "available"}).to_string()))
-        .await
-        .expect("state");
+    tx.send(Message::text(
+        json!({"type": "state", "state": "available"}).to_string(),
+    ))
+    .await
+    .expect("state");
     let mut counted = false;
     while let Some(Ok(m)) = rx.next().await {
         let Message::Text(t) = m else { continue };
@@ -53,9 +55,9 @@ async fn agent(addr: std::net::SocketAddr, name: String, ready: Arc<AtomicUsize>
                 None
             }
             Some("offer") => Some(json!({"type": "accept", "reservation": f["reservation"]})),
-            Some("chat_message") if f["from"] == "customer" => Some(
-                json!({"type": "chat_message", "chat": f["chat"], "text": f["text"]}),
-            ),
+            Some("chat_message") if f["from"] == "customer" => {
+                Some(json!({"type": "chat_message", "chat": f["chat"], "text": f["text"]}))
+            }
             _ => None,
         };
         if let Some(r) = reply {
@@ -103,9 +105,11 @@ async fn customer(
         tokio::time::sleep(Duration::from_millis(jitter as u64)).await;
         let body = format!("m{i}-{k}");
         let t0 = Instant::now();
-        tx.send(Message::text(json!({"type": "message", "text": body}).to_string()))
-            .await
-            .expect("send");
+        tx.send(Message::text(
+            json!({"type": "message", "text": body}).to_string(),
+        ))
+        .await
+        .expect("send");
         loop {
             let Some(Ok(m)) = rx.next().await else {
                 return out;
@@ -119,7 +123,9 @@ async fn customer(
             }
         }
     }
-    let _ = tx.send(Message::text(json!({"type": "end"}).to_string())).await;
+    let _ = tx
+        .send(Message::text(json!({"type": "end"}).to_string()))
+        .await;
     out
 }
 
@@ -136,17 +142,22 @@ fn main() {
     let sessions = env("CHAT_SESSIONS", 5000);
     let messages = env("CHAT_MESSAGES", 5);
     let agents = sessions.div_ceil(PER_AGENT);
-    let engine = Engine::start(
-        "[contact_centre]\nconfig_file = \"\"\n[chat]\nlinger_secs = 2\n",
+    let engine = Engine::start("[contact_centre]\nconfig_file = \"\"\n[chat]\nlinger_secs = 2\n");
+    api(
+        &engine,
+        "POST",
+        "/api/v1/queues",
+        Some(json!({"name": "bench"})),
     );
-    api(&engine, "POST", "/api/v1/queues", Some(json!({"name": "bench"})));
     for a in 0..agents {
         api(
             &engine,
             "POST",
             "/api/v1/agents",
-            Some(json!({"name": format!("bot{a}"), "capacity": {"chat": PER_AGENT},
-                        "queues": [{"queue": "bench"}]})),
+            Some(
+                json!({"name": format!("bot{a}"), "capacity": {"chat": PER_AGENT},
+                        "queues": [{"queue": "bench"}]}),
+            ),
         );
     }
     let addr = engine.http_addr();
