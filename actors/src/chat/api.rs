@@ -194,7 +194,7 @@ async fn upload(
                 .to_ascii_lowercase()
         })
         .unwrap_or_default();
-    if !svc.config().attachment_types.iter().any(|t| *t == mime) {
+    if !svc.config().attachment_types.contains(&mime) {
         return Err(ContactError {
             status: 415,
             error: format!(

@@ -688,12 +688,7 @@ impl Handler<FromCustomer> for ChatSession {
     type Result = Result<Value, ContactError>;
 
     fn handle(&mut self, msg: FromCustomer, ctx: &mut Context<Self>) -> Self::Result {
-        if !self
-            .g
-            .customer
-            .as_ref()
-            .is_some_and(|(c, _)| *c == msg.conn)
-        {
+        if self.g.customer.as_ref().is_none_or(|(c, _)| *c != msg.conn) {
             return Err(ContactError::conflict(
                 "chat",
                 "the chat was resumed elsewhere",
@@ -758,6 +753,7 @@ impl Handler<FromCustomer> for ChatSession {
 /// A chat command from an agent (desktop WebSocket or REST).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[allow(clippy::enum_variant_names)] // the wire names are chat_message, chat_typing…
 pub(crate) enum AgentCmd {
     /// A message.
     ChatMessage {

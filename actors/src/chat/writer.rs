@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, oneshot};
 const BATCH: usize = 512;
 
 enum Job {
-    Write(ChatWrite),
+    Write(Box<ChatWrite>),
     Flush(oneshot::Sender<()>),
 }
 
@@ -29,7 +29,7 @@ impl ChatWriter {
                 let mut waiters = Vec::new();
                 for j in jobs.drain(..) {
                     match j {
-                        Job::Write(w) => writes.push(w),
+                        Job::Write(w) => writes.push(*w),
                         Job::Flush(w) => waiters.push(w),
                     }
                 }
@@ -54,7 +54,7 @@ impl ChatWriter {
 
     /// Queues a write.
     pub fn push(&self, w: ChatWrite) {
-        if self.tx.send(Job::Write(w)).is_err() {
+        if self.tx.send(Job::Write(Box::new(w))).is_err() {
             tracing::error!("chat writer is gone; write lost");
         }
     }
