@@ -395,7 +395,7 @@ fn rtp_latches_onto_the_source_when_the_sdp_names_a_private_address() {
 /// Contact of the INVITE the engine sends to a callee name it (with the listener's port).
 #[test]
 fn advertised_address_per_listener_is_in_via_and_contact() {
-    let mut callee = Phone::callee(PhoneCodec::Pcmu, false);
+    let callee = Phone::callee(PhoneCodec::Pcmu, false);
     let dir = tempfile::tempdir().expect("temp dir").keep();
     let plan = dir.join("plan.yaml");
     std::fs::write(
