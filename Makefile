@@ -86,7 +86,7 @@ stop-pg:
 # Release profile, so that CI compiles the workspace once for the binary and the tests.
 test: deps-test deps-schemathesis deps-browser pg-start
 	$(CARGO) build --release --bin switchboard
-	$(CARGO) test --release --workspace
+	$(CARGO) test --release --workspace --no-fail-fast
 
 bench: bench-codec bench-options bench-calls
 
