@@ -76,7 +76,7 @@ impl RawAddr {
         raw
     }
 
-    fn to_std(&self) -> Option<SocketAddr> {
+    fn to_std(self) -> Option<SocketAddr> {
         match i32::from(self.storage.ss_family) {
             libc::AF_INET => {
                 // SAFETY: the kernel wrote a sockaddr_in (family AF_INET) into the storage.

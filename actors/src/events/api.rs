@@ -66,8 +66,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, events: Events) {
         .route("/api/v1/events", web::get().to(get_events));
 }
 
-fn bad(field: &str, error: String) -> HttpResponse {
-    HttpResponse::BadRequest().json(serde_json::json!({ "error": error, "field": field }))
+fn bad(field: &str, error: String) -> Box<HttpResponse> {
+    Box::new(HttpResponse::BadRequest().json(serde_json::json!({ "error": error, "field": field })))
 }
 
 /// The parsed query.
@@ -77,7 +77,7 @@ struct Query {
     limit: usize,
 }
 
-fn parse_query(qs: &str) -> Result<Query, HttpResponse> {
+fn parse_query(qs: &str) -> Result<Query, Box<HttpResponse>> {
     let map = web::Query::<HashMap<String, String>>::from_query(qs)
         .map_err(|e| bad("query", format!("bad query string: {e}")))?
         .into_inner();
@@ -115,7 +115,7 @@ async fn get_events(
 ) -> HttpResponse {
     let q = match parse_query(req.query_string()) {
         Ok(q) => q,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let upgrade = req
         .headers()
