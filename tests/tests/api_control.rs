@@ -831,3 +831,40 @@ fn without_tokens_the_api_is_open() {
     assert_eq!(r.status, 200);
     assert!(e.log().contains("no API token configured"), "{}", e.log());
 }
+
+/// `POST /api/v1/dialplans/check` validates a plan without loading it: the shipped default plan
+/// is valid, a broken one gets 422 with its diagnostics; the plan in force is unchanged.
+#[test]
+fn dialplan_check_reports_diagnostics_without_loading() {
+    let a = Api { e: engine() };
+    let before = a.ok("GET", "/api/v1/dialplans", READ_ONLY, None, 200);
+    let good = include_str!("../../dialplans/examples/default.yaml");
+    let r = http(
+        a.e.http_addr(),
+        "POST",
+        "/api/v1/dialplans/check",
+        Some(READ_ONLY),
+        Some(good),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["valid"], true);
+    let r = http(
+        a.e.http_addr(),
+        "POST",
+        "/api/v1/dialplans/check",
+        Some(READ_ONLY),
+        Some("routes:\n  - match: [unclosed\n"),
+        &[],
+    );
+    assert_eq!(r.status, 422, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["field"], "body");
+    assert!(v["diagnostics"][0]["message"].is_string(), "{v}");
+    assert!(v["diagnostics"][0]["line"].is_number(), "{v}");
+    assert_eq!(
+        a.ok("GET", "/api/v1/dialplans", READ_ONLY, None, 200),
+        before
+    );
+}

@@ -112,6 +112,7 @@ pub const ROUTES: &[(M, &str, Access)] = &[
     // Dialplans (`crate::dialplan::configure`), trunks and bans (`crate::trunk::api`).
     (M::Get, "/api/v1/dialplans", Role(ReadOnly)),
     (M::Post, "/api/v1/dialplans/reload", Role(Admin)),
+    (M::Post, "/api/v1/dialplans/check", Role(ReadOnly)),
     (M::Get, "/api/v1/trunks", Role(ReadOnly)),
     (M::Get, "/api/v1/trunks/{name}", Role(ReadOnly)),
     (M::Get, "/api/v1/bans", Role(ReadOnly)),
