@@ -239,6 +239,47 @@ pub fn configure(cfg: &mut actix_web::web::ServiceConfig, plans: Arc<Dialplans>)
     );
 }
 
+/// Largest plan `POST /api/v1/dialplans/check` reads.
+const MAX_CHECK_BODY: usize = 1 << 20;
+
+/// `POST /api/v1/dialplans/check`: parses and validates the plan in the body (YAML, as in a plan
+/// file; prompt files are not looked at) without loading it. 200 `{"valid": true}`, else 422
+/// with every diagnostic (`line`, `column`, `kind`, `message`).
+fn check_body(body: &[u8]) -> actix_web::HttpResponse {
+    use actix_web::HttpResponse;
+    if body.len() > MAX_CHECK_BODY {
+        return HttpResponse::PayloadTooLarge().json(serde_json::json!({
+            "error": format!("a plan is at most {MAX_CHECK_BODY} bytes"), "field": "body",
+        }));
+    }
+    let Ok(text) = std::str::from_utf8(body) else {
+        return HttpResponse::BadRequest()
+            .json(serde_json::json!({ "error": "the plan is not UTF-8", "field": "body" }));
+    };
+    match switchboard_dialplans::parse_str("body", text) {
+        Ok(_) => HttpResponse::Ok().json(serde_json::json!({ "valid": true, "diagnostics": [] })),
+        Err(diags) => {
+            let list: Vec<serde_json::Value> = diags
+                .iter()
+                .map(|d| {
+                    serde_json::json!({
+                        "line": d.pos.map(|p| p.line),
+                        "column": d.pos.map(|p| p.col),
+                        "kind": format!("{:?}", d.kind).to_lowercase(),
+                        "message": d.message,
+                    })
+                })
+                .collect();
+            let first = diags
+                .first()
+                .map_or_else(|| "invalid plan".to_string(), |d| d.to_string());
+            HttpResponse::UnprocessableEntity().json(serde_json::json!({
+                "valid": false, "error": first, "field": "body", "diagnostics": list,
+            }))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,46 +334,5 @@ mod tests {
         assert!(d.reload().loaded);
         assert_eq!(d.version(), 2);
         assert!(!Arc::ptr_eq(&before, &d.current().expect("plan")));
-    }
-}
-
-/// Largest plan `POST /api/v1/dialplans/check` reads.
-const MAX_CHECK_BODY: usize = 1 << 20;
-
-/// `POST /api/v1/dialplans/check`: parses and validates the plan in the body (YAML, as in a plan
-/// file; prompt files are not looked at) without loading it. 200 `{"valid": true}`, else 422
-/// with every diagnostic (`line`, `column`, `kind`, `message`).
-fn check_body(body: &[u8]) -> actix_web::HttpResponse {
-    use actix_web::HttpResponse;
-    if body.len() > MAX_CHECK_BODY {
-        return HttpResponse::PayloadTooLarge().json(serde_json::json!({
-            "error": format!("a plan is at most {MAX_CHECK_BODY} bytes"), "field": "body",
-        }));
-    }
-    let Ok(text) = std::str::from_utf8(body) else {
-        return HttpResponse::BadRequest()
-            .json(serde_json::json!({ "error": "the plan is not UTF-8", "field": "body" }));
-    };
-    match switchboard_dialplans::parse_str("body", text) {
-        Ok(_) => HttpResponse::Ok().json(serde_json::json!({ "valid": true, "diagnostics": [] })),
-        Err(diags) => {
-            let list: Vec<serde_json::Value> = diags
-                .iter()
-                .map(|d| {
-                    serde_json::json!({
-                        "line": d.pos.map(|p| p.line),
-                        "column": d.pos.map(|p| p.col),
-                        "kind": format!("{:?}", d.kind).to_lowercase(),
-                        "message": d.message,
-                    })
-                })
-                .collect();
-            let first = diags
-                .first()
-                .map_or_else(|| "invalid plan".to_string(), |d| d.to_string());
-            HttpResponse::UnprocessableEntity().json(serde_json::json!({
-                "valid": false, "error": first, "field": "body", "diagnostics": list,
-            }))
-        }
     }
 }
