@@ -417,8 +417,7 @@ fn bind_sockets(plan: &Plan) -> Result<Vec<UdpSocket>, String> {
                     .map_err(|e| format!("SO_REUSEPORT: {e}"))?;
             }
             // Large buffers: bursts of thousands of messages must not be dropped by the kernel.
-            let _ = s.set_recv_buffer_size(8 << 20);
-            let _ = s.set_send_buffer_size(8 << 20);
+            crate::sockbuf::grow(socket2::SockRef::from(&s), crate::sockbuf::BUFFER_BYTES);
             s.bind(&addr.into())
                 .map_err(|e| format!("bind {addr}: {e}"))?;
             Ok(s.into())

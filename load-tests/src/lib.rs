@@ -24,6 +24,7 @@ pub mod pace;
 pub mod report;
 pub mod script;
 pub mod sipp;
+pub mod sockbuf;
 pub mod stats;
 pub mod uac;
 pub mod uas;

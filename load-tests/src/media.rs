@@ -220,9 +220,7 @@ impl MediaPool {
         for i in 0..n.max(1) {
             let socket = UdpSocket::bind(SocketAddr::new(ip, 0))
                 .map_err(|e| format!("media socket on {ip}: {e}"))?;
-            let s2 = socket2::SockRef::from(&socket);
-            let _ = s2.set_recv_buffer_size(16 << 20);
-            let _ = s2.set_send_buffer_size(16 << 20);
+            crate::sockbuf::grow(socket2::SockRef::from(&socket), crate::sockbuf::BUFFER_BYTES);
             socket
                 .set_nonblocking(true)
                 .map_err(|e| format!("media socket: {e}"))?;
