@@ -228,6 +228,8 @@ mod tests {
                 ..Totals::default()
             },
             answered_per_s: 99.8,
+            answer_window_s: None,
+            answered_per_s_in_window: None,
             setup: Percentiles::default(),
             ringing: Percentiles::default(),
             media: media.then(|| MediaSummary {

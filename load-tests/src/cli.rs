@@ -704,6 +704,11 @@ impl Totals {
             t.failed += c.failed.load(Relaxed);
             t.retransmissions += c.retransmissions.load(Relaxed);
             t.bad_messages += c.bad_messages.load(Relaxed);
+            t.add(&crate::report::Totals {
+                first_answer_unix_us: c.first_answer_unix_us.load(Relaxed),
+                last_answer_unix_us: c.last_answer_unix_us.load(Relaxed),
+                ..Default::default()
+            });
             for (k, v) in c.failures() {
                 *t.failures.entry(k).or_default() += v;
             }

@@ -28,6 +28,12 @@ pub struct Totals {
     pub retransmissions: u64,
     /// Datagrams that did not parse as SIP.
     pub bad_messages: u64,
+    /// When the first 2xx arrived (µs since the Unix epoch; 0: none).
+    #[serde(default)]
+    pub first_answer_unix_us: u64,
+    /// When the last 2xx arrived (µs since the Unix epoch; 0: none).
+    #[serde(default)]
+    pub last_answer_unix_us: u64,
 }
 
 impl Totals {
@@ -40,6 +46,13 @@ impl Totals {
         self.failed += o.failed;
         self.retransmissions += o.retransmissions;
         self.bad_messages += o.bad_messages;
+        if o.first_answer_unix_us != 0
+            && (self.first_answer_unix_us == 0
+                || o.first_answer_unix_us < self.first_answer_unix_us)
+        {
+            self.first_answer_unix_us = o.first_answer_unix_us;
+        }
+        self.last_answer_unix_us = self.last_answer_unix_us.max(o.last_answer_unix_us);
         for (k, v) in &o.failures {
             *self.failures.entry(k.clone()).or_default() += v;
         }
@@ -280,6 +293,14 @@ pub struct Outcome {
     pub workers: Vec<Totals>,
 }
 
+/// Seconds between the first and the last 2xx, when there were at least two.
+fn answer_window(t: &Totals) -> Option<f64> {
+    (t.answered >= 2
+        && t.first_answer_unix_us != 0
+        && t.last_answer_unix_us > t.first_answer_unix_us)
+        .then(|| (t.last_answer_unix_us - t.first_answer_unix_us) as f64 / 1e6)
+}
+
 /// The whole report.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
@@ -291,6 +312,11 @@ pub struct Report {
     pub totals: Totals,
     /// Calls answered per second of the run, on average.
     pub answered_per_s: f64,
+    /// Seconds from the first 2xx to the last (absent with fewer than two answers).
+    pub answer_window_s: Option<f64>,
+    /// Calls answered per second over the window in which the 2xx arrived, as SIPp's
+    /// statistics count it: answered / (window + 1 / rate). Absent without a window.
+    pub answered_per_s_in_window: Option<f64>,
     /// INVITE → 2xx.
     pub setup: Percentiles,
     /// INVITE → 180.
@@ -343,6 +369,9 @@ impl Report {
             },
             elapsed_s: secs,
             answered_per_s: totals.answered as f64 / secs,
+            answer_window_s: answer_window(&totals),
+            answered_per_s_in_window: answer_window(&totals)
+                .map(|w| totals.answered as f64 / (w + 1.0 / args.rate.max(1.0))),
             totals,
             setup: Percentiles::of(&setup),
             ringing: Percentiles::of(&ringing),

@@ -170,6 +170,10 @@ pub struct Counters {
     pub started: AtomicU64,
     /// Calls answered with 2xx.
     pub answered: AtomicU64,
+    /// Wall-clock time (µs since the Unix epoch) of the first 2xx counted; 0 before any.
+    pub first_answer_unix_us: AtomicU64,
+    /// Wall-clock time (µs since the Unix epoch) of the last 2xx counted; 0 before any.
+    pub last_answer_unix_us: AtomicU64,
     /// Calls that ran their whole scenario.
     pub completed: AtomicU64,
     /// Calls rejected on purpose (UAS `--reject-percent`).
@@ -198,6 +202,21 @@ impl Counters {
             failed_status: (100..700).map(|_| AtomicU64::new(0)).collect(),
             ..Counters::default()
         }
+    }
+
+    /// Counts one answered call and widens the window in which answers arrived.
+    pub fn answer(&self) {
+        self.answered.fetch_add(1, Relaxed);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| {
+                u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
+            });
+        // 0 means "none yet": the first store wins, later ones only move it earlier.
+        let _ = self
+            .first_answer_unix_us
+            .fetch_update(Relaxed, Relaxed, |f| (f == 0 || now < f).then_some(now));
+        self.last_answer_unix_us.fetch_max(now, Relaxed);
     }
 
     /// Counts one failure.

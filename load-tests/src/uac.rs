@@ -437,7 +437,7 @@ impl Uac {
         call.state = State::Up;
         let us = now.duration_since(call.started).as_micros() as u64;
         self.sip.counters.setup.record(us);
-        self.sip.counters.answered.fetch_add(1, Relaxed);
+        self.sip.counters.answer();
         if cancelled {
             // The 2xx crossed our CANCEL: hang up, and count the call as not cancelled.
             self.in_dialog(now, id, Method::Bye, None);
@@ -583,7 +583,7 @@ impl Uac {
                 let us = now.duration_since(call.started).as_micros() as u64;
                 call.state = State::Up;
                 self.sip.counters.setup.record(us);
-                self.sip.counters.answered.fetch_add(1, Relaxed);
+                self.sip.counters.answer();
                 if self.draining {
                     self.unregister(now, id);
                 } else {
@@ -595,7 +595,7 @@ impl Uac {
             (Some(Method::Options), 200..=299) => {
                 let us = now.duration_since(call.started).as_micros() as u64;
                 self.sip.counters.setup.record(us);
-                self.sip.counters.answered.fetch_add(1, Relaxed);
+                self.sip.counters.answer();
                 self.end(id, Ok(()));
             }
             (Some(Method::Options | Method::Register), 100..=199) => {}

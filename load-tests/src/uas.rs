@@ -227,7 +227,7 @@ impl Uas {
         call.retransmit = Some((now + t1, t1));
         let tx = call.invite_tx;
         self.timers.push(Reverse((now + t1, id, Timer::Retransmit)));
-        self.counters().answered.fetch_add(1, Relaxed);
+        self.counters().answer();
         self.respond(now, &tx, ok);
     }
 

@@ -18,8 +18,8 @@
 //!    achieved rate is ≥ 95 % of the asked one. A tool's ramp stops at its first step that is
 //!    not clean; its ceiling is its highest clean rate.
 //!    SIPp figures come from its `-trace_stat` and `-trace_rtt` files (achieved rate over the
-//!    window in which the 200s arrived, 1 ms resolution); ours from the uac's JSON report
-//!    (achieved = answered / run time).
+//!    window in which the 200s arrived, 1 ms resolution); ours from the uac's JSON report,
+//!    over the same window (`answered_per_s_in_window`: answered / (first-to-last 2xx + 1/rate)).
 //! 2. **Concurrent calls with RTP** (`media`): N calls (`--concurrency`) started at
 //!    max(`--min-rate`, N / `--ramp-seconds`) calls/s, each up for `--hold-seconds` with
 //!    8 kHz A-law in 20 ms packets both ways. SIPp: the UAC streams with `rtp_stream`
@@ -836,10 +836,12 @@ fn ours_cps_step(args: &Args, dir: &Path, rate: u64) -> Result<CpsStep, String> 
         failed: (n(&["totals", "failed"]) as u64).max(calls.saturating_sub(answered)),
         uas_failed,
         retransmissions: n(&["totals", "retransmissions"]) as u64,
-        achieved: if elapsed > 0.0 {
-            answered as f64 / elapsed
-        } else {
-            0.0
+        // Over the window in which the 2xx arrived, as SIPp's figure is taken; the whole run
+        // time (process start to the last BYE) for reports from before that field existed.
+        achieved: match at(&r, &["answered_per_s_in_window"]) {
+            Some(w) => w,
+            None if elapsed > 0.0 => answered as f64 / elapsed,
+            None => 0.0,
         },
         p50_ms: n(&["setup", "p50_ms"]),
         p99_ms: n(&["setup", "p99_ms"]),

@@ -888,7 +888,7 @@ impl ScriptedUac {
                         && (ok_to_invite || !takes_invite)
                     {
                         call.answered = true;
-                        self.sip.counters.answered.fetch_add(1, Relaxed);
+                        self.sip.counters.answer();
                     }
                 }
                 if self
@@ -1118,7 +1118,7 @@ impl ScriptedUac {
                     if !call.answered && (invite || !sends_invite) {
                         call.answered = true;
                         self.sip.counters.setup.record(us);
-                        self.sip.counters.answered.fetch_add(1, Relaxed);
+                        self.sip.counters.answer();
                     }
                     if invite {
                         if let Some(inv) = &call.invite {
