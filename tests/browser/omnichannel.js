@@ -4,7 +4,7 @@
 //
 //   node omnichannel.js <engine base url> <artifacts dir> <agent> <phone number>
 //
-// A shop page (http://shop.test/, served by this script through request interception) embeds
+// A shop page on another origin (http://127.0.0.1:OTHER_PORT/, served by this script) embeds
 // the widget with one <script> tag and tells it who the customer is with
 // Switchboard.identify({name, phone}); the agent page (/agent) logs in, accepts the chat, they
 // talk, the agent creates a ticket from the chat, ends it, the customer rates it 5, and the
@@ -21,10 +21,10 @@
 
 const { chromium } = require('playwright-core');
 const path = require('path');
+const http = require('http');
 
 const [base, artifacts, agent, phone] = process.argv.slice(2);
 const WAIT_MS = Number(process.env.OMNI_WAIT_MS || 60000);
-const SHOP = 'http://shop.test/';
 
 async function shot(page, name) {
   const p = path.join(artifacts, name);
@@ -36,6 +36,7 @@ async function main() {
   if (!base || !artifacts || !agent || !phone) {
     throw new Error('usage: node omnichannel.js <base url> <artifacts dir> <agent> <phone>');
   }
+  let shop = null;
   const profile = require('fs').mkdtempSync(path.join(require('os').tmpdir(), 'sb-chromium-'));
   const browser = await chromium.launchPersistentContext(profile, {
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -46,11 +47,17 @@ async function main() {
     timeout: WAIT_MS,
   });
   try {
-    // The customer's page on another origin: the widget is one <script> tag.
+    // The customer's page on another origin (a small HTTP server of this script on loopback):
+    // the widget is one <script> tag.
     const shopHtml = '<!doctype html><html><head><meta charset="utf-8"><title>Example Shop</title></head>' +
       '<body><h1>Example Shop</h1><p>Order ORD-1234 is on its way.</p>' +
       '<script src="' + base + '/widget.js" data-queue="web"></script></body></html>';
-    await browser.route(SHOP, (route) => route.fulfill({ contentType: 'text/html', body: shopHtml }));
+    shop = http.createServer((req, res) => {
+      res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
+      res.end(shopHtml);
+    });
+    await new Promise((resolve) => shop.listen(0, '127.0.0.1', resolve));
+    const SHOP = 'http://127.0.0.1:' + shop.address().port + '/';
     const customer = browser.pages()[0] || await browser.newPage();
     customer.setDefaultTimeout(WAIT_MS);
     customer.on('pageerror', (e) => console.log('pageerror customer ' + e.message));
@@ -120,6 +127,7 @@ async function main() {
     await shot(desk, 'omnichannel-agent.png');
   } finally {
     await browser.close();
+    if (shop) shop.close();
   }
 }
 

@@ -112,7 +112,7 @@ fn call_then_chat_ticket_rating_on_one_contact_timeline() {
 
     // 1. The earlier phone call from NUMBER, answered by alice's SIP phone.
     engine.add_user("alice-sip", "alice-secret");
-    let mut alice_phone = Phone::callee(PhoneCodec::Pcmu, true);
+    let alice_phone = Phone::callee(PhoneCodec::Pcmu, true);
     assert_eq!(
         register(
             &engine,
