@@ -214,11 +214,7 @@ fn attachment_row(r: &AnyRow) -> Result<ChatAttachmentRow, sqlx::Error> {
 }
 
 /// Appends `line` to CRM interaction `id`'s text and indexes it (no-op for no such one).
-async fn crm_text(
-    conn: &mut sqlx::AnyConnection,
-    id: i64,
-    line: &str,
-) -> Result<(), sqlx::Error> {
+async fn crm_text(conn: &mut sqlx::AnyConnection, id: i64, line: &str) -> Result<(), sqlx::Error> {
     let r = sqlx::query(
         "UPDATE crm_interactions SET text = CASE WHEN text = '' THEN $2 \
          ELSE text || $3 || $2 END WHERE id = $1",

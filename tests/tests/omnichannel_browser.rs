@@ -143,9 +143,10 @@ fn call_then_chat_ticket_rating_on_one_contact_timeline() {
         let found = api_get(&engine, "/api/v1/contacts?identity=phone:%2B15550100042");
         let id = found["contacts"][0]["id"].as_i64()?;
         let tl = api_get(&engine, &format!("/api/v1/contacts/{id}/timeline"));
-        let answered = tl["items"].as_array()?.iter().any(|i| {
-            i["channel"] == "voice" && i["call"]["answered"] == true
-        });
+        let answered = tl["items"]
+            .as_array()?
+            .iter()
+            .any(|i| i["channel"] == "voice" && i["call"]["answered"] == true);
         answered.then_some(id)
     });
     // The agent page logs alice in again over its desktop socket; make her free for chats.
@@ -193,10 +194,7 @@ fn call_then_chat_ticket_rating_on_one_contact_timeline() {
         .expect("ticket id");
     expect_line(&rx, "rated");
     let timeline_line = expect_line(&rx, "timeline ");
-    assert!(
-        timeline_line.contains("voice call from"),
-        "{timeline_line}"
-    );
+    assert!(timeline_line.contains("voice call from"), "{timeline_line}");
     let status = node.0.wait().expect("script exit");
     assert!(status.success(), "browser script: {status}");
     for png in [
@@ -303,7 +301,10 @@ fn call_then_chat_ticket_rating_on_one_contact_timeline() {
         .find(|e| e["type"] == "chat.rated")
         .expect("chat.rated");
     assert_eq!(
-        (rated["data"]["score"].as_i64(), rated["data"]["agent"].as_str()),
+        (
+            rated["data"]["score"].as_i64(),
+            rated["data"]["agent"].as_str()
+        ),
         (Some(5), Some("alice")),
         "{rated}"
     );

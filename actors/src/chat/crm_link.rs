@@ -188,7 +188,12 @@ mod tests {
 
     #[test]
     fn identities_strongest_first_and_normalised() {
-        let s = spec("", Some("+1 (555) 010-0001"), Some("Ann@X.org"), Some("v-1"));
+        let s = spec(
+            "",
+            Some("+1 (555) 010-0001"),
+            Some("Ann@X.org"),
+            Some("v-1"),
+        );
         let ids: Vec<(String, String)> = identities(&s)
             .into_iter()
             .map(|i| (i.kind, i.value))
