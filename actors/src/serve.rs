@@ -191,6 +191,7 @@ pub fn run(config: Config) -> ExitCode {
             crate::chat::install(crate::chat::ChatService::start(
                 storage.clone(),
                 cc.clone(),
+                crate::crm::Crm::new(storage.clone()).with_events(events.clone()),
                 config.chat.clone(),
                 config.channels.clone(),
                 config.data.dir.clone(),

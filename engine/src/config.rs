@@ -104,6 +104,8 @@ pub struct ChatConfig {
     /// How long a chat whose customer socket is gone waits for a resume before it ends, in
     /// seconds.
     pub resume_window_secs: u64,
+    /// Whether `chat.message` events carry the message text (else only ids and lengths).
+    pub events_include_text: bool,
 }
 
 impl Default for ChatConfig {
@@ -124,6 +126,7 @@ impl Default for ChatConfig {
             default_queue: String::new(),
             linger_secs: 300,
             resume_window_secs: 600,
+            events_include_text: false,
         }
     }
 }

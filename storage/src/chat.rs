@@ -136,6 +136,14 @@ pub enum ChatWrite {
     },
     /// An uploaded file.
     Attachment(ChatAttachmentRow),
+    /// A message line for the chat's CRM interaction: appended to its text and indexed for
+    /// full-text search (`crm_search`), in the batch's transaction.
+    CrmText {
+        /// The CRM interaction (`crm_interactions.id`).
+        interaction_id: i64,
+        /// The line (`author: text`).
+        line: String,
+    },
     /// The customer's score (1–5) of an ended chat.
     Csat {
         /// The chat.
@@ -205,12 +213,39 @@ fn attachment_row(r: &AnyRow) -> Result<ChatAttachmentRow, sqlx::Error> {
     })
 }
 
+/// Appends `line` to CRM interaction `id`'s text and indexes it (no-op for no such one).
+async fn crm_text(conn: &mut sqlx::AnyConnection, id: i64, line: &str) -> Result<(), sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE crm_interactions SET text = CASE WHEN text = '' THEN $2 \
+         ELSE text || $3 || $2 END WHERE id = $1",
+    )
+    .bind(id)
+    .bind(line)
+    .bind("\n")
+    .execute(&mut *conn)
+    .await?;
+    if r.rows_affected() > 0 {
+        crate::crm_search::index(conn, "interaction", id, line).await?;
+    }
+    Ok(())
+}
+
 impl Storage {
     /// Applies `writes` in order in one transaction; returns how many were applied.
     pub async fn apply_chat_writes(&self, writes: &[ChatWrite]) -> Result<usize, StorageError> {
         const OP: &str = "apply_chat_writes";
         let mut tx = self.pool().begin().await.map_err(StorageError::at(OP))?;
         for w in writes {
+            if let ChatWrite::CrmText {
+                interaction_id,
+                line,
+            } = w
+            {
+                crm_text(&mut tx, *interaction_id, line)
+                    .await
+                    .map_err(StorageError::at(OP))?;
+                continue;
+            }
             let q = match w {
                 ChatWrite::Create(c) => sqlx::query(
                     "INSERT INTO chat_sessions (id, channel, source, external_user_id, \
@@ -301,6 +336,7 @@ impl Storage {
                 .bind(a.size_bytes)
                 .bind(&a.path)
                 .bind(a.created_at_ms),
+                ChatWrite::CrmText { .. } => continue,
                 ChatWrite::Csat { chat_id, score } => {
                     sqlx::query("UPDATE chat_sessions SET csat = $1 WHERE id = $2")
                         .bind(*score)

@@ -4,7 +4,10 @@
 //! schema of its own, as in `backends.rs`.
 
 use sqlx::{AssertSqlSafe, Connection};
-use switchboard_storage::{ChatAttachmentRow, ChatMessageRow, ChatRow, ChatWrite, Storage};
+use switchboard_storage::{
+    ChatAttachmentRow, ChatMessageRow, ChatRow, ChatWrite, Identity, Interaction, SearchQuery,
+    Storage,
+};
 
 #[tokio::test]
 async fn chat_sqlite() {
@@ -214,4 +217,55 @@ async fn exercise(s: &Storage) {
     let bad = vec![msg("m2", 1, "customer", "a"), msg("m2", 1, "customer", "b")];
     assert!(s.apply_chat_writes(&bad).await.is_err());
     assert!(s.chat_messages("m2", 0, 10).await.expect("m2").is_empty());
+
+    // Message lines for the chat's CRM interaction: appended in order and searchable, in the
+    // batch's transaction; a line for no such interaction is a no-op.
+    let (contact, _) = s
+        .find_or_create_contact(
+            &Identity {
+                kind: "visitor".into(),
+                value: "v-crm".into(),
+            },
+            1,
+        )
+        .await
+        .expect("contact");
+    let crm = s
+        .record_interaction(&Interaction {
+            contact_id: contact,
+            channel: "chat".into(),
+            source_ref: Some("m3".into()),
+            started_at_ms: 10,
+            details: "{}".into(),
+            ..Interaction::default()
+        })
+        .await
+        .expect("CRM interaction");
+    s.apply_chat_writes(&[
+        ChatWrite::CrmText {
+            interaction_id: crm,
+            line: "Nora: my parcel is late".into(),
+        },
+        ChatWrite::CrmText {
+            interaction_id: crm,
+            line: "alice: sorry about that".into(),
+        },
+        ChatWrite::CrmText {
+            interaction_id: crm + 1000,
+            line: "nobody".into(),
+        },
+    ])
+    .await
+    .expect("CRM text");
+    let i = s.crm_interaction(crm).await.expect("read").expect("exists");
+    assert_eq!(i.text, "Nora: my parcel is late\nalice: sorry about that");
+    let hits = s
+        .search(&SearchQuery {
+            text: "parcel".into(),
+            limit: 10,
+            ..SearchQuery::default()
+        })
+        .await
+        .expect("search");
+    assert_eq!(hits.iter().map(|h| h.id).collect::<Vec<_>>(), [crm]);
 }

@@ -646,7 +646,41 @@ fn api_channel_round_trip_with_signatures() {
     assert_eq!(st, 202, "{v}");
     assert_eq!(v["created"], true);
     assert_ne!(v["chat"].as_str(), Some(chat.as_str()));
+    // Both conversations of (tg, tg-42) are on one CRM contact (identity `ext:tg`), as
+    // interactions of channel `api` whose text holds the messages.
+    let second = v["chat"].as_str().expect("chat").to_string();
+    let contact = wait_linked(&e, &chat);
+    assert_eq!(wait_linked(&e, &second), contact);
+    let found = api_get(&e, "/api/v1/contacts?identity=ext:tg:tg-42");
+    assert_eq!(found["contacts"][0]["id"], contact, "{found}");
+    let tl = api_get(&e, &format!("/api/v1/contacts/{contact}/timeline"));
+    let convs: Vec<&Value> = tl["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|i| i["channel"] == "api")
+        .collect();
+    assert_eq!(convs.len(), 2, "{tl}");
+    assert!(
+        convs[0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("Where is my order?") && t.contains("It ships today")),
+        "{tl}"
+    );
     d.close();
+}
+
+/// The CRM contact chat `chat` was linked to (waits for the background link).
+fn wait_linked(e: &Engine, chat: &str) -> i64 {
+    let deadline = Instant::now() + GUARD;
+    loop {
+        let c = api_get(e, &format!("/api/v1/chats/{chat}"));
+        if let Some(id) = c["contact_id"].as_i64() {
+            return id;
+        }
+        assert!(Instant::now() < deadline, "chat {chat} never linked: {c}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]

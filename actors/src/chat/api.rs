@@ -390,6 +390,12 @@ async fn get_chat(req: HttpRequest, id: web::Path<String>) -> Reply {
         messages.push(m);
     }
     let attributes: Value = serde_json::from_str(&row.attributes).unwrap_or(json!({}));
+    let crm = svc
+        .storage()
+        .crm_interaction_by_source(&row.id)
+        .await
+        .map_err(|_| ContactError::unavailable())?
+        .filter(|i| i.channel == "chat" || i.channel == "api");
     Ok(HttpResponse::Ok().json(json!({
         "id": row.id, "channel": row.channel, "source": row.source,
         "external_user_id": row.external_user_id, "name": row.name, "email": row.email,
@@ -397,6 +403,8 @@ async fn get_chat(req: HttpRequest, id: web::Path<String>) -> Reply {
         "interaction": row.interaction_id, "agent": row.agent, "state": row.state,
         "ended_by": row.ended_by, "csat": row.csat, "created_at": row.created_at_ms,
         "ended_at": row.ended_at_ms, "live": live, "messages": messages,
+        "contact_id": crm.as_ref().map(|i| i.contact_id),
+        "crm_interaction": crm.as_ref().map(|i| i.id),
     })))
 }
 

@@ -473,6 +473,7 @@ impl StreamHandler<Result<WsMessage, ProtocolError>> for CustomerSocket {
                         chat_id: chat.clone(),
                         score: *score,
                     });
+                    super::crm_link::rate_stored(&self.svc, chat, *score);
                     self.frame(
                         ctx,
                         &json!({"type": "ack", "command": "csat", "score": score}),

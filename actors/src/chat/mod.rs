@@ -19,6 +19,7 @@
 
 mod api;
 mod channel;
+mod crm_link;
 mod customer;
 mod session;
 mod writer;
@@ -59,6 +60,8 @@ pub struct ChatService {
 struct Inner {
     storage: Storage,
     cc: ContactCentre,
+    /// Chats become CRM interactions of their contacts; chat events go out through its bus.
+    crm: crate::crm::Crm,
     config: ChatConfig,
     channels: BTreeMap<String, ChannelConfig>,
     data_dir: PathBuf,
@@ -82,6 +85,7 @@ impl ChatService {
     pub fn start(
         storage: Storage,
         cc: ContactCentre,
+        crm: crate::crm::Crm,
         config: ChatConfig,
         channels: BTreeMap<String, ChannelConfig>,
         data_dir: PathBuf,
@@ -96,6 +100,7 @@ impl ChatService {
             inner: Arc::new(Inner {
                 storage,
                 cc,
+                crm,
                 config,
                 channels,
                 data_dir,
@@ -115,6 +120,16 @@ impl ChatService {
     /// The contact centre.
     pub fn contact(&self) -> &ContactCentre {
         &self.inner.cc
+    }
+
+    /// The CRM.
+    pub fn crm(&self) -> &crate::crm::Crm {
+        &self.inner.crm
+    }
+
+    /// Publishes a chat event (`chat.*`) on the event bus.
+    pub(crate) fn event(&self, kind: &str, data: Value) {
+        self.inner.crm.publish(kind, data);
     }
 
     /// The `[chat]` settings.

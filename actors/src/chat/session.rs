@@ -8,6 +8,7 @@
 //! when the actor dies, even by a panic (actix does not catch those).
 
 use super::channel::Outbound;
+use super::crm_link::{self, Linked};
 use super::customer::CustomerPush;
 use super::{random_hex, ChatService};
 use crate::contact::{ChatLink, ContactError, InteractionId, NewApiInteraction, Request};
@@ -120,7 +121,11 @@ impl Drop for Guard {
             return;
         }
         tracing::error!(chat = %self.id, "chat session died; chat ended by system");
-        // event: chat.ended (by system, reason error)
+        self.svc.event(
+            "chat.ended",
+            json!({"chat": self.id, "interaction": self.interaction.map(|i| i.0),
+                   "agent": self.agent, "by": "system", "reason": "error"}),
+        );
         self.svc.writer().push(ChatWrite::Ended {
             chat_id: self.id.clone(),
             by: "system".into(),
@@ -158,6 +163,8 @@ pub struct ChatSession {
     outbound: Option<Outbound>,
     ended_by: Option<String>,
     csat: Option<i64>,
+    /// Its CRM contact and interaction, once recognised.
+    crm: Option<Linked>,
     g: Guard,
 }
 
@@ -195,6 +202,7 @@ impl ChatSession {
             outbound: None,
             ended_by: None,
             csat: None,
+            crm: None,
             g,
         }
     }
@@ -244,6 +252,25 @@ impl ChatSession {
             delivered_at_ms: None,
             read_at_ms: None,
         }));
+        if from != "system" {
+            if let Some(l) = self.crm {
+                self.svc.writer().push(ChatWrite::CrmText {
+                    interaction_id: l.interaction_id,
+                    line: crm_line(&m),
+                });
+            }
+            let mut e = json!({"chat": self.spec.id,
+                "interaction": self.g.interaction.map(|i| i.0), "seq": m.seq, "from": from,
+                "length": m.text.chars().count(), "attachment": m.attachment.is_some(),
+                "contact_id": self.crm.map(|l| l.contact_id)});
+            if from == "agent" {
+                e["agent"] = json!(m.author);
+            }
+            if self.svc.config().events_include_text {
+                e["text"] = json!(m.text);
+            }
+            self.svc.event("chat.message", e);
+        }
         if self.history.len() == HISTORY {
             self.history.pop_front();
         }
@@ -294,7 +321,6 @@ impl ChatSession {
     ) -> Result<Value, ContactError> {
         self.not_ended()?;
         let m = self.append("customer", self.spec.name.clone(), text, attachment);
-        // event: chat.message (chat, seq, from = customer)
         self.to_agent(&m.agent_frame(&self.spec.id, self.g.interaction));
         Ok(json!({"chat": self.spec.id, "seq": m.seq, "at": m.at,
                   "interaction": self.g.interaction.map(|i| i.0)}))
@@ -316,12 +342,19 @@ impl ChatSession {
         self.phase = Phase::Ended;
         self.g.ended = true;
         self.ended_by = Some(by.to_string());
-        // event: chat.ended (chat, interaction, by, reason)
+        let at = now_ms();
         self.svc.writer().push(ChatWrite::Ended {
             chat_id: self.spec.id.clone(),
             by: by.to_string(),
-            at_ms: now_ms(),
+            at_ms: at,
         });
+        self.svc.event(
+            "chat.ended",
+            json!({"chat": self.spec.id, "interaction": self.g.interaction.map(|i| i.0),
+                   "agent": self.g.agent, "by": by, "reason": reason,
+                   "messages": self.next_seq - 1, "contact_id": self.crm.map(|l| l.contact_id)}),
+        );
+        self.crm_update(None, Some(at));
         self.to_customer(&json!({"type": "ended", "by": by, "reason": reason}));
         self.to_agent(&json!({"type": "chat_ended", "chat": self.spec.id,
                               "interaction": self.g.interaction.map(|i| i.0), "by": by}));
@@ -353,7 +386,81 @@ impl ChatSession {
                "interaction": self.g.interaction.map(|i| i.0), "last_seq": self.next_seq - 1,
                "ended_by": self.ended_by, "csat": self.csat, "channel": self.spec.channel,
                "source": self.spec.source, "external_user_id": self.spec.external_user_id,
-               "name": self.spec.name, "email": self.spec.email, "phone": self.spec.phone})
+               "name": self.spec.name, "email": self.spec.email, "phone": self.spec.phone,
+               "contact_id": self.crm.map(|l| l.contact_id),
+               "crm_interaction": self.crm.map(|l| l.interaction_id)})
+    }
+
+    /// The chat was recognised as a CRM contact's interaction (or could not be).
+    fn linked(&mut self, r: Result<Linked, crate::crm::ApiError>) {
+        let l = match r {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(chat = %self.spec.id, error = %e, "chat not linked to a CRM contact");
+                return;
+            }
+        };
+        self.crm = Some(l);
+        for m in self.history.iter().filter(|m| m.from != "system") {
+            self.svc.writer().push(ChatWrite::CrmText {
+                interaction_id: l.interaction_id,
+                line: crm_line(m),
+            });
+        }
+        self.svc.event(
+            "chat.linked",
+            json!({"chat": self.spec.id, "interaction": self.g.interaction.map(|i| i.0),
+                   "contact_id": l.contact_id, "crm_interaction": l.interaction_id,
+                   "contact_created": l.created}),
+        );
+        self.to_agent(&json!({"type": "chat_contact", "chat": self.spec.id,
+            "interaction": self.g.interaction.map(|i| i.0), "contact_id": l.contact_id,
+            "crm_interaction": l.interaction_id}));
+        let ended = (self.phase == Phase::Ended).then(now_ms);
+        if self.g.agent.is_some() || ended.is_some() {
+            self.crm_update(self.g.agent.clone(), ended);
+        }
+        if let Some(score) = self.csat {
+            self.crm_rate(score);
+        }
+    }
+
+    /// Sets the agent and/or the end on the chat's CRM interaction (in the background).
+    fn crm_update(&self, agent: Option<String>, ended_at_ms: Option<i64>) {
+        let Some(l) = self.crm else { return };
+        let storage = self.svc.storage().clone();
+        actix_rt::spawn(async move {
+            if let Err(e) = storage
+                .finish_interaction(l.interaction_id, agent.as_deref(), None, ended_at_ms)
+                .await
+            {
+                tracing::warn!(error = %e, "chat's CRM interaction not updated");
+            }
+        });
+    }
+
+    /// Stores the score on the chat's CRM interaction and its tickets (in the background).
+    fn crm_rate(&self, score: i64) {
+        let Some(l) = self.crm else { return };
+        let storage = self.svc.storage().clone();
+        actix_rt::spawn(async move {
+            if let Err(e) = storage.set_csat(l.interaction_id, score, now_ms()).await {
+                tracing::warn!(error = %e, "chat CSAT not stored on its CRM interaction");
+            }
+        });
+    }
+}
+
+/// A message as a line of its CRM interaction's text (searchable).
+fn crm_line(m: &Msg) -> String {
+    match &m.attachment {
+        Some(a) => format!(
+            "{}: {} [{}]",
+            m.author,
+            m.text,
+            a["name"].as_str().unwrap_or("attachment")
+        ),
+        None => format!("{}: {}", m.author, m.text),
     }
 }
 
@@ -362,6 +469,12 @@ impl Actor for ChatSession {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(1024);
+        let (crm, spec) = (self.svc.crm().clone(), self.spec.clone());
+        ctx.spawn(
+            async move { crm_link::link(&crm, &spec, now_ms()).await }
+                .into_actor(self)
+                .map(|r, act, _ctx| act.linked(r)),
+        );
         if !self.spec.source.is_empty() {
             if let Some(c) = self.svc.channel(&self.spec.source) {
                 if !c.webhook_url.is_empty() {
@@ -413,7 +526,6 @@ pub(super) async fn start(
     });
     svc.register(&spec, addr.clone());
     svc.writer().push(ChatWrite::Create(row));
-    // event: chat.started (chat, channel, source, external_user_id, name, queue)
     let mut attributes = spec.attributes.clone();
     attributes.insert("chat".into(), json!(spec.id));
     attributes.insert("customer_name".into(), json!(spec.name));
@@ -442,6 +554,11 @@ pub(super) async fn start(
         .await
     {
         Ok(i) => {
+            svc.event(
+                "chat.started",
+                json!({"chat": spec.id, "interaction": i.0, "channel": spec.channel,
+                       "source": spec.source, "queue": spec.queue}),
+            );
             addr.do_send(Routed(i));
             svc.writer().push(ChatWrite::Interaction {
                 chat_id: spec.id.clone(),
@@ -476,7 +593,6 @@ impl Handler<Routed> for ChatSession {
 
     fn handle(&mut self, msg: Routed, _ctx: &mut Context<Self>) {
         self.g.interaction.get_or_insert(msg.0);
-        // event: chat.queued (chat, interaction, queue)
     }
 }
 
@@ -501,7 +617,12 @@ impl Handler<ChatLink> for ChatSession {
                 }
                 self.phase = Phase::Active;
                 self.g.agent = Some(agent.clone());
-                // event: chat.assigned (chat, interaction, agent)
+                self.svc.event(
+                    "chat.assigned",
+                    json!({"chat": self.spec.id, "interaction": interaction.0, "agent": agent,
+                           "contact_id": self.crm.map(|l| l.contact_id)}),
+                );
+                self.crm_update(Some(agent.clone()), None);
                 self.svc.writer().push(ChatWrite::Assigned {
                     chat_id: self.spec.id.clone(),
                     agent: agent.clone(),
@@ -570,7 +691,7 @@ impl Handler<Attach> for ChatSession {
         let first = self.history.front().map_or(self.next_seq, |m| m.seq);
         let since = msg.since.max(0);
         let from_db = (since + 1 < first).then_some((since, first - 1));
-        let frames = self
+        let frames: Vec<Value> = self
             .history
             .iter()
             .filter(|m| m.seq > since)
@@ -579,7 +700,11 @@ impl Handler<Attach> for ChatSession {
         let ended = (self.phase == Phase::Ended).then(
             || json!({"type": "ended", "by": self.ended_by, "reason": "ended", "csat": self.csat}),
         );
-        // event: chat.resumed (chat, since) when since > 0
+        self.svc.event(
+            "chat.resumed",
+            json!({"chat": self.spec.id, "interaction": self.g.interaction.map(|i| i.0),
+                   "since": since, "replayed": frames.len()}),
+        );
         Ok(Attached {
             view: self.state_view(),
             from_db,
@@ -671,7 +796,7 @@ impl ChatSession {
             read,
             at_ms: now_ms(),
         });
-        // event: chat.receipt (chat, seq, status, by)
+        // Receipts are not events: they would double the event volume of every chat.
         if from_customer {
             self.to_agent(
                 &json!({"type": "chat_receipt", "chat": self.spec.id, "seq": seq,
@@ -731,7 +856,14 @@ impl Handler<FromCustomer> for ChatSession {
                     return Err(ContactError::bad("score", "a score from 1 to 5"));
                 }
                 self.csat = Some(score);
-                // event: chat.csat (chat, interaction, agent, score)
+                self.svc.event(
+                    "chat.rated",
+                    json!({"chat": self.spec.id, "interaction": self.g.interaction.map(|i| i.0),
+                           "agent": self.g.agent, "score": score,
+                           "contact_id": self.crm.map(|l| l.contact_id),
+                           "crm_interaction": self.crm.map(|l| l.interaction_id)}),
+                );
+                self.crm_rate(score);
                 self.svc.writer().push(ChatWrite::Csat {
                     chat_id: self.spec.id.clone(),
                     score,
@@ -817,7 +949,6 @@ impl Handler<FromAgent> for ChatSession {
                 let att = self.attachment(attachment.as_deref())?;
                 self.check_text(&text, att.is_some())?;
                 let m = self.append("agent", msg.agent, text, att);
-                // event: chat.message (chat, seq, from = agent)
                 self.to_customer(&m.customer_frame());
                 self.to_agent(&m.agent_frame(&self.spec.id, self.g.interaction));
                 if let Some(o) = &self.outbound {

@@ -1,15 +1,13 @@
 //! The seam between the routing actor and chat sessions (`crate::chat`): a chat enqueues its
 //! interaction with a [`ChatLink`] recipient and hears when an agent takes it, when the agent
-//! ends it and when the queue gives up; chat sessions push frames to agent desktops through the
-//! routing actor, which owns the desktop sockets.
+//! ends it and when the queue gives up. Chat sessions push frames to agent desktops directly
+//! (`desks.rs`), not through the routing actor.
 
-use super::desktop::DesktopPush;
 use super::requests::{ContactError, NewApiInteraction};
 use super::routing_actor::RoutingActor;
 use crate::routing::{Channel, InteractionId, NewInteraction};
 use actix::prelude::*;
 use serde_json::Value;
-use std::sync::Arc;
 
 /// What the routing actor tells a chat session about its interaction.
 #[derive(Message, Clone, Debug, PartialEq, Eq)]
@@ -42,14 +40,6 @@ pub enum ChatLink {
 pub(crate) struct EnqueueChat {
     pub new: NewApiInteraction,
     pub link: Recipient<ChatLink>,
-}
-
-/// Sends a JSON frame to every desktop of the agent named `agent`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct PushToAgent {
-    pub agent: String,
-    pub frame: Arc<str>,
 }
 
 impl Handler<EnqueueChat> for RoutingActor {
@@ -90,20 +80,6 @@ impl Handler<EnqueueChat> for RoutingActor {
                     error: e.to_string(),
                     field: Some("queue".into()),
                 })
-            }
-        }
-    }
-}
-
-impl Handler<PushToAgent> for RoutingActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: PushToAgent, _ctx: &mut Context<Self>) {
-        if let Some(agent) = self.dir.agent_id(&msg.agent) {
-            if let Some(sockets) = self.desktops.get(&agent) {
-                for (_, s) in sockets {
-                    s.do_send(DesktopPush(msg.frame.clone()));
-                }
             }
         }
     }

@@ -182,7 +182,10 @@ impl Actor for DesktopSession {
                 .send(attach)
                 .into_actor(self)
                 .map(|r, act, ctx| match r {
-                    Ok(Ok(a)) => act.attached = Some(a),
+                    Ok(Ok(a)) => {
+                        super::desks::add(&act.agent_name, a.1, ctx.address().recipient());
+                        act.attached = Some(a);
+                    }
                     Ok(Err(e)) => {
                         act.error(ctx, &e);
                         ctx.stop();
@@ -197,6 +200,7 @@ impl Actor for DesktopSession {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         if let Some((agent, session)) = self.attached.take() {
+            super::desks::remove(&self.agent_name, session);
             self.routing.do_send(DetachDesktop { agent, session });
         }
         let ws = self.ws.clone();

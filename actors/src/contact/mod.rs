@@ -24,6 +24,7 @@ mod chat_link;
 mod prom;
 pub use prom::ContactMetrics;
 pub mod config_file;
+mod desks;
 mod desktop;
 pub mod directory;
 pub(crate) mod journal;
@@ -411,12 +412,10 @@ impl ContactCentre {
             .unwrap_or_else(|_| Err(ContactError::unavailable()))
     }
 
-    /// Sends a JSON frame to every desktop of agent `agent` (no-op when none is connected).
+    /// Sends a JSON frame to every desktop of agent `agent` (no-op when none is connected),
+    /// straight to the desktop sockets (`desks.rs`), not through the routing actor.
     pub fn push_to_agent(&self, agent: &str, frame: Arc<str>) {
-        self.addr.do_send(chat_link::PushToAgent {
-            agent: agent.to_string(),
-            frame,
-        });
+        desks::push(agent, frame);
     }
 
     /// Waits until everything journaled so far is in the database.

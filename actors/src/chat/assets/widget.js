@@ -1,7 +1,9 @@
 /* Switchboard chat widget: <script src="https://HOST/widget.js" data-queue="web"></script>
  * Plain JavaScript, no build step. A floating chat box: start form, messages, typing,
  * delivery/read receipts, attachments, and a 1-5 rating after the chat ends. The chat survives
- * page reloads and dropped connections (resume token + last seq in sessionStorage). */
+ * page reloads and dropped connections (resume token + last seq in sessionStorage).
+ * A page that knows its customer calls Switchboard.identify({name, email, phone}) before the
+ * chat starts: the chat is then linked to the CRM contact with that phone number or e-mail. */
 (function () {
   "use strict";
   var script = document.currentScript;
@@ -49,8 +51,11 @@
   var start = el("div", { id: "sb-start" });
   var nameIn = el("input", { id: "sb-name", placeholder: "Your name" });
   var emailIn = el("input", { id: "sb-email", placeholder: "E-mail (optional)" });
+  var phoneIn = el("input", { id: "sb-phone", type: "tel", placeholder: "Phone (optional)" });
   var startBtn = el("button", { id: "sb-start-btn" }, "Start chat");
-  start.appendChild(nameIn); start.appendChild(emailIn); start.appendChild(startBtn);
+  start.appendChild(nameIn); start.appendChild(emailIn); start.appendChild(phoneIn);
+  start.appendChild(startBtn);
+  var ident = {};
   var form = el("div", { id: "sb-form" });
   var textIn = el("input", { id: "sb-text", type: "text", placeholder: "Type a message" });
   var fileIn = el("input", { id: "sb-file", type: "file" });
@@ -167,11 +172,14 @@
   }
 
   startBtn.onclick = function () {
-    var name = nameIn.value.trim();
+    var name = nameIn.value.trim() || (ident.name || "").trim();
     if (!name) { nameIn.focus(); return; }
     var go = function () {
       var m = { type: "start", name: name };
-      if (emailIn.value.trim()) m.email = emailIn.value.trim();
+      var email = emailIn.value.trim() || (ident.email || "").trim();
+      var phone = phoneIn.value.trim() || (ident.phone || "").trim();
+      if (email) m.email = email;
+      if (phone) m.phone = phone;
       if (cfg.queue) m.queue = cfg.queue;
       var vid = localStorage.getItem("switchboard-visitor") || ("v-" + Math.random().toString(36).slice(2));
       localStorage.setItem("switchboard-visitor", vid);
@@ -217,5 +225,15 @@
     if (st.token) { show(); connect(); }
   }
   if (document.body) mount(); else document.addEventListener("DOMContentLoaded", mount);
-  window.SwitchboardChat = { open: show, state: function () { return { chat: st.chat, since: lastSeq, ended: ended }; } };
+  function identify(o) {
+    o = o || {};
+    ["name", "email", "phone"].forEach(function (k) { if (o[k] != null) ident[k] = String(o[k]); });
+    if (ident.name) nameIn.value = ident.name;
+    if (ident.email) emailIn.value = ident.email;
+    if (ident.phone) phoneIn.value = ident.phone;
+  }
+  var api = { open: show, identify: identify,
+              state: function () { return { chat: st.chat, since: lastSeq, ended: ended }; } };
+  window.Switchboard = api;
+  window.SwitchboardChat = api;
 })();
