@@ -43,7 +43,17 @@ pub fn notices_of(kind: &str, data: &Value) -> Vec<Notice> {
         change,
     };
     match kind {
-        "ticket.created" => vec![one("created", json!({}))],
+        "ticket.created" => {
+            let mut out = vec![one("created", json!({}))];
+            // Created already assigned: the assignee hears of it as of any assignment.
+            if let Some(a) = s(data, "assignee") {
+                out.push(one(
+                    "assigned",
+                    json!({"assignee_from": null, "assignee": a}),
+                ));
+            }
+            out
+        }
         "ticket.sla_breached" => vec![one(
             "sla_breached",
             json!({"timer": data["timer"], "due_at_ms": data["due_at_ms"]}),
@@ -294,8 +304,21 @@ mod tests {
         assert_eq!(n[0].kind, "note_added");
         assert!(n[0].is_internal());
         assert_eq!(
-            notices_of("ticket.created", &json!({"ticket_id": 1}))[0].kind,
-            "created"
+            notices_of("ticket.created", &json!({"ticket_id": 1, "assignee": null}))
+                .iter()
+                .map(|n| n.kind)
+                .collect::<Vec<_>>(),
+            ["created"]
+        );
+        assert_eq!(
+            notices_of(
+                "ticket.created",
+                &json!({"ticket_id": 1, "assignee": "bob"})
+            )
+            .iter()
+            .map(|n| n.kind)
+            .collect::<Vec<_>>(),
+            ["created", "assigned"]
         );
         assert_eq!(
             notices_of(
