@@ -230,7 +230,15 @@ pub fn run(config: Config) -> ExitCode {
                 sdp_ip: config.sip.advertised_address.unwrap_or(config.media.rtp_ip),
             },
         };
-        let crm = crate::crm::Crm::new(services.storage.clone()).with_events(events.clone());
+        let crm = crate::crm::Crm::new(services.storage.clone())
+            .with_events(events.clone())
+            .with_files(config.data.dir.clone(), &config.tickets);
+        if let Err(e) =
+            crate::crm::notify::start(crm.clone(), &events, &config.tickets, &metrics.registry)
+        {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
         let factory = crate::router::factory(services);
         let server = match switchboard_engine::server::start(config, metrics.clone(), factory).await
         {

@@ -53,6 +53,8 @@ pub struct Config {
     pub channels: std::collections::BTreeMap<String, ChannelConfig>,
     /// The event stream (`/api/v1/events`) and its signed webhooks.
     pub events: EventsConfig,
+    /// Tickets: attachment limits, the SLA sweeper, notifications (webhooks and e-mail).
+    pub tickets: crate::tickets_config::TicketsConfig,
 }
 
 /// Contact-centre reports: where scheduled ones are written and which.
@@ -1064,6 +1066,9 @@ impl Config {
             return err(&key, &reason);
         }
         self.validate_channels(file)?;
+        if let Err((key, reason)) = self.tickets.validate() {
+            return err(&key, &reason);
+        }
         if l.max_transactions == 0 {
             return err("limits.max_transactions", "must be > 0");
         }

@@ -15,5 +15,6 @@ pub mod sdp;
 pub mod server;
 pub mod session_timer;
 pub mod sip;
+pub mod tickets_config;
 pub mod transaction;
 pub mod transport;

@@ -59,6 +59,11 @@ pub struct Ticket {
     pub csat: Option<i64>,
     /// When it was given.
     pub csat_at_ms: Option<i64>,
+    /// When the SLA sweeper announced a first-response breach (read only here: written by
+    /// [`Storage::mark_sla_breach`], never by [`Storage::update_ticket`]).
+    pub breach_first_response_at_ms: Option<i64>,
+    /// When the SLA sweeper announced a resolution breach (likewise).
+    pub breach_resolution_at_ms: Option<i64>,
 }
 
 /// One note on a ticket.
@@ -78,11 +83,13 @@ pub struct TicketNote {
     pub at_ms: i64,
 }
 
-const TICKET_COLUMNS: &str = "id, contact_id, interaction_id, ticket_type, subject, description, \
+pub(crate) const TICKET_COLUMNS: &str =
+    "id, contact_id, interaction_id, ticket_type, subject, description, \
      fields, status, group_name, assignee, created_at_ms, updated_at_ms, first_response_at_ms, \
-     solved_at_ms, paused_since_ms, paused_business_ms, csat, csat_at_ms";
+     solved_at_ms, paused_since_ms, paused_business_ms, csat, csat_at_ms, \
+     breach_first_response_at_ms, breach_resolution_at_ms";
 
-fn ticket_row(r: &AnyRow) -> Result<Ticket, sqlx::Error> {
+pub(crate) fn ticket_row(r: &AnyRow) -> Result<Ticket, sqlx::Error> {
     Ok(Ticket {
         id: r.try_get("id")?,
         contact_id: r.try_get("contact_id")?,
@@ -102,6 +109,8 @@ fn ticket_row(r: &AnyRow) -> Result<Ticket, sqlx::Error> {
         paused_business_ms: r.try_get("paused_business_ms")?,
         csat: r.try_get("csat")?,
         csat_at_ms: r.try_get("csat_at_ms")?,
+        breach_first_response_at_ms: r.try_get("breach_first_response_at_ms")?,
+        breach_resolution_at_ms: r.try_get("breach_resolution_at_ms")?,
     })
 }
 

@@ -17,7 +17,8 @@
 //! * web chats and API-channel conversations ([`ChatRow`], [`ChatMessageRow`], [`ChatWrite`]);
 //! * CRM ([`Contact`], [`Interaction`], [`Ticket`]): contacts with identities, tags and
 //!   attributes, audited merges, tickets and notes, CSAT, and full-text search
-//!   ([`SearchQuery`]: FTS5 on SQLite, tsvector + GIN on PostgreSQL);
+//!   ([`SearchQuery`]: FTS5 on SQLite, tsvector + GIN on PostgreSQL); ticket attachments
+//!   ([`TicketAttachment`]) and the SLA sweeper's breach marks ([`SlaTimer`]);
 //! * the event stream ([`StoredEvent`]): published events by sequence number, for replay.
 //!
 //! Architecture invariant: this crate knows neither actors nor SIP messages. It stores what it is
@@ -30,6 +31,7 @@ mod chat;
 mod contact;
 mod crm;
 mod crm_search;
+mod crm_ticket_files;
 mod crm_tickets;
 mod error;
 mod events;
@@ -42,6 +44,7 @@ pub use chat::{ChatAttachmentRow, ChatMessageRow, ChatRow, ChatWrite};
 pub use contact::{ContactAgentRow, ContactEvent, ContactQueueRow, ContactWrite};
 pub use crm::{Contact, Identity, MergeRecord, NewContact, Segment};
 pub use crm_search::{CsatScore, Interaction, SearchHit, SearchQuery};
+pub use crm_ticket_files::{SlaTimer, TicketAttachment};
 pub use crm_tickets::{ConfigKind, NamedConfig, Ticket, TicketNote};
 pub use error::StorageError;
 pub use events::StoredEvent;

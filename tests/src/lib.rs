@@ -6,6 +6,8 @@
 
 pub mod baresip;
 pub mod phone;
+pub mod smtp;
+pub mod webhook_sink;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};

@@ -169,6 +169,19 @@ pub const ROUTES: &[(M, &str, Access)] = &[
     (M::Patch, "/api/v1/tickets/{id}", Role(Agent)),
     (M::Get, "/api/v1/tickets/{id}", Role(ReadOnly)),
     (M::Post, "/api/v1/tickets/{id}/notes", Role(Agent)),
+    // Ticket attachments (`crate::crm::attachments`): deleting evidence is a supervisor's.
+    (M::Post, "/api/v1/tickets/{id}/attachments", Role(Agent)),
+    (M::Get, "/api/v1/tickets/{id}/attachments", Role(ReadOnly)),
+    (
+        M::Get,
+        "/api/v1/tickets/{id}/attachments/{aid}",
+        Role(ReadOnly),
+    ),
+    (
+        M::Delete,
+        "/api/v1/tickets/{id}/attachments/{aid}",
+        Role(Supervisor),
+    ),
     // The event stream (`crate::events::api`): JSON pages and the WebSocket.
     (M::Get, "/api/v1/events", Role(ReadOnly)),
     // Call control (`crate::calls_api`): acting on a call is a supervisor's job.

@@ -23,6 +23,7 @@ use super::customer::CustomerSocket;
 use super::session::{self, AgentCmd, Inbound, MayUpload, Spec, Uploaded, View};
 use super::{random_hex, service, token_hash, ChatService};
 use crate::contact::ContactError;
+use crate::files;
 use crate::routing::Channel;
 use actix::Actor;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -133,28 +134,6 @@ pub(super) fn attachment_meta(a: &ChatAttachmentRow) -> Value {
            "agent_url": format!("/api/v1/chats/{}/attachments/{}", a.chat_id, a.id)})
 }
 
-/// A file name safe to echo back: letters, digits, `.`, `-`, `_`; at most 100 characters.
-fn clean_name(n: Option<&str>) -> String {
-    let s: String = n
-        .unwrap_or("file")
-        .chars()
-        .filter(|c| !c.is_control())
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || ".-_".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(100)
-        .collect();
-    if s.trim_matches(['.', '_']).is_empty() {
-        "file".into()
-    } else {
-        s
-    }
-}
-
 #[derive(Deserialize)]
 struct UploadQuery {
     #[serde(default)]
@@ -182,75 +161,23 @@ async fn upload(
     let svc = svc()?;
     let session = svc.session(&chat).ok_or_else(no_chat)?;
     session.send(may).await.unwrap_or_else(|_| Err(no_chat()))?;
-    let mime = req
-        .headers()
-        .get("Content-Type")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_default();
-    if !svc.config().attachment_types.contains(&mime) {
-        return Err(ContactError {
-            status: 415,
-            error: format!(
-                "attachment type `{mime}` is not accepted; accepted: {}",
-                svc.config().attachment_types.join(", ")
-            ),
-            field: Some("Content-Type".into()),
-        });
-    }
-    let max = svc.config().max_attachment_bytes;
-    let too_large = || ContactError {
-        status: 413,
-        error: format!("attachment larger than {max} bytes"),
-        field: Some("body".into()),
+    let config = svc.config();
+    let limits = files::Limits {
+        max_bytes: config.max_attachment_bytes,
+        types: &config.attachment_types,
     };
-    let declared = req
-        .headers()
-        .get("Content-Length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > max) {
-        return Err(too_large());
-    }
-    let bytes = payload
-        .to_bytes_limited(max)
-        .await
-        .map_err(|_| too_large())?
-        .map_err(|e| ContactError::bad("body", &e.to_string()))?;
-    if bytes.is_empty() {
-        return Err(ContactError::bad("body", "empty file"));
-    }
-    let id = random_hex(12);
-    let dir = svc.attachment_dir(&chat);
-    let file = dir.join(&id);
+    let (mime, bytes) = files::receive(&req, payload, limits).await?;
+    let id = files::random_id();
     let size = bytes.len();
-    web::block(move || {
-        std::fs::create_dir_all(&dir)?;
-        std::fs::write(&file, &bytes)
-    })
-    .await
-    .map_err(|_| ContactError::unavailable())?
-    .map_err(|e| {
-        tracing::error!(error = %e, "attachment not stored");
-        ContactError {
-            status: 500,
-            error: "attachment could not be stored".into(),
-            field: None,
-        }
-    })?;
+    let rel = format!("chat/{chat}/{id}");
+    files::store(svc.data_dir(), &rel, bytes).await?;
     let row = ChatAttachmentRow {
         id: id.clone(),
         chat_id: chat.clone(),
-        file_name: clean_name(name.as_deref()),
+        file_name: files::clean_name(name.as_deref()),
         mime_type: mime,
         size_bytes: i64::try_from(size).unwrap_or(i64::MAX),
-        path: format!("chat/{chat}/{id}"),
+        path: rel,
         created_at_ms: now_ms(),
     };
     let meta = attachment_meta(&row);
@@ -296,19 +223,13 @@ async fn download(chat: &str, att: &str) -> Reply {
         .map_err(|_| ContactError::unavailable())?
         .filter(|a| a.chat_id == chat && !a.path.starts_with("url:"))
         .ok_or_else(|| ContactError::not_found("att", "attachment of this chat"))?;
-    let path = svc.data_dir().join(&a.path);
-    let bytes = web::block(move || std::fs::read(path))
-        .await
-        .map_err(|_| ContactError::unavailable())?
-        .map_err(|_| ContactError::not_found("att", "attachment file"))?;
-    Ok(HttpResponse::Ok()
-        .content_type(a.mime_type.clone())
-        .insert_header(("X-Content-Type-Options", "nosniff"))
-        .insert_header((
-            "Content-Disposition",
-            format!("inline; filename=\"{}\"", a.file_name),
-        ))
-        .body(bytes))
+    let bytes = files::load(svc.data_dir(), &a.path, "att").await?;
+    Ok(files::serve(
+        &a.mime_type,
+        &a.file_name,
+        files::Disposition::Inline,
+        bytes,
+    ))
 }
 
 async fn customer_download(req: HttpRequest, p: web::Path<(String, String)>) -> Reply {
@@ -535,7 +456,7 @@ async fn channel_message(req: HttpRequest, channel: web::Path<String>, b: web::B
                 let row = ChatAttachmentRow {
                     id: random_hex(12),
                     chat_id: String::new(),
-                    file_name: clean_name(a.name.as_deref()),
+                    file_name: files::clean_name(a.name.as_deref()),
                     mime_type: a
                         .mime
                         .clone()

@@ -142,11 +142,6 @@ impl ChatService {
         self.inner.channels.get(name)
     }
 
-    /// Where attachments are stored.
-    fn attachment_dir(&self, chat: &str) -> PathBuf {
-        self.inner.data_dir.join("chat").join(chat)
-    }
-
     fn data_dir(&self) -> &PathBuf {
         &self.inner.data_dir
     }

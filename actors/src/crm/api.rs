@@ -17,6 +17,7 @@
 //! | `POST /tickets` | agent | `{interaction_id｜contact_id, type, subject, description, fields, group, assignee}` |
 //! | `GET /tickets/{id}`, `PATCH /tickets/{id}` | read_only / agent | `{status, group, assignee, subject, description, fields}` |
 //! | `POST /tickets/{id}/notes` | agent | `{author, body, internal}` |
+//! | `POST/GET /tickets/{id}/attachments`, `GET/DELETE …/{aid}` | agent / read_only / supervisor | files (`attachments.rs`) |
 //! | `GET /ticket-types`, `GET/PUT /ticket-types/{name}` | read_only / supervisor | custom fields |
 //! | `GET /ticket-groups`, `GET/PUT /ticket-groups/{name}` | read_only / supervisor | hours, holidays, SLA targets |
 //! | `GET /search?q=&from=&to=&channel=&agent=&tag=&limit=` | read_only | interactions and tickets |
@@ -81,6 +82,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, crm: Crm) {
         .route("/api/v1/tickets/{id}", web::get().to(get_ticket))
         .route("/api/v1/tickets/{id}", web::patch().to(update_ticket))
         .route("/api/v1/tickets/{id}/notes", web::post().to(add_note))
+        .configure(super::attachments::routes)
         .route("/api/v1/ticket-types", web::get().to(list_types))
         .route("/api/v1/ticket-types/{name}", web::get().to(get_type))
         .route("/api/v1/ticket-types/{name}", web::put().to(put_type))
@@ -552,6 +554,12 @@ async fn timeline(crm: C, id: web::Path<String>, q: web::Query<HashMap<String, S
                 "ticket_type": t.ticket_type, "assignee": t.assignee, "csat": t.csat,
             }),
         ));
+        for a in s.ticket_attachments(t.id).await? {
+            let mut v = super::attachments::attachment_json(&a);
+            v["type"] = json!("attachment");
+            v["at_ms"] = json!(a.created_at_ms);
+            items.push((a.created_at_ms, v));
+        }
     }
     for m in s.merges_of(id).await? {
         items.push((m.at_ms, {
@@ -726,6 +734,14 @@ async fn ticket_json(crm: &Crm, t: &Ticket, notes: bool) -> Result<Value, ApiErr
             })
             .collect();
         v["notes"] = json!(n);
+        let a: Vec<Value> = crm
+            .storage()
+            .ticket_attachments(t.id)
+            .await?
+            .iter()
+            .map(super::attachments::attachment_json)
+            .collect();
+        v["attachments"] = json!(a);
     }
     Ok(v)
 }
@@ -935,6 +951,7 @@ async fn update_ticket(crm: C, id: web::Path<String>, b: web::Bytes) -> Reply {
         json!({
             "ticket_id": t.id, "status_from": before.status, "status_to": t.status,
             "group": t.group_name, "assignee": t.assignee,
+            "group_from": before.group_name, "assignee_from": before.assignee,
         }),
     );
     Ok(HttpResponse::Ok().json(ticket_json(&crm, &t, false).await?))
@@ -968,7 +985,7 @@ async fn add_note(crm: C, id: web::Path<String>, b: web::Bytes) -> Reply {
         .ok_or_else(|| ApiError::not_found("id", "such ticket"))?;
     crm.publish(
         "ticket.updated",
-        json!({"ticket_id": id, "note_id": note, "internal": b.internal}),
+        json!({"ticket_id": id, "note_id": note, "internal": b.internal, "author": b.author}),
     );
     Ok(HttpResponse::Created().json(json!({"id": note, "ticket_id": id})))
 }

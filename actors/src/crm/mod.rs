@@ -12,9 +12,14 @@
 //! tested with a simulated clock; [`Crm`] applies them to storage with an explicit `now`.
 
 pub mod api;
+pub mod attachments;
 pub mod calls;
+pub mod email;
 pub mod hours;
 pub mod identity;
+pub mod notice;
+pub mod notify;
+pub mod sla;
 pub mod tickets;
 
 use serde::Serialize;
@@ -133,6 +138,8 @@ pub struct Crm {
     storage: Storage,
     /// Where `contact.*`, `ticket.*`, `csat.*` events go (none in unit tests).
     events: Option<crate::events::Events>,
+    /// Where ticket attachments are stored and what they may be.
+    files: std::sync::Arc<attachments::FileSettings>,
 }
 
 impl Crm {
@@ -141,7 +148,27 @@ impl Crm {
         Crm {
             storage,
             events: None,
+            files: std::sync::Arc::default(),
         }
+    }
+
+    /// Stores ticket attachments under `data_dir` with the limits of `[tickets]`.
+    pub fn with_files(
+        mut self,
+        data_dir: std::path::PathBuf,
+        config: &switchboard_engine::tickets_config::TicketsConfig,
+    ) -> Crm {
+        self.files = std::sync::Arc::new(attachments::FileSettings {
+            data_dir,
+            max_bytes: config.max_attachment_bytes,
+            types: config.attachment_types.clone(),
+        });
+        self
+    }
+
+    /// The event bus, when attached.
+    pub fn events(&self) -> Option<&crate::events::Events> {
+        self.events.as_ref()
     }
 
     /// Publishes the CRM's events on `events`.
