@@ -20,3 +20,4 @@ pub mod routing;
 pub mod serve;
 pub mod trunk;
 pub mod webhook;
+pub mod webrtc;

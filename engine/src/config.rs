@@ -53,6 +53,47 @@ pub struct Config {
     pub channels: std::collections::BTreeMap<String, ChannelConfig>,
     /// The event stream (`/api/v1/events`) and its signed webhooks.
     pub events: EventsConfig,
+    /// WebRTC browser legs (`/webrtc/ws`, the `/webrtc` demo page).
+    pub webrtc: WebRtcConfig,
+}
+
+/// WebRTC browser legs (`[webrtc]`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebRtcConfig {
+    /// Serve `/webrtc/ws` and the demo page `/webrtc`.
+    pub enabled: bool,
+    /// The address ICE binds on (host candidates); unset: `media.rtp_ip`.
+    pub ice_ip: Option<IpAddr>,
+    /// The address put in host candidates instead of `ice_ip` (1:1 NAT, e.g. a cloud VM's
+    /// public address).
+    pub advertised_ip: Option<IpAddr>,
+    /// STUN/TURN server URLs handed to browsers (`stun:host:3478`, `turn:host:3478`).
+    pub ice_servers: Vec<String>,
+    /// TURN username handed to browsers with `ice_servers`.
+    pub turn_username: String,
+    /// TURN credential handed to browsers with `ice_servers`.
+    pub turn_credential: String,
+    /// Most browser legs at once (more: the socket gets an `error` and closes).
+    pub max_legs: usize,
+    /// What browsers may dial: exact numbers/users and prefixes ending in `*` (`"*"`: all).
+    /// Browser calls enter the dialplan as trusted callers, so the default is none.
+    pub allowed_destinations: Vec<String>,
+}
+
+impl Default for WebRtcConfig {
+    fn default() -> Self {
+        WebRtcConfig {
+            enabled: true,
+            ice_ip: None,
+            advertised_ip: None,
+            ice_servers: Vec::new(),
+            turn_username: String::new(),
+            turn_credential: String::new(),
+            max_legs: 1000,
+            allowed_destinations: Vec::new(),
+        }
+    }
 }
 
 /// Contact-centre reports: where scheduled ones are written and which.

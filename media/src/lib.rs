@@ -37,6 +37,7 @@ pub mod srtp;
 pub mod tone;
 pub mod transcode;
 pub mod tts;
+pub mod webrtc;
 
 pub use pcm::Pcm;
 pub use ports::{BoundPair, PortAllocator, PortError, PortLease};
