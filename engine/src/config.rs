@@ -79,6 +79,12 @@ pub struct WebRtcConfig {
     /// What browsers may dial: exact numbers/users and prefixes ending in `*` (`"*"`: all).
     /// Browser calls enter the dialplan as trusted callers, so the default is none.
     pub allowed_destinations: Vec<String>,
+    /// Video rooms (`{"type":"join"}` on `/webrtc/ws`): on or off.
+    pub rooms: bool,
+    /// The video codec of rooms, forwarded untranscoded: `vp8` or `h264`.
+    pub room_codec: String,
+    /// Most browsers in one room (customer, agent, supervisor: 3).
+    pub max_room_members: usize,
 }
 
 impl Default for WebRtcConfig {
@@ -92,6 +98,9 @@ impl Default for WebRtcConfig {
             turn_credential: String::new(),
             max_legs: 1000,
             allowed_destinations: Vec::new(),
+            rooms: true,
+            room_codec: "vp8".into(),
+            max_room_members: 3,
         }
     }
 }
@@ -1118,6 +1127,12 @@ impl Config {
         };
         if self.chat.max_attachment_bytes == 0 {
             return err("chat.max_attachment_bytes".into(), "must be > 0");
+        }
+        if !matches!(
+            self.webrtc.room_codec.to_ascii_lowercase().as_str(),
+            "vp8" | "h264"
+        ) {
+            return err("webrtc.room_codec".into(), "must be vp8 or h264");
         }
         if self.chat.max_message_chars == 0 {
             return err("chat.max_message_chars".into(), "must be > 0");

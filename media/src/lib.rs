@@ -37,6 +37,7 @@ pub mod srtp;
 pub mod tone;
 pub mod transcode;
 pub mod tts;
+pub mod video_room;
 pub mod webrtc;
 
 pub use pcm::Pcm;

@@ -56,6 +56,9 @@ pub enum PeerEvent {
     Connected,
     /// The connection failed or closed (the reason).
     Closed(String),
+    /// A message for the browser from the room (another member joined, left, or sent a
+    /// control message), a JSON frame.
+    Control(serde_json::Value),
 }
 
 /// Who receives a peer's [`PeerEvent`]s (called from the media runtime).

@@ -6,12 +6,19 @@
 //! {"type": "call", "to": "740", "sdp": "<offer>"}
 //! {"type": "candidate", "candidate": {"candidate": "candidate:…", "sdpMid": "0", "sdpMLineIndex": 0}}
 //! {"type": "bye"}
+//! {"type": "join", "room": "r-7f3a…", "role": "agent", "sdp": "<offer>",
+//!  "streams": {"<media stream id>": "audio" | "camera" | "screen"}}
+//! {"type": "control", "data": {…}}          (in a room: to the other members)
 //! ```
 //!
 //! Server → browser: `hello` (the leg id and the `ice_servers` to use), `answer` (the SDP
 //! answer), `candidate` (trickled local candidates), `connected` (ICE + DTLS up), `ringing`,
 //! `answered` (the far end answered), `bye` (with `status` and `reason`; then the socket
 //! closes), `error` (a bad frame; the leg goes on).
+//!
+//! In a room (`join`, see [`switchboard_media::video_room`]) the server also sends `joined` and
+//! `left` (another member, by role) and `control` (`{"from": ROLE, "data": …}`: what another
+//! member sent, e.g. a screen-share request and the customer's consent).
 //!
 //! DTMF travels in the media (RTCDTMFSender → `telephone-event` → RFC 4733 on the SIP side).
 
@@ -21,9 +28,11 @@ use actix::prelude::*;
 use actix_ws::{Message as WsMessage, MessageStream, ProtocolError, Session};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::sync::Arc;
 use switchboard_engine::sdp::Codec;
 use switchboard_engine::sdp::Sdp;
+use switchboard_media::video_room::{RoomPeer, VideoCodec};
 use switchboard_media::webrtc::{BrowserPeer, PeerEvent};
 use tracing::Instrument;
 
@@ -39,9 +48,46 @@ enum LegEvent {
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 enum Frame {
-    Call { to: String, sdp: String },
-    Candidate { candidate: Value },
+    Call {
+        to: String,
+        sdp: String,
+    },
+    Candidate {
+        candidate: Value,
+    },
     Bye,
+    Join {
+        room: String,
+        role: String,
+        sdp: String,
+        #[serde(default)]
+        streams: HashMap<String, String>,
+    },
+    Control {
+        data: Value,
+    },
+}
+
+/// The media side of a leg: a call bridged to SIP, or a member of a video room.
+enum LegPeer {
+    Call(Arc<BrowserPeer>),
+    Room(Arc<RoomPeer>),
+}
+
+impl LegPeer {
+    async fn add_candidate(&self, c: Value) -> Result<(), switchboard_media::webrtc::PeerError> {
+        match self {
+            LegPeer::Call(p) => p.add_candidate(c).await,
+            LegPeer::Room(p) => p.add_candidate(c).await,
+        }
+    }
+
+    async fn close(&self) {
+        match self {
+            LegPeer::Call(p) => p.close().await,
+            LegPeer::Room(p) => p.close().await,
+        }
+    }
 }
 
 /// One browser leg.
@@ -52,7 +98,7 @@ pub struct BrowserLeg {
     ws: Session,
     stream: Option<MessageStream>,
     slot: Option<LegSlot>,
-    peer: Option<Arc<BrowserPeer>>,
+    peer: Option<Arc<LegPeer>>,
     /// Dropping it hangs up the SIP side.
     ua: Option<UaHandle>,
     calling: bool,
@@ -62,6 +108,14 @@ pub struct BrowserLeg {
 /// A leg id: `wrtc-` and 16 hex digits (used as the SIP Call-ID).
 fn mint_id() -> String {
     format!("wrtc-{:016x}", rand::random::<u64>())
+}
+
+/// A room name: 8–64 of `[A-Za-z0-9_-]` (names are the rooms' only secret: make them long).
+fn valid_room(name: &str) -> bool {
+    (8..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// A destination a browser may put in a Request-URI: 1–64 of `[A-Za-z0-9+*#._-]`.
@@ -178,7 +232,7 @@ impl BrowserLeg {
                 .into_actor(self)
                 .map(|r, act, ctx| match r {
                     Ok(Ok((peer, answer, ua))) => {
-                        act.peer = Some(peer);
+                        act.peer = Some(Arc::new(LegPeer::Call(peer)));
                         act.ua = Some(ua);
                         let v = json!({"type": "answer", "sdp": answer, "id": act.id});
                         act.send(ctx, v, false);
@@ -187,6 +241,62 @@ impl BrowserLeg {
                         tracing::info!(parent: &act.span, error = %e, "webrtc offer refused");
                         act.end(ctx, 488, &format!("Not Acceptable Here ({e})"));
                     }
+                    Err(_) => act.end(ctx, 500, "Server Internal Error"),
+                }),
+        );
+    }
+
+    fn join(
+        &mut self,
+        ctx: &mut Context<Self>,
+        room: String,
+        role: String,
+        offer: String,
+        streams: HashMap<String, String>,
+    ) {
+        if self.calling {
+            return self.error(ctx, "this socket has a call");
+        }
+        if !self.svc.config.rooms {
+            return self.end(ctx, 403, "Forbidden (video rooms are off)");
+        }
+        if !valid_room(&room) {
+            return self.error(ctx, "room: 8-64 of A-Z a-z 0-9 _ -");
+        }
+        if !matches!(role.as_str(), "customer" | "agent" | "supervisor") {
+            return self.error(ctx, "role: customer, agent or supervisor");
+        }
+        let codec = VideoCodec::from_name(&self.svc.config.room_codec).unwrap_or(VideoCodec::Vp8);
+        let r = super::room(&room, codec);
+        if r.len() >= self.svc.config.max_room_members {
+            return self.end(ctx, 486, "Busy Here (the room is full)");
+        }
+        let Some(slot) = self.svc.admit() else {
+            return self.end(ctx, 503, "Service Unavailable (too many WebRTC legs)");
+        };
+        self.slot = Some(slot);
+        self.calling = true;
+        tracing::info!(parent: &self.span, %room, %role, "webrtc leg joining a room");
+        let me = ctx.address();
+        let events = Arc::new(move |e| me.do_send(LegEvent::Peer(e)));
+        let svc = self.svc;
+        let setup = async move {
+            r.join(&role, &offer, &streams, &svc.settings, events)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .instrument(self.span.clone());
+        let job = self.svc.media.spawn(setup);
+        ctx.wait(
+            async move { job.await }
+                .into_actor(self)
+                .map(|r, act, ctx| match r {
+                    Ok(Ok((peer, answer))) => {
+                        act.peer = Some(Arc::new(LegPeer::Room(Arc::new(peer))));
+                        let v = json!({"type": "answer", "sdp": answer, "id": act.id});
+                        act.send(ctx, v, false);
+                    }
+                    Ok(Err(e)) => act.end(ctx, 488, &format!("Not Acceptable Here ({e})")),
                     Err(_) => act.end(ctx, 500, "Server Internal Error"),
                 }),
         );
@@ -209,7 +319,11 @@ impl BrowserLeg {
 
     fn answered(&mut self, ctx: &mut Context<Self>, sdp: &str) {
         let far = Sdp::parse(sdp).ok().and_then(|s| s.audio_stream());
-        let (Some(peer), Some(far)) = (&self.peer, far) else {
+        let peer = match self.peer.as_deref() {
+            Some(LegPeer::Call(p)) => Some(p.clone()),
+            _ => None,
+        };
+        let (Some(peer), Some(far)) = (peer, far) else {
             return self.end(
                 ctx,
                 488,
@@ -274,6 +388,7 @@ impl Handler<LegEvent> for BrowserLeg {
                 tracing::info!(parent: &self.span, "webrtc peer connected");
                 self.send(ctx, json!({"type": "connected"}), false)
             }
+            LegEvent::Peer(PeerEvent::Control(v)) => self.send(ctx, v, false),
             LegEvent::Peer(PeerEvent::Closed(why)) => {
                 self.end(ctx, 480, &format!("Temporarily Unavailable (peer {why})"))
             }
@@ -319,6 +434,16 @@ impl StreamHandler<Result<WsMessage, ProtocolError>> for BrowserLeg {
             Ok(Frame::Call { to, sdp }) => self.call(ctx, to, sdp),
             Ok(Frame::Candidate { candidate }) => self.candidate(ctx, candidate),
             Ok(Frame::Bye) => self.end(ctx, 200, "hangup"),
+            Ok(Frame::Join {
+                room,
+                role,
+                sdp,
+                streams,
+            }) => self.join(ctx, room, role, sdp, streams),
+            Ok(Frame::Control { data }) => match self.peer.as_deref() {
+                Some(LegPeer::Room(p)) => p.control(data),
+                _ => self.error(ctx, "control outside a room"),
+            },
             Err(e) => self.error(ctx, &format!("bad frame: {e}")),
         }
     }

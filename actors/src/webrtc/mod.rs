@@ -15,15 +15,17 @@ pub mod leg;
 pub mod sip_ua;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use switchboard_engine::config::WebRtcConfig;
+use switchboard_media::video_room::{Room, VideoCodec};
 use switchboard_media::webrtc::PeerSettings;
 
 static SERVICE: OnceLock<WebRtcService> = OnceLock::new();
 static GATEWAYS: OnceLock<Mutex<HashSet<SocketAddr>>> = OnceLock::new();
+static ROOMS: OnceLock<Mutex<HashMap<String, Weak<Room>>>> = OnceLock::new();
 
 /// What browser legs need from the running engine.
 pub struct WebRtcService {
@@ -107,6 +109,21 @@ impl WebRtcService {
     }
 }
 
+/// The video room called `name` (created on first use; it goes when its last member leaves).
+pub fn room(name: &str, codec: VideoCodec) -> Arc<Room> {
+    let mut rooms = ROOMS
+        .get_or_init(|| Mutex::new(HashMap::new()))
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    rooms.retain(|_, r| r.strong_count() > 0);
+    if let Some(r) = rooms.get(name).and_then(Weak::upgrade) {
+        return r;
+    }
+    let r = Room::new(name, codec);
+    rooms.insert(name.to_owned(), Arc::downgrade(&r));
+    r
+}
+
 /// One admitted leg (see [`WebRtcService::admit`]).
 pub struct LegSlot(Arc<AtomicUsize>);
 
@@ -156,11 +173,32 @@ impl Drop for GatewayGuard {
     }
 }
 
-/// Registers `/webrtc` (demo page), `/webrtc/phone.js` and `/webrtc/ws`.
+/// Registers `/webrtc` (demo phone), `/webrtc/room` (video room page), their scripts and
+/// `/webrtc/ws`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/webrtc", web::get().to(page))
         .route("/webrtc/phone.js", web::get().to(script))
+        .route("/webrtc/room", web::get().to(room_page))
+        .route("/webrtc/room.js", web::get().to(room_script))
         .route("/webrtc/ws", web::get().to(ws));
+}
+
+async fn room_page() -> HttpResponse {
+    if service().is_none() {
+        return HttpResponse::NotFound().finish();
+    }
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(include_str!("assets/room.html"))
+}
+
+async fn room_script() -> HttpResponse {
+    if service().is_none() {
+        return HttpResponse::NotFound().finish();
+    }
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .body(include_str!("assets/room.js"))
 }
 
 async fn page() -> HttpResponse {
