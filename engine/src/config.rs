@@ -83,7 +83,8 @@ pub struct WebRtcConfig {
     pub rooms: bool,
     /// The video codec of rooms, forwarded untranscoded: `vp8` or `h264`.
     pub room_codec: String,
-    /// Most browsers in one room (customer, agent, supervisor: 3).
+    /// Most browsers in one room. Two (customer and agent): a third member would get two
+    /// senders' streams in one slot (the supervisor's layout is not built yet).
     pub max_room_members: usize,
 }
 
@@ -100,7 +101,7 @@ impl Default for WebRtcConfig {
             allowed_destinations: Vec::new(),
             rooms: true,
             room_codec: "vp8".into(),
-            max_room_members: 3,
+            max_room_members: 2,
         }
     }
 }

@@ -1,20 +1,18 @@
-// Two (or three) headless Chromiums in one engine video room: agent and customer (and a
-// supervisor). Used by tests/tests/webrtc_video.rs, which runs the engine.
+// Two headless Chromiums in one engine video room: agent and customer. Used by tests/tests/webrtc_video.rs, which runs the engine.
 //
-//   node webrtc_video.js <room page url> <room> [supervisor]
+//   node webrtc_video.js <room page url> <room>
 //
 // Output lines (each step bounded by WAIT_MS; a failure prints "error ..." and exits 1):
 //   "camera <agent frames> <customer frames>"   both see the other's camera (frames rising)
 //   "screen-request"                            the customer's page got the agent's request
 //   "screen <agent screen frames>"              after consent, the screen reaches the agent
 //   "chat <text>"                               a data-channel message reached the agent
-//   "supervisor <camera frames> <screen frames>" (with "supervisor") what the third page got
 //   "done"
 'use strict';
 
 const { chromium } = require('playwright-core');
 
-const [url, roomName, withSupervisor] = process.argv.slice(2);
+const [url, roomName] = process.argv.slice(2);
 const WAIT_MS = Number(process.env.WEBRTC_WAIT_MS || 60000);
 
 async function open(role) {
@@ -50,7 +48,7 @@ async function until(p, what, pred) {
 }
 
 async function main() {
-  if (!url || !roomName) throw new Error('usage: node webrtc_video.js <url> <room> [supervisor]');
+  if (!url || !roomName) throw new Error('usage: node webrtc_video.js <url> <room>');
   const pages = [];
   try {
     const agent = await open('agent'); pages.push(agent);
@@ -74,14 +72,6 @@ async function main() {
     await agent.page.waitForFunction(() => window.room.chat.length > 0);
     console.log('chat ' + await agent.page.evaluate(() => window.room.chat[0]));
 
-    if (withSupervisor) {
-      const sup = await open('supervisor'); pages.push(sup);
-      // Two cameras (agent's and customer's) share the supervisor's one camera slot in this
-      // layout, so what it counts is frames of whichever camera forwards; the screen is the
-      // customer's.
-      const st = await until(sup, 'frames at the supervisor', (x) => x.camera >= 30 && x.screen >= 10);
-      console.log('supervisor ' + st.camera + ' ' + st.screen);
-    }
     console.log('done');
   } finally {
     for (const p of pages) await p.browser.close().catch(() => {});
