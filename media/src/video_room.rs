@@ -173,6 +173,9 @@ pub struct Room {
     next_id: AtomicU64,
 }
 
+/// A member's incoming track and its SSRC (where keyframe requests for it go).
+type Source = (Arc<dyn TrackRemote>, u32);
+
 /// What a room forwards to and from one browser.
 struct Member {
     id: u64,
@@ -182,7 +185,7 @@ struct Member {
     local: [Arc<TrackLocalStaticRTP>; 3],
     ssrcs: [u32; 3],
     /// What this member sends, per slot (for keyframe requests): the track and its SSRC.
-    sources: Mutex<[Option<(Arc<dyn TrackRemote>, u32)>; 3]>,
+    sources: Mutex<[Option<Source>; 3]>,
     /// This member's stream ids → slot.
     stream_slots: HashMap<String, usize>,
     channels: Mutex<Vec<(String, Arc<dyn DataChannel>)>>,

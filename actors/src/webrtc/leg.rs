@@ -227,23 +227,19 @@ impl BrowserLeg {
         }
         .instrument(self.span.clone());
         let job = self.svc.media.spawn(setup);
-        ctx.wait(
-            async move { job.await }
-                .into_actor(self)
-                .map(|r, act, ctx| match r {
-                    Ok(Ok((peer, answer, ua))) => {
-                        act.peer = Some(Arc::new(LegPeer::Call(peer)));
-                        act.ua = Some(ua);
-                        let v = json!({"type": "answer", "sdp": answer, "id": act.id});
-                        act.send(ctx, v, false);
-                    }
-                    Ok(Err(e)) => {
-                        tracing::info!(parent: &act.span, error = %e, "webrtc offer refused");
-                        act.end(ctx, 488, &format!("Not Acceptable Here ({e})"));
-                    }
-                    Err(_) => act.end(ctx, 500, "Server Internal Error"),
-                }),
-        );
+        ctx.wait(job.into_actor(self).map(|r, act, ctx| match r {
+            Ok(Ok((peer, answer, ua))) => {
+                act.peer = Some(Arc::new(LegPeer::Call(peer)));
+                act.ua = Some(ua);
+                let v = json!({"type": "answer", "sdp": answer, "id": act.id});
+                act.send(ctx, v, false);
+            }
+            Ok(Err(e)) => {
+                tracing::info!(parent: &act.span, error = %e, "webrtc offer refused");
+                act.end(ctx, 488, &format!("Not Acceptable Here ({e})"));
+            }
+            Err(_) => act.end(ctx, 500, "Server Internal Error"),
+        }));
     }
 
     fn join(
@@ -287,19 +283,15 @@ impl BrowserLeg {
         }
         .instrument(self.span.clone());
         let job = self.svc.media.spawn(setup);
-        ctx.wait(
-            async move { job.await }
-                .into_actor(self)
-                .map(|r, act, ctx| match r {
-                    Ok(Ok((peer, answer))) => {
-                        act.peer = Some(Arc::new(LegPeer::Room(Arc::new(peer))));
-                        let v = json!({"type": "answer", "sdp": answer, "id": act.id});
-                        act.send(ctx, v, false);
-                    }
-                    Ok(Err(e)) => act.end(ctx, 488, &format!("Not Acceptable Here ({e})")),
-                    Err(_) => act.end(ctx, 500, "Server Internal Error"),
-                }),
-        );
+        ctx.wait(job.into_actor(self).map(|r, act, ctx| match r {
+            Ok(Ok((peer, answer))) => {
+                act.peer = Some(Arc::new(LegPeer::Room(Arc::new(peer))));
+                let v = json!({"type": "answer", "sdp": answer, "id": act.id});
+                act.send(ctx, v, false);
+            }
+            Ok(Err(e)) => act.end(ctx, 488, &format!("Not Acceptable Here ({e})")),
+            Err(_) => act.end(ctx, 500, "Server Internal Error"),
+        }));
     }
 
     fn candidate(&mut self, ctx: &mut Context<Self>, candidate: Value) {

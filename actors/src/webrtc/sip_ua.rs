@@ -143,7 +143,7 @@ impl Ua {
         }
     }
 
-    fn from_hdr(&self) -> String {
+    fn caller_header(&self) -> String {
         format!(
             "<sip:{}@{}>;tag={}",
             self.call.leg_id,
@@ -152,7 +152,7 @@ impl Ua {
         )
     }
 
-    fn to_hdr(&self) -> String {
+    fn callee_header(&self) -> String {
         let base = format!("<sip:{}@{}>", self.call.to, self.call.engine);
         match &self.dialog {
             Some((tag, _)) => format!("{base};tag={tag}"),
@@ -172,8 +172,8 @@ impl Ua {
              Contact: <sip:{}@{}>\r\nUser-Agent: switchboard-webrtc\r\n{ctype}\
              Content-Length: {}\r\n\r\n{body}",
             self.local,
-            self.from_hdr(),
-            self.to_hdr(),
+            self.caller_header(),
+            self.callee_header(),
             self.call.leg_id,
             self.call.leg_id,
             self.local,
@@ -318,7 +318,7 @@ impl Ua {
                          CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
                         self.local,
                         self.branch,
-                        self.from_hdr(),
+                        self.caller_header(),
                         self.call.leg_id
                     );
                     self.send(ack.as_bytes()).await;
@@ -352,17 +352,15 @@ impl Ua {
                         return;
                     }
                 }
-                Some(Message::Response(resp)) => {
-                    // A retransmitted 2xx: ACK again.
-                    if resp.status >= 200
-                        && resp.status < 300
-                        && matches!(resp.cseq(), Some((1, Method::Invite)))
-                    {
-                        let ack = self.ack();
-                        self.send(&ack).await;
-                    }
+                // A retransmitted 2xx: ACK again.
+                Some(Message::Response(resp))
+                    if (200..300).contains(&resp.status)
+                        && matches!(resp.cseq(), Some((1, Method::Invite))) =>
+                {
+                    let ack = self.ack();
+                    self.send(&ack).await;
                 }
-                None => {}
+                Some(Message::Response(_)) | None => {}
             }
         }
     }
