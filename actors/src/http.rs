@@ -95,6 +95,7 @@ pub fn spawn(
                     // Before the contact centre's `/api/v1` scope, which would shadow it.
                     .configure(move |cfg| crate::api::configure(cfg, api.records))
                     .configure(crate::chat::configure)
+                    .configure(crate::webrtc::configure)
                     .configure(move |cfg| crate::crm::api::configure(cfg, crm))
                     .configure(move |cfg| crate::events::api::configure(cfg, events))
                     .configure(move |cfg| {

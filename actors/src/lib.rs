@@ -22,3 +22,4 @@ pub mod serve;
 pub mod signing;
 pub mod trunk;
 pub mod webhook;
+pub mod webrtc;

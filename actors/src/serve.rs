@@ -240,6 +240,7 @@ pub fn run(config: Config) -> ExitCode {
             return ExitCode::from(2);
         }
         let factory = crate::router::factory(services);
+        let (webrtc_config, rtp_ip) = (config.webrtc.clone(), config.media.rtp_ip);
         let server = match switchboard_engine::server::start(config, metrics.clone(), factory).await
         {
             Ok(s) => s,
@@ -248,6 +249,16 @@ pub fn run(config: Config) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
+        if webrtc_config.enabled {
+            if let Some(sip) = server.udp_addrs.first() {
+                crate::webrtc::install(crate::webrtc::WebRtcService::new(
+                    webrtc_config,
+                    *sip,
+                    rtp_ip,
+                    media_rt.handle(),
+                ));
+            }
+        }
         trunks.start();
         if let Some(cc) = &contact {
             crate::reports::schedule::start(cc.clone(), reports_dir.clone(), report_schedules);

@@ -55,6 +55,57 @@ pub struct Config {
     pub events: EventsConfig,
     /// Tickets: attachment limits, the SLA sweeper, notifications (webhooks and e-mail).
     pub tickets: crate::tickets_config::TicketsConfig,
+    /// WebRTC browser legs (`/webrtc/ws`, the `/webrtc` demo page).
+    pub webrtc: WebRtcConfig,
+}
+
+/// WebRTC browser legs (`[webrtc]`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebRtcConfig {
+    /// Serve `/webrtc/ws` and the demo page `/webrtc`.
+    pub enabled: bool,
+    /// The address ICE binds on (host candidates); unset: `media.rtp_ip`.
+    pub ice_ip: Option<IpAddr>,
+    /// The address put in host candidates instead of `ice_ip` (1:1 NAT, e.g. a cloud VM's
+    /// public address).
+    pub advertised_ip: Option<IpAddr>,
+    /// STUN/TURN server URLs handed to browsers (`stun:host:3478`, `turn:host:3478`).
+    pub ice_servers: Vec<String>,
+    /// TURN username handed to browsers with `ice_servers`.
+    pub turn_username: String,
+    /// TURN credential handed to browsers with `ice_servers`.
+    pub turn_credential: String,
+    /// Most browser legs at once (more: the socket gets an `error` and closes).
+    pub max_legs: usize,
+    /// What browsers may dial: exact numbers/users and prefixes ending in `*` (`"*"`: all).
+    /// Browser calls enter the dialplan as trusted callers, so the default is none.
+    pub allowed_destinations: Vec<String>,
+    /// Video rooms (`{"type":"join"}` on `/webrtc/ws`): on or off.
+    pub rooms: bool,
+    /// The video codec of rooms, forwarded untranscoded: `vp8` or `h264`.
+    pub room_codec: String,
+    /// Most browsers in one room. Two (customer and agent): a third member would get two
+    /// senders' streams in one slot (the supervisor's layout is not built yet).
+    pub max_room_members: usize,
+}
+
+impl Default for WebRtcConfig {
+    fn default() -> Self {
+        WebRtcConfig {
+            enabled: true,
+            ice_ip: None,
+            advertised_ip: None,
+            ice_servers: Vec::new(),
+            turn_username: String::new(),
+            turn_credential: String::new(),
+            max_legs: 1000,
+            allowed_destinations: Vec::new(),
+            rooms: true,
+            room_codec: "vp8".into(),
+            max_room_members: 2,
+        }
+    }
 }
 
 /// Contact-centre reports: where scheduled ones are written and which.
@@ -1085,6 +1136,12 @@ impl Config {
         };
         if self.chat.max_attachment_bytes == 0 {
             return err("chat.max_attachment_bytes".into(), "must be > 0");
+        }
+        if !matches!(
+            self.webrtc.room_codec.to_ascii_lowercase().as_str(),
+            "vp8" | "h264"
+        ) {
+            return err("webrtc.room_codec".into(), "must be vp8 or h264");
         }
         if self.chat.max_message_chars == 0 {
             return err("chat.max_message_chars".into(), "must be > 0");

@@ -37,6 +37,8 @@ pub mod srtp;
 pub mod tone;
 pub mod transcode;
 pub mod tts;
+pub mod video_room;
+pub mod webrtc;
 
 pub use pcm::Pcm;
 pub use ports::{BoundPair, PortAllocator, PortError, PortLease};

@@ -1514,7 +1514,10 @@ impl Actor for CallActor {
             tx: self.setup.tx,
             resp: response(&self.setup.invite, 100),
         });
-        if self.is_trusted(self.setup.source.addr.ip()) || self.setup.trunk.is_some() {
+        if self.is_trusted(self.setup.source.addr.ip())
+            || self.setup.trunk.is_some()
+            || crate::webrtc::is_gateway(self.setup.source.addr)
+        {
             self.route(ctx);
         } else {
             self.authenticate(ctx);
