@@ -59,9 +59,7 @@ pub fn answer(req: &Request, cancel_matched: bool) -> Response {
         | Method::Info
         | Method::Prack
         | Method::Refer
-        | Method::Notify => {
-            response(req, 481)
-        }
+        | Method::Notify => response(req, 481),
         _ => response(req, 501),
     }
 }

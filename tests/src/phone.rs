@@ -438,7 +438,11 @@ CSeq: {cseq} {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
                                     .and_then(|c| c.split_whitespace().nth(1))
                                     .unwrap_or_default()
                                     .to_string();
-                                shared.lock().expect("lock").responses.push((method, r.status));
+                                shared
+                                    .lock()
+                                    .expect("lock")
+                                    .responses
+                                    .push((method, r.status));
                             }
                             continue;
                         }

@@ -30,7 +30,12 @@ fn engine_with(extra: &str, phones: &[(&str, &Phone)]) -> Engine {
 /// A caller phone calling `user`, answered.
 fn call(engine: &Engine, user: &str) -> Phone {
     let a = Phone::call(engine.sip_addr(), user, PhoneCodec::Pcmu);
-    assert_eq!(a.status(), Some(200), "call to {user}; log:\n{}", engine.log());
+    assert_eq!(
+        a.status(),
+        Some(200),
+        "call to {user}; log:\n{}",
+        engine.log()
+    );
     a
 }
 
@@ -106,7 +111,11 @@ fn blind_refer_from_the_callee_bridges_caller_to_target() {
         "NOTIFY 200: {:?}",
         b.notifies()
     );
-    assert!(b.notifies()[0].contains("SIP/2.0 100 Trying"), "{:?}", b.notifies());
+    assert!(
+        b.notifies()[0].contains("SIP/2.0 100 Trying"),
+        "{:?}",
+        b.notifies()
+    );
     assert!(b.wait_bye(Duration::from_secs(5)), "transferor released");
     assert_eq!(
         c.incoming_header("Referred-By"),
@@ -116,7 +125,10 @@ fn blind_refer_from_the_callee_bridges_caller_to_target() {
 
     let (mut a, c) = assert_talking(a, c);
     a.hang_up();
-    assert!(c.wait_bye(Duration::from_secs(5)), "target released at the end");
+    assert!(
+        c.wait_bye(Duration::from_secs(5)),
+        "target released at the end"
+    );
     let cdrs = wait_cdrs(&engine, 1);
     assert_eq!(cdrs[0]["cause"], "normal_clearing", "{cdrs:?}");
 }
@@ -138,7 +150,10 @@ fn blind_refer_from_the_caller_bridges_callee_to_target() {
     assert!(!b.got_bye());
     let (mut b, c) = assert_talking(b, c);
     b.hang_up_incoming();
-    assert!(c.wait_bye(Duration::from_secs(5)), "C released when B hangs up");
+    assert!(
+        c.wait_bye(Duration::from_secs(5)),
+        "C released when B hangs up"
+    );
     drop(b);
 }
 
@@ -179,15 +194,26 @@ fn attended_transfer_with_replaces_joins_the_far_ends() {
     let (cid, ours, theirs) = b2.dialog_ids();
     let replaces = format!("{cid}%3Bto-tag%3D{theirs}%3Bfrom-tag%3D{ours}").replace('@', "%40");
     let target = format!("<sip:2003@{}?Replaces={replaces}>", engine.sip_addr());
-    assert_eq!(b.refer_incoming(&target, ""), Some(202), "log:\n{}", engine.log());
+    assert_eq!(
+        b.refer_incoming(&target, ""),
+        Some(202),
+        "log:\n{}",
+        engine.log()
+    );
     assert!(
         b.wait_notify("SIP/2.0 200", Duration::from_secs(10)),
         "NOTIFY: {:?}\nlog:\n{}",
         b.notifies(),
         engine.log()
     );
-    assert!(b.wait_bye(Duration::from_secs(5)), "transferor's first leg released");
-    assert!(b2.wait_bye(Duration::from_secs(5)), "transferor's consultation leg released");
+    assert!(
+        b.wait_bye(Duration::from_secs(5)),
+        "transferor's first leg released"
+    );
+    assert!(
+        b2.wait_bye(Duration::from_secs(5)),
+        "transferor's consultation leg released"
+    );
     wait_until("C re-INVITEd", Duration::from_secs(5), || c.reinvites() > 0);
     assert!(!a.got_bye() && !c.got_bye());
 
@@ -204,7 +230,10 @@ fn attended_transfer_with_replaces_joins_the_far_ends() {
 #[test]
 fn invite_with_replaces_takes_over_a_leg() {
     let b = Phone::callee(PhoneCodec::Pcmu, true);
-    let engine = engine_with(&format!("{TRUSTED}[runtime]\nshards = 4\n"), &[("2001", &b)]);
+    let engine = engine_with(
+        &format!("{TRUSTED}[runtime]\nshards = 4\n"),
+        &[("2001", &b)],
+    );
     let a = call(&engine, "2001");
     assert!(b.wait_answered(Duration::from_secs(5)));
     let (cid, ours, theirs) = b.incoming_dialog_ids().expect("B's dialog");
@@ -219,7 +248,10 @@ fn invite_with_replaces_takes_over_a_leg() {
     wait_until("A re-INVITEd", Duration::from_secs(5), || a.reinvites() > 0);
     let (a, mut n) = assert_talking(a, n);
     n.hang_up();
-    assert!(a.wait_bye(Duration::from_secs(5)), "A released when N hangs up");
+    assert!(
+        a.wait_bye(Duration::from_secs(5)),
+        "A released when N hangs up"
+    );
     let cdrs = wait_cdrs(&engine, 2);
     let causes: Vec<&str> = cdrs.iter().filter_map(|c| c["cause"].as_str()).collect();
     assert!(causes.contains(&"replaced"), "{causes:?}");
@@ -259,7 +291,10 @@ fn refer_refused_by_policy_and_malformed_refer_to() {
     let target = format!("<sip:2003@{}>", engine.sip_addr());
     assert_eq!(b.refer_incoming(&target, ""), Some(403));
     assert_eq!(a.refer(&target, ""), Some(403));
-    assert!(!c.wait_answered(Duration::from_millis(500)), "target not rung");
+    assert!(
+        !c.wait_answered(Duration::from_millis(500)),
+        "target not rung"
+    );
     assert!(!a.got_bye() && !b.got_bye());
     drop(c);
 

@@ -32,7 +32,7 @@ use actix::prelude::*;
 use bytes::Bytes;
 use std::time::Duration;
 use switchboard_engine::auth::{Algorithm, Credentials, Verdict};
-use switchboard_engine::dialog::{cancel_for, new_request, new_tag, uri_of, with_to_tag, Dialog};
+use switchboard_engine::dialog::{cancel_for, new_request, uri_of, with_to_tag, Dialog};
 use switchboard_engine::sdp::{filter_offer, has_voice_codec, LegOrigin, Sdp};
 use switchboard_engine::server::new_call_id;
 use switchboard_engine::sip::build::{response, response_with_reason};
@@ -334,11 +334,14 @@ impl CallActor {
             },
         };
         let ip = setup.services.media.sdp_ip;
+        // The tag `response()` puts on every answer to this INVITE: the caller's dialog must
+        // carry the tag the caller saw (its requests, and ours, match it).
+        let a_tag = switchboard_engine::sip::build::local_tag(&setup.invite);
         CallActor {
             b_body: setup.invite.body.clone(),
             origins: [LegOrigin::random(ip), LegOrigin::random(ip)],
             setup,
-            a_tag: new_tag(),
+            a_tag,
             a_dialog: None,
             a_final: false,
             a_acked: false,

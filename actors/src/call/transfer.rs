@@ -107,6 +107,7 @@ pub struct Party {
 }
 
 fn refused(status: u16, error: &str) -> ControlResult {
+    tracing::debug!(status, error, "dialog not handed over");
     Err(ControlError {
         status,
         error: error.to_string(),
@@ -156,10 +157,7 @@ impl CallActor {
         let count = self.setup.shard.shared.shard_count();
         let mut by_shard: std::collections::BTreeMap<usize, Vec<String>> = Default::default();
         for id in ids {
-            by_shard
-                .entry(shard_of(&id, count))
-                .or_default()
-                .push(id);
+            by_shard.entry(shard_of(&id, count)).or_default().push(id);
         }
         for (n, ids) in by_shard {
             let cmd = Command::Forget {
@@ -227,7 +225,13 @@ impl CallActor {
     }
 
     /// A REFER from one of the bridged parties.
-    pub(super) fn on_refer(&mut self, ctx: &mut Context<Self>, tx: TxKey, req: Request, side: Side) {
+    pub(super) fn on_refer(
+        &mut self,
+        ctx: &mut Context<Self>,
+        tx: TxKey,
+        req: Request,
+        side: Side,
+    ) {
         let refuse = |act: &mut Self, status: u16, reason: &str| {
             act.post(Command::Respond {
                 tx,
@@ -242,9 +246,10 @@ impl CallActor {
             Side::B(i) if self.winner == Some(i) => Leg::B,
             Side::B(_) => return refuse(self, 481, "Call/Transaction Does Not Exist"),
         };
-        let in_plan = self.ivr.as_ref().is_some_and(|i| {
-            !matches!(i.running, super::ivr::Running::Dial { bridged: true, .. })
-        });
+        let in_plan = self
+            .ivr
+            .as_ref()
+            .is_some_and(|i| !matches!(i.running, super::ivr::Running::Dial { bridged: true, .. }));
         if self.a_dialog.is_none() || self.winner.is_none() || self.relay.is_none() || in_plan {
             return refuse(self, 403, "Forbidden (no bridged call to transfer)");
         }
@@ -342,7 +347,12 @@ impl CallActor {
         let Some(a) = self.xfer.active.as_ref() else {
             return;
         };
-        tracing::info!(status, reason, kind = a.kind, "transfer failed; the call goes on");
+        tracing::info!(
+            status,
+            reason,
+            kind = a.kind,
+            "transfer failed; the call goes on"
+        );
         // A party already in a dialog with us (adopted, or answered with an unusable SDP) is
         // useless now: release it.
         if let Some(l) = a.leg.and_then(|i| self.legs.get_mut(i as usize)) {
@@ -491,13 +501,21 @@ impl CallActor {
     /// side (the target), then re-INVITEs it into the transferor's slot.
     fn attended_transfer(&mut self, ctx: &mut Context<Self>, replaces: Replaces) {
         let Some(owner) = find_owner(&self.setup.services.calls, &replaces.call_id) else {
+            tracing::info!(call_id = %replaces.call_id, "Replaces names no live call");
             return self.xfer_failed(481, "Call/Transaction Does Not Exist");
         };
         let i = self.legs.len() as u32;
-        self.ask_hand_over(ctx, owner, replaces, i, "transferred", move |act, ctx, r| match r {
-            Ok(party) => act.adopt_target(ctx, party, i),
-            Err((status, reason)) => act.xfer_failed(status, &reason),
-        });
+        self.ask_hand_over(
+            ctx,
+            owner,
+            replaces,
+            i,
+            "transferred",
+            move |act, ctx, r| match r {
+                Ok(party) => act.adopt_target(ctx, party, i),
+                Err((status, reason)) => act.xfer_failed(status, &reason),
+            },
+        );
     }
 
     /// Sends a [`HandOver`] and continues with `then` once the party (or a refusal) is back.
@@ -520,11 +538,15 @@ impl CallActor {
         }));
         async move {
             match owner.send(msg).await {
-                Ok(Ok(_)) => rx
-                    .await
-                    .map_err(|_| (481, "Call/Transaction Does Not Exist".to_string())),
+                Ok(Ok(_)) => rx.await.map_err(|_| {
+                    tracing::info!("the call holding the dialog ended before handing it over");
+                    (481, "Call/Transaction Does Not Exist".to_string())
+                }),
                 Ok(Err(e)) => Err((e.status, e.error)),
-                Err(_) => Err((481, "Call/Transaction Does Not Exist".to_string())),
+                Err(e) => {
+                    tracing::info!(error = %e, "the call holding the dialog is gone");
+                    Err((481, "Call/Transaction Does Not Exist".to_string()))
+                }
             }
         }
         .into_actor(self)
@@ -724,14 +746,20 @@ impl CallActor {
                 }
                 self.winner = Some(i);
                 self.negotiated_b = Some(n);
-                self.guard.state.b_dialogs.retain(|x| x.call_id != new_call_id);
+                self.guard
+                    .state
+                    .b_dialogs
+                    .retain(|x| x.call_id != new_call_id);
                 self.guard.state.b_dialogs.push(d);
             }
             Leg::A => {
                 if let Some(l) = self.legs.get_mut(i as usize) {
                     l.state = LegState::Done;
                 }
-                self.guard.state.b_dialogs.retain(|x| x.call_id != new_call_id);
+                self.guard
+                    .state
+                    .b_dialogs
+                    .retain(|x| x.call_id != new_call_id);
                 self.a_dialog = Some(d.clone());
                 self.guard.state.a_dialog = Some(d);
                 self.a_acked = true;
@@ -777,11 +805,16 @@ impl CallActor {
             None
         };
         let Some(named) = named else {
+            tracing::debug!(?rep, a = ?self.a_dialog.as_ref().map(|d| (&d.call_id, &d.local_tag, &d.remote_tag)),
+                "no dialog matches");
             let early_b = self.legs.iter().any(|l| {
                 l.call_id == rep.call_id && matches!(l.state, LegState::Calling | LegState::Early)
             });
             if early_b {
-                return refused(486, "Busy Here (early dialog: call pickup is not supported)");
+                return refused(
+                    486,
+                    "Busy Here (early dialog: call pickup is not supported)",
+                );
             }
             return refused(481, "Call/Transaction Does Not Exist");
         };
@@ -807,7 +840,10 @@ impl CallActor {
                     l.dialog.clone()
                 });
                 if let Some(d) = &d {
-                    self.guard.state.b_dialogs.retain(|x| x.call_id != d.call_id);
+                    self.guard
+                        .state
+                        .b_dialogs
+                        .retain(|x| x.call_id != d.call_id);
                 }
                 d
             }
@@ -872,7 +908,10 @@ impl CallActor {
             }
         };
         if self.relay.is_none() {
-            let r = self.a_response(488, Some("Not Acceptable Here (Replaces needs an SDP offer)"));
+            let r = self.a_response(
+                488,
+                Some("Not Acceptable Here (Replaces needs an SDP offer)"),
+            );
             self.fail_a(ctx, r, "rejected");
             return true;
         }
@@ -917,7 +956,11 @@ impl CallActor {
                 }
                 Err((status, reason)) => {
                     let r = act.a_response(status, Some(&reason));
-                    let cause = if status == 481 { "not_found" } else { "rejected" };
+                    let cause = if status == 481 {
+                        "not_found"
+                    } else {
+                        "rejected"
+                    };
                     act.fail_a(ctx, r, cause);
                 }
             }
