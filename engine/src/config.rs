@@ -267,6 +267,9 @@ pub struct TrunkConfig {
     pub gateways: Vec<GatewayConfig>,
     /// How a call picks its first gateway; the others follow as failover.
     pub strategy: GatewayStrategy,
+    /// Whether calls that came in on this trunk may be transferred by REFER (and their
+    /// dialogs replaced); `calls.allow_refer = false` forbids it everywhere.
+    pub allow_refer: bool,
     /// Number format sent to the carrier: `asis`, `e164` (`+CC…`) or `national` (`0…`).
     pub number_format: NumberFormat,
     /// The country code used by `e164`/`national` (e.g. `"33"`).
@@ -351,6 +354,7 @@ impl Default for TrunkConfig {
             address: None,
             gateways: Vec::new(),
             strategy: GatewayStrategy::Priority,
+            allow_refer: true,
             number_format: NumberFormat::Asis,
             country_code: String::new(),
             strip_prefix: String::new(),
@@ -693,6 +697,9 @@ pub struct CallsConfig {
     /// Smallest session interval accepted (Min-SE); a shorter `Session-Expires` gets 422.
     /// RFC 4028 sets 90 as the floor; smaller values are for tests.
     pub min_se: u32,
+    /// Whether phones may transfer calls with REFER (blind, or attended with `Replaces`) and
+    /// replace dialogs with `INVITE … Replaces:`; false answers both with 403.
+    pub allow_refer: bool,
 }
 
 /// Whether the engine secures a B leg with SDES-SRTP (see [`CallsConfig::srtp`]).
@@ -753,6 +760,7 @@ impl Default for CallsConfig {
             srtp_users: std::collections::BTreeMap::new(),
             session_expires: 1800,
             min_se: 90,
+            allow_refer: true,
         }
     }
 }

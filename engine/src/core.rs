@@ -53,9 +53,13 @@ pub fn answer(req: &Request, cancel_matched: bool) -> Response {
             response_with_reason(req, 480, "Temporarily Unavailable (no call handler)")
         }
         Method::Cancel if cancel_matched => response(req, 200),
-        Method::Cancel | Method::Bye | Method::Update | Method::Info | Method::Prack => {
-            response(req, 481)
-        }
+        Method::Cancel
+        | Method::Bye
+        | Method::Update
+        | Method::Info
+        | Method::Prack
+        | Method::Refer
+        | Method::Notify => response(req, 481),
         _ => response(req, 501),
     }
 }

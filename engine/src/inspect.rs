@@ -11,13 +11,20 @@ use crate::sip::uri::{scheme, SchemeKind};
 use crate::sip::{HeaderName, Method, Request, Response};
 
 /// Methods this engine serves; sent in Allow.
-pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, UPDATE, INFO, PRACK";
+pub const ALLOW: &str =
+    "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, UPDATE, INFO, PRACK, REFER, NOTIFY";
 /// Body types accepted; sent in Accept.
 pub const ACCEPT: &str = "application/sdp";
 /// Content encodings accepted; sent in Accept-Encoding.
 pub const ACCEPT_ENCODING: &str = "identity";
 /// Option tags supported (RFC 3261 §19.2); sent in Supported and checked against Require.
-pub const SUPPORTED: &[&str] = &[crate::prack::OPTION_TAG, crate::session_timer::OPTION_TAG];
+pub const SUPPORTED: &[&str] = &[
+    crate::prack::OPTION_TAG,
+    crate::session_timer::OPTION_TAG,
+    REPLACES_TAG,
+];
+/// The option tag of RFC 3891 (`Require: replaces` on an INVITE with Replaces).
+pub const REPLACES_TAG: &str = "replaces";
 
 /// What the engine knows about itself when inspecting: enough to spot its own Via in a loop.
 #[derive(Clone, Debug)]
@@ -41,6 +48,8 @@ pub fn is_served(m: &Method) -> bool {
             | Method::Update
             | Method::Info
             | Method::Prack
+            | Method::Refer
+            | Method::Notify
     )
 }
 
@@ -156,8 +165,9 @@ fn check_content(req: &Request) -> Option<Response> {
         return None;
     }
     // INFO bodies (DTMF relay, application events) belong to the call: the B2BUA reads the
-    // DTMF ones and forwards the others to the other leg, whose endpoint decides.
-    if req.method == Method::Info {
+    // DTMF ones and forwards the others to the other leg, whose endpoint decides. NOTIFY
+    // bodies (the sipfrag of a REFER the engine sent) are the call's too.
+    if matches!(req.method, Method::Info | Method::Notify) {
         return None;
     }
     let ctype = req.headers.get(&HeaderName::ContentType).unwrap_or("");

@@ -68,6 +68,12 @@ struct Shared {
     requests: Vec<(String, Option<String>)>,
     /// The last initial INVITE received (callee mode): what a BYE from this side needs.
     incoming: Option<Incoming>,
+    /// Bodies of the NOTIFYs received (`message/sipfrag` of a REFER).
+    notifies: Vec<String>,
+    /// Final responses to requests other than INVITE: (CSeq method, status).
+    responses: Vec<(String, u16)>,
+    /// Re-INVITEs with an offer answered (the engine moved our media).
+    reinvites: u32,
 }
 
 /// The dialog of a call the engine placed to the phone.
@@ -107,6 +113,8 @@ pub struct Phone {
     events: Mutex<EventReceiver>,
     /// SDES-SRTP: our key (offered or answered), and the contexts once the far key is known.
     srtp: Option<PhoneSrtp>,
+    /// Extra header lines (`Name: value\r\n`) of our INVITE.
+    extra_headers: String,
 }
 
 /// SDES-SRTP state of a [`Phone`].
@@ -343,6 +351,7 @@ impl Phone {
             telephone_event,
             events: Mutex::new(EventReceiver::default()),
             srtp: None,
+            extra_headers: String::new(),
         }
     }
 
@@ -365,8 +374,9 @@ impl Phone {
         format!(
             "INVITE sip:{user}@{engine} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{ft}i\r\n\
 From: <sip:{from}@{local}>;tag={ft}\r\nTo: <sip:{user}@{engine}>\r\nCall-ID: {cid}\r\n\
-CSeq: 1 INVITE\r\nContact: <sip:phone@{local}>\r\nMax-Forwards: 70\r\n\
+CSeq: 1 INVITE\r\nContact: <sip:phone@{local}>\r\nMax-Forwards: 70\r\n{extra}\
 Content-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{sdp}",
+            extra = self.extra_headers,
             user = self.user,
             from = self.from_user,
             engine = self.engine,
@@ -423,6 +433,17 @@ CSeq: {cseq} {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
                         let is_invite =
                             header(&msg, HeaderName::CSeq).is_some_and(|c| c.ends_with("INVITE"));
                         if !is_invite {
+                            if r.status >= 200 {
+                                let method = header(&msg, HeaderName::CSeq)
+                                    .and_then(|c| c.split_whitespace().nth(1))
+                                    .unwrap_or_default()
+                                    .to_string();
+                                shared
+                                    .lock()
+                                    .expect("lock")
+                                    .responses
+                                    .push((method, r.status));
+                            }
                             continue;
                         }
                         let mut s = shared.lock().expect("lock");
@@ -502,7 +523,16 @@ CSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
                                 ok.push_str(&format!("{}: {v}{tag}\r\n", name.as_str()));
                             }
                         }
-                        if initial && !matches!(crypto, Some(None)) {
+                        let reinvite = method == "INVITE" && !initial && !req.body.is_empty();
+                        if reinvite {
+                            let local = sip.local_addr().expect("local");
+                            let body = sdp_body_with(rtp_port, codec, telephone_event, None);
+                            ok.push_str(&format!(
+                                "Contact: <sip:phone@{local}>\r\nContent-Type: application/sdp\r\n\
+Content-Length: {}\r\n\r\n{body}",
+                                body.len()
+                            ));
+                        } else if initial && !matches!(crypto, Some(None)) {
                             let local = sip.local_addr().expect("local");
                             let body = sdp_body_with(
                                 rtp_port,
@@ -543,6 +573,15 @@ Content-Length: {}\r\n\r\n{body}",
                                     .map(|h| (h.name.as_str().to_string(), h.value.to_string()))
                                     .collect(),
                             });
+                        }
+                        if reinvite {
+                            // The far end moved: its offer says where our RTP goes now.
+                            s.answer = Some(String::from_utf8_lossy(&req.body).into_owned());
+                            s.reinvites += 1;
+                        }
+                        if method == "NOTIFY" {
+                            s.notifies
+                                .push(String::from_utf8_lossy(&req.body).into_owned());
                         }
                         let refer_to = req.headers.get(&HeaderName::ReferTo).map(str::to_string);
                         s.requests.push((method.clone(), refer_to));
@@ -857,6 +896,126 @@ Content-Length: 0\r\n\r\n",
         );
         let _ = self.sip.send_to(bye.as_bytes(), inc.source);
         std::thread::sleep(Duration::from_millis(200));
+    }
+
+    /// [`Phone::call`] with extra header lines in the INVITE (each `Name: value\r\n`), e.g. a
+    /// `Replaces`.
+    pub fn call_with_headers(
+        engine: SocketAddr,
+        user: &str,
+        codec: PhoneCodec,
+        headers: &str,
+    ) -> Phone {
+        let mut p = Phone::new(engine, user, codec, true, "127.0.0.1:0");
+        p.extra_headers = headers.to_string();
+        p.dial(None)
+    }
+
+    /// Caller mode: our dialog as (Call-ID, our tag, the engine's tag).
+    pub fn dialog_ids(&self) -> (String, String, String) {
+        let to_tag = self.shared.lock().expect("lock").to_tag.clone();
+        (
+            self.call_id.clone(),
+            self.from_tag.clone(),
+            to_tag.unwrap_or_default(),
+        )
+    }
+
+    /// Callee mode: the dialog of the call the engine placed, as (Call-ID, our tag, the
+    /// engine's tag).
+    pub fn incoming_dialog_ids(&self) -> Option<(String, String, String)> {
+        let inc = self.shared.lock().expect("lock").incoming.clone()?;
+        Some((inc.call_id, "callee".into(), tag_of(&inc.from)?))
+    }
+
+    /// Sends `raw` (a whole request) to the engine and waits up to 5 s for the final answer
+    /// to `method`.
+    fn request_and_wait(&self, raw: &str, to: SocketAddr, method: &str) -> Option<u16> {
+        let before = self.responses_to(method).len();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut resend = Instant::now();
+        while Instant::now() < deadline {
+            if let Some(s) = self.responses_to(method).get(before) {
+                return Some(*s);
+            }
+            if Instant::now() >= resend {
+                let _ = self.sip.send_to(raw.as_bytes(), to);
+                resend = Instant::now() + Duration::from_millis(500);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// The final statuses received for requests with `method`, in order.
+    pub fn responses_to(&self, method: &str) -> Vec<u16> {
+        self.shared
+            .lock()
+            .expect("lock")
+            .responses
+            .iter()
+            .filter(|(m, _)| m == method)
+            .map(|(_, s)| *s)
+            .collect()
+    }
+
+    /// Caller mode: sends a REFER in our call with `refer_to` (the whole header value) and
+    /// `extra` header lines; returns the final status.
+    pub fn refer(&mut self, refer_to: &str, extra: &str) -> Option<u16> {
+        self.cseq += 1;
+        let base = self.in_dialog(
+            "REFER",
+            self.cseq,
+            &format!("{}r{}", self.from_tag, self.cseq),
+        );
+        let local = self.local_sip();
+        let raw = base.replacen(
+            "Content-Length: 0\r\n",
+            &format!("Refer-To: {refer_to}\r\nContact: <sip:phone@{local}>\r\n{extra}Content-Length: 0\r\n"),
+            1,
+        );
+        self.request_and_wait(&raw, self.engine, "REFER")
+    }
+
+    /// Callee mode: sends a REFER in the call the engine placed; returns the final status.
+    pub fn refer_incoming(&mut self, refer_to: &str, extra: &str) -> Option<u16> {
+        let inc = self.shared.lock().expect("lock").incoming.clone()?;
+        let local = self.local_sip();
+        self.cseq += 1;
+        let raw = format!(
+            "REFER sip:switchboard@{engine} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{ft}hr{c}\r\n\
+From: {to}\r\nTo: {from}\r\nCall-ID: {cid}\r\nCSeq: {c} REFER\r\nMax-Forwards: 70\r\n\
+Contact: <sip:callee@{local}>\r\nRefer-To: {refer_to}\r\n{extra}Content-Length: 0\r\n\r\n",
+            engine = inc.source,
+            ft = self.from_tag,
+            c = self.cseq + 100,
+            to = inc.to,
+            from = inc.from,
+            cid = inc.call_id,
+        );
+        self.request_and_wait(&raw, inc.source, "REFER")
+    }
+
+    /// Bodies of the NOTIFYs received (the sipfrag of each).
+    pub fn notifies(&self) -> Vec<String> {
+        self.shared.lock().expect("lock").notifies.clone()
+    }
+
+    /// Waits up to `timeout` for a NOTIFY whose body contains `text`.
+    pub fn wait_notify(&self, text: &str, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if self.notifies().iter().any(|n| n.contains(text)) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// How many re-INVITEs with SDP the phone answered (the engine moving its media).
+    pub fn reinvites(&self) -> u32 {
+        self.shared.lock().expect("lock").reinvites
     }
 
     /// Waits up to `timeout` for the engine's BYE.

@@ -706,6 +706,7 @@ impl CallbackCall {
         msg: Control,
     ) -> Result<ControlFuture, ControlError> {
         match msg {
+            Control::Replace(_) => Err(super::transfer::not_replaceable()),
             Control::Hangup => {
                 self.finish(ctx, "api");
                 Ok(done(

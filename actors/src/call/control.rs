@@ -127,6 +127,11 @@ impl CallActor {
         }
     }
 
+    /// Whether a REFER the API sent is waiting for its answer.
+    pub(super) fn api_refer_pending(&self) -> bool {
+        self.api.refer.is_some()
+    }
+
     fn api_hang_up(&mut self, ctx: &mut Context<Self>) -> ControlResult {
         if self.ended {
             return Err(ControlError::not_found());
@@ -178,7 +183,10 @@ impl CallActor {
         }
         self.api.refer = None;
         if (200..300).contains(&status) {
-            // event: call.transferred
+            self.setup.services.events.publish(
+                "call.transferred",
+                json!({ "call_id": self.guard.state.record.call_id, "kind": "api" }),
+            );
             self.hang_up(ctx, "transferred");
         } else {
             tracing::info!(status, "REFER from the API refused; the call goes on");
@@ -302,6 +310,7 @@ impl Handler<Control> for CallActor {
                 digits,
                 duration_ms,
             } => self.api_dtmf(leg, &digits, duration_ms),
+            Control::Replace(h) => self.hand_over(ctx, *h),
         };
         self.refresh_listing();
         ready(r)

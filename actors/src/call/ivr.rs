@@ -1160,7 +1160,7 @@ impl CallActor {
 }
 
 /// The engine SDP codec for a media codec (what can be offered).
-fn engine_codec(k: CodecKind) -> Option<Codec> {
+pub(super) fn engine_codec(k: CodecKind) -> Option<Codec> {
     match k.sdp_name().to_ascii_lowercase().as_str() {
         "pcmu" => Some(Codec::Pcmu),
         "pcma" => Some(Codec::Pcma),

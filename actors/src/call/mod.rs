@@ -17,12 +17,14 @@ mod queue;
 mod session_timer;
 mod srtp;
 mod supervise;
+mod transfer;
 mod trunk_dial;
 use trunk_dial::cseq_number;
 
 pub use callback::{CallbackCall, CallbackEnv};
 pub use ivr::IvrTools;
 pub use supervise::{SuperviseMsg, SupervisionEnded};
+pub use transfer::{HandOver, Party};
 
 use crate::registrar::{aor_key, now_ms, Binding, Lookup};
 use crate::router::{Command, Services, ShardHandle};
@@ -30,7 +32,7 @@ use actix::prelude::*;
 use bytes::Bytes;
 use std::time::Duration;
 use switchboard_engine::auth::{Algorithm, Credentials, Verdict};
-use switchboard_engine::dialog::{cancel_for, new_request, new_tag, uri_of, with_to_tag, Dialog};
+use switchboard_engine::dialog::{cancel_for, new_request, uri_of, with_to_tag, Dialog};
 use switchboard_engine::sdp::{filter_offer, has_voice_codec, LegOrigin, Sdp};
 use switchboard_engine::server::new_call_id;
 use switchboard_engine::sip::build::{response, response_with_reason};
@@ -300,6 +302,8 @@ pub struct CallActor {
     prack: prack::CallPrack,
     /// The caller leg's session timer (`session_timer.rs`).
     timer: session_timer::CallTimer,
+    /// Transfers the phones asked for (`transfer.rs`).
+    xfer: transfer::CallTransfer,
 }
 
 impl CallActor {
@@ -330,11 +334,14 @@ impl CallActor {
             },
         };
         let ip = setup.services.media.sdp_ip;
+        // The tag `response()` puts on every answer to this INVITE: the caller's dialog must
+        // carry the tag the caller saw (its requests, and ours, match it).
+        let a_tag = switchboard_engine::sip::build::local_tag(&setup.invite);
         CallActor {
             b_body: setup.invite.body.clone(),
             origins: [LegOrigin::random(ip), LegOrigin::random(ip)],
             setup,
-            a_tag: new_tag(),
+            a_tag,
             a_dialog: None,
             a_final: false,
             a_acked: false,
@@ -363,10 +370,21 @@ impl CallActor {
             api: control::ApiState::default(),
             prack: prack::CallPrack::default(),
             timer: session_timer::CallTimer::default(),
+            xfer: transfer::CallTransfer::default(),
         }
     }
 
+    /// Posts a command to the shard; a call holding a dialog of another shard (taken over by
+    /// a transfer) posts that dialog's commands to its shard.
     fn post(&self, c: Command) {
+        if self.xfer.foreign {
+            if let Command::Forget { ids, owner } = c {
+                return self.post_forget(ids, owner);
+            }
+            if let Some(h) = self.shard_for(&c) {
+                return h.post(c);
+            }
+        }
         self.setup.shard.post(c);
     }
 
@@ -652,6 +670,10 @@ impl CallActor {
     }
 
     fn on_leg_response(&mut self, ctx: &mut Context<Self>, i: u32, resp: Response) {
+        if self.is_transfer_leg(i) {
+            return self.on_transfer_leg_response(ctx, i, resp);
+        }
+        self.on_adopted_response(i, &resp);
         let shard = self.setup.shard.clone();
         let (winner_none, has_ivr, dialing, a_final) = (
             self.winner.is_none(),
@@ -1183,6 +1205,9 @@ impl CallActor {
                 }
             }
         }
+        if self.invite_replaces(ctx) {
+            return;
+        }
         if self.start_dialplan(ctx) {
             return;
         }
@@ -1209,6 +1234,20 @@ impl CallActor {
     ) {
         if req.method == Method::Prack {
             return self.on_prack(ctx, tx, &req);
+        }
+        if self.transfer_intercepts(tx, &req, side) {
+            return;
+        }
+        if req.method == Method::Refer {
+            return self.on_refer(ctx, tx, req, side);
+        }
+        if req.method == Method::Notify {
+            // The progress of a REFER the engine sent (API or dialplan transfer): read here,
+            // never forwarded (the other party subscribed to nothing).
+            return self.post(Command::Respond {
+                tx,
+                resp: response(&req, 200),
+            });
         }
         if req.method == Method::Info && self.info_as_dtmf(ctx, side, &req) {
             return self.post(Command::Respond {

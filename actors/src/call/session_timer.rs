@@ -74,6 +74,13 @@ impl CallActor {
         }
     }
 
+    /// Stops the caller leg's timer (its party was replaced by a transfer).
+    pub(super) fn session_timer_stop(&mut self) {
+        self.timer.timer = None;
+        self.timer.decision = None;
+        self.timer.generation += 1;
+    }
+
     /// The 200 to the caller's INVITE went out: the timer starts.
     pub(super) fn session_timer_start(&mut self, ctx: &mut Context<Self>) {
         if let Some(UasDecision::On {

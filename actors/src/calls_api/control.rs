@@ -71,6 +71,9 @@ pub enum Control {
         /// Each digit's length.
         duration_ms: u32,
     },
+    /// From another call (REFER with Replaces, INVITE with Replaces): hand over the party
+    /// across the dialog named, BYE that dialog and end (not an API operation).
+    Replace(Box<crate::call::HandOver>),
 }
 
 /// A control request's answer: a JSON result, or an error with the HTTP status to give.

@@ -281,6 +281,11 @@ impl Trunks {
         lock(&self.shards).push(handle);
     }
 
+    /// The handle of shard `n`, once its router started.
+    pub(crate) fn shard(&self, n: usize) -> Option<ShardHandle> {
+        lock(&self.shards).iter().find(|h| h.shard == n).cloned()
+    }
+
     pub(crate) fn any_shard(&self) -> Option<ShardHandle> {
         lock(&self.shards).iter().min_by_key(|h| h.shard).cloned()
     }

@@ -7,6 +7,7 @@ pub mod header;
 pub mod message;
 pub mod method;
 pub mod parse;
+pub mod refer;
 pub mod uri;
 pub mod via;
 
