@@ -33,6 +33,7 @@ pub mod relay;
 pub mod resample;
 pub mod rtp;
 pub mod signal;
+pub mod dtls;
 pub mod srtp;
 pub mod tone;
 pub mod transcode;
@@ -41,7 +42,7 @@ pub mod tts;
 pub use pcm::Pcm;
 pub use ports::{BoundPair, PortAllocator, PortError, PortLease};
 pub use relay::{
-    DirectionStats, DtmfSource, Leg, LegFormat, LegSrtp, LiveAudio, MediaEvent, RecordError,
+    DirectionStats, DtlsOutcome, DtlsParams, DtmfSource, Leg, LegFormat, LegSrtp, LiveAudio, MediaEvent, RecordError,
     RecordingInfo, RelayConfig, RelayError, RelayMonitor, RelaySession, RelayStats, Route,
     StreamQuality, MAX_PACKET,
 };

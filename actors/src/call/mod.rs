@@ -15,6 +15,7 @@ mod ivr;
 mod prack;
 mod queue;
 mod session_timer;
+mod dtls;
 mod srtp;
 mod supervise;
 mod trunk_dial;
@@ -305,6 +306,7 @@ pub struct CallActor {
 impl CallActor {
     /// A call for a new INVITE.
     pub fn new(setup: CallSetup) -> CallActor {
+        let dtls_setup = dtls::DtlsSetup::from_config(&setup.shard.shared.config.calls);
         let record = CallRecord {
             call_id: setup.invite.call_id().unwrap_or_default().to_string(),
             caller: setup
@@ -359,7 +361,7 @@ impl CallActor {
             session_recording: None,
             supervision: None,
             monitoring: None,
-            srtp: srtp::CallSrtp::default(),
+            srtp: srtp::CallSrtp::new(dtls_setup),
             api: control::ApiState::default(),
             prack: prack::CallPrack::default(),
             timer: session_timer::CallTimer::default(),
@@ -967,10 +969,12 @@ impl CallActor {
             relay.local_addr(to).port(),
         )
         .map_err(|e| format!("{e:?}"))?;
+        self.srtp.finish_sdp(to, &mut sdp, stream.index, offer);
         self.origins[to as usize].stamp(&mut sdp);
         if to == Leg::B && self.offer_to_b.is_none() {
             self.offer_to_b = Some(sdp.clone());
         }
+        self.start_dtls(from);
         Ok(Bytes::from(sdp.to_string()))
     }
 
@@ -990,6 +994,7 @@ impl CallActor {
         relay.set_format(Leg::B, f);
         self.leg_formats[1] = f;
         self.negotiated_b = Some(n);
+        self.start_dtls(Leg::B);
         Ok(())
     }
 
@@ -1414,6 +1419,7 @@ impl CallActor {
                 self.leg_formats[0] = f;
             }
             self.srtp.make_answer(Leg::A, &mut sdp, n.index);
+            self.start_dtls(Leg::A);
             self.origins[Leg::A as usize].stamp(&mut sdp);
             ok.headers.push(HeaderName::ContentType, "application/sdp");
             ok.body = Bytes::from(sdp.to_string());
