@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use switchboard_engine::sdp::{MediaSecurity, Sdp, Setup};
 use switchboard_media::dtls::{DtlsEvent, DtlsIdentity, DtlsRole, DtlsSession, Fingerprint};
 use switchboard_tests::baresip::{
-    best_correlation, find_wav, read_wav, rms, strip_ansi, sweep, tail, wait_cdr, Baresip,
+    best_correlation, find_wav, read_wav, rms, strip_ansi, sweep, tail, wait_cdr, Baresip, Tone,
     MODULE_PATH,
 };
 use switchboard_tests::phone::Phone;
@@ -147,6 +147,24 @@ fn dtls_legs(packets: &[(u16, u16, Vec<u8>)]) -> (HashSet<(u16, u16)>, Vec<usize
     (pairs, rtp_lens, records)
 }
 
+/// The sweep with 1.5 s of silence before it: a DTLS leg hears nothing until its handshake is
+/// done (and baresip records from then on), while the plain side starts sending at once.
+fn lead_in(tone: Tone, dir: &Path, name: &str) -> Tone {
+    let src = dir.join(format!("{name}-tone.wav"));
+    let out = dir.join(format!("{name}-lead.wav"));
+    let ok = Command::new("sox")
+        .arg(&src)
+        .arg(&out)
+        .args(["pad", "1.5", "2"])
+        .status()
+        .expect("run sox");
+    assert!(ok.success(), "sox pad");
+    Tone {
+        padded: out,
+        tone_samples: tone.tone_samples,
+    }
+}
+
 struct Outcome {
     engine_log: String,
     packets: Vec<(u16, u16, Vec<u8>)>,
@@ -167,8 +185,8 @@ fn call_through(config: &str, alice_params: &str, bob_params: &str) -> Outcome {
     engine.add_user("alice", "alice-secret");
     engine.add_user("bob", "bob-secret");
     let work = tempfile::tempdir().expect("temp dir");
-    let alice_tone = sweep(work.path(), "alice", 300, 1200);
-    let bob_tone = sweep(work.path(), "bob", 1500, 3000);
+    let alice_tone = lead_in(sweep(work.path(), "alice", 300, 1200), work.path(), "alice");
+    let bob_tone = lead_in(sweep(work.path(), "bob", 1500, 3000), work.path(), "bob");
     let registrar = engine.sip_addr().to_string();
     let modules = "module\tdtls_srtp.so\n";
     let capture = Capture::start(work.path());
