@@ -272,7 +272,11 @@ pub struct DtlsSession {
     /// The peer's transport address once known (the client knows it from the start).
     remote: Option<SocketAddr>,
     phase: Phase,
-    deadline: Instant,
+    /// When the handshake must be done: from the start for a client; for a server from the
+    /// peer's first datagram (a caller that answered `active` connects only once it has the
+    /// engine's answer, which may wait for the callee).
+    deadline: Option<Instant>,
+    timeout: Duration,
     /// Set by the certificate check when the peer's certificate is not the announced one.
     mismatch: Arc<AtomicBool>,
     /// The client's handshake configuration, until [`DtlsSession::connect`] uses it.
@@ -309,7 +313,8 @@ fn suite_of(p: SrtpProtectionProfile) -> Option<SrtpSuite> {
 
 impl DtlsSession {
     /// A session with `identity` in `role`, accepting only a peer certificate that matches
-    /// `peer` (its SDP fingerprint), failing if not connected by `now + timeout`. A client
+    /// `peer` (its SDP fingerprint), failing if not connected within `timeout` (from `now` for a
+    /// client, from the peer's first datagram for a server). A client
     /// needs [`DtlsSession::connect`] next; a server waits for input. `local` is the socket's
     /// address (only for the record of the association).
     pub fn new(
@@ -365,7 +370,8 @@ impl DtlsSession {
             role,
             remote: None,
             phase: Phase::Handshaking,
-            deadline: now + timeout,
+            deadline: client.then(|| now + timeout),
+            timeout,
             mismatch,
             client_config,
             events: VecDeque::new(),
@@ -411,12 +417,13 @@ impl DtlsSession {
                 return;
             }
             Some(_) => {}
-            None if self.role == DtlsRole::Server => self.remote = Some(src),
+            None if self.role == DtlsRole::Server => {
+                self.remote = Some(src);
+                self.deadline = Some(now + self.timeout);
+            }
             None => return, // a client that has not connected yet
         }
-        let result = self
-            .endpoint
-            .read(now, src, None, BytesMut::from(datagram));
+        let result = self.endpoint.read(now, src, None, BytesMut::from(datagram));
         if self.mismatch.load(Ordering::Acquire) {
             return self.fail("peer certificate does not match the SDP fingerprint".into());
         }
@@ -445,7 +452,7 @@ impl DtlsSession {
         if self.phase != Phase::Handshaking {
             return;
         }
-        if now >= self.deadline {
+        if self.deadline.is_some_and(|d| now >= d) {
             return self.fail("DTLS handshake timed out".into());
         }
         let Some(remote) = self.remote else {
@@ -465,8 +472,8 @@ impl DtlsSession {
         let retransmit = self
             .remote
             .and_then(|r| self.endpoint.poll_timeout(&r))
-            .unwrap_or(self.deadline);
-        Some(retransmit.min(self.deadline))
+            .or(self.deadline)?;
+        Some(self.deadline.map_or(retransmit, |d| retransmit.min(d)))
     }
 
     /// The next datagram to send, and where.
@@ -758,6 +765,31 @@ mod tests {
         assert!(client.is_done());
         assert_eq!(events.len(), 1, "{events:?}");
         assert!(matches!(&events[0], DtlsEvent::Failed(_)), "{events:?}");
+    }
+
+    #[test]
+    fn a_server_waits_for_its_peer_without_a_deadline() {
+        let (c, s) = (
+            DtlsIdentity::generate().expect("cert"),
+            DtlsIdentity::generate().expect("cert"),
+        );
+        let now = Instant::now();
+        let mut server = DtlsSession::new(
+            &s,
+            DtlsRole::Server,
+            c.fingerprint().clone(),
+            addr(5000),
+            now,
+            HANDSHAKE_TIMEOUT,
+        )
+        .expect("server");
+        assert_eq!(
+            server.poll_timeout(),
+            None,
+            "no timer before the peer speaks"
+        );
+        server.handle_timeout(now + HANDSHAKE_TIMEOUT * 3);
+        assert!(server.poll_event().is_none() && !server.is_done());
     }
 
     #[test]

@@ -20,6 +20,7 @@
 pub mod asr;
 pub mod codec;
 pub mod conference;
+pub mod dtls;
 pub mod dtmf;
 pub mod jitter;
 pub mod mix;
@@ -33,7 +34,6 @@ pub mod relay;
 pub mod resample;
 pub mod rtp;
 pub mod signal;
-pub mod dtls;
 pub mod srtp;
 pub mod tone;
 pub mod transcode;
@@ -42,7 +42,7 @@ pub mod tts;
 pub use pcm::Pcm;
 pub use ports::{BoundPair, PortAllocator, PortError, PortLease};
 pub use relay::{
-    DirectionStats, DtlsOutcome, DtlsParams, DtmfSource, Leg, LegFormat, LegSrtp, LiveAudio, MediaEvent, RecordError,
-    RecordingInfo, RelayConfig, RelayError, RelayMonitor, RelaySession, RelayStats, Route,
-    StreamQuality, MAX_PACKET,
+    DirectionStats, DtlsOutcome, DtlsParams, DtmfSource, Leg, LegFormat, LegSrtp, LiveAudio,
+    MediaEvent, RecordError, RecordingInfo, RelayConfig, RelayError, RelayMonitor, RelaySession,
+    RelayStats, Route, StreamQuality, MAX_PACKET,
 };

@@ -158,12 +158,7 @@ impl CallActor {
             }
             Err(e) => {
                 tracing::warn!(?leg, error = %e, "DTLS-SRTP could not start");
-                self.setup
-                    .shard
-                    .shared
-                    .metrics
-                    .dtls_handshakes_failed
-                    .inc();
+                self.setup.shard.shared.metrics.dtls_handshakes_failed.inc();
             }
         }
     }

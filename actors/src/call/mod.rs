@@ -10,18 +10,19 @@
 
 mod callback;
 mod control;
+mod dtls;
 mod events;
 mod ivr;
 mod prack;
 mod queue;
 mod session_timer;
-mod dtls;
 mod srtp;
 mod supervise;
 mod trunk_dial;
 use trunk_dial::cseq_number;
 
 pub use callback::{CallbackCall, CallbackEnv};
+pub use dtls::init_identity as init_dtls;
 pub use ivr::IvrTools;
 pub use supervise::{SuperviseMsg, SupervisionEnded};
 

@@ -4,9 +4,9 @@
 //!   with DTLS goes to [`on_datagram`] and nowhere else (never latched, never forwarded).
 //! * One driver task per DTLS leg sleeps until the session's next timer (retransmission of a
 //!   lost flight, or the handshake deadline) or until a datagram moved the state on.
-//! * Until the handshake completes the leg is keyed with a placeholder (a random send key, no
-//!   receive key), so whatever the peer sends is dropped and counted, never relayed as plain
-//!   RTP. On completion the exported keys key the leg like SDES keys do (`secure.rs`): SRTP
+//! * Until the handshake completes the leg is secured without a receive key and with a
+//!   blocked egress: whatever the peer sends is dropped and counted (never relayed as plain
+//!   RTP), and nothing is sent to it (it could not decrypt it, and might play it). On completion the exported keys key the leg like SDES keys do (`secure.rs`): SRTP
 //!   and, with rtcp-mux, SRTCP on the RTP socket.
 //! * The outcome (connected with a suite, or failed with a reason) goes once to the receiver
 //!   that [`super::RelaySession::start_dtls`] returned: the call actor hangs up on a failure.
@@ -167,13 +167,18 @@ pub(super) async fn drive(shared: Arc<Shared>, sockets: Arc<Sockets>, leg: Leg, 
                 settle(&shared, &sockets, leg, r);
             }
             match r.session.poll_timeout() {
-                Some(t) => t,
+                Some(t) => Some(t),
+                // A server waiting for the peer's first datagram: no timer yet.
+                None if !r.session.is_connected() && !r.session.is_done() => None,
                 None => return, // connected or over: no more timers
             }
         };
-        tokio::select! {
-            () = tokio::time::sleep_until(next.into()) => {}
-            () = d.wake.notified() => {}
+        match next {
+            Some(at) => tokio::select! {
+                () = tokio::time::sleep_until(at.into()) => {}
+                () = d.wake.notified() => {}
+            },
+            None => d.wake.notified().await,
         }
     }
 }

@@ -654,7 +654,8 @@ impl RelaySession {
                 .ok_or("DTLS client without the peer's address")?;
             session.connect(now, remote);
         }
-        // Until the handshake completes: send nothing the peer could read, take nothing.
+        // Until the handshake completes: send nothing, take nothing (a secured leg without a
+        // receive key drops what arrives; the blocked egress sends nothing).
         let placeholder = crate::srtp::SrtpKey::generate(SrtpSuite::AesCm128HmacSha1_80)
             .map_err(|e| e.to_string())?;
         self.set_srtp(
@@ -665,6 +666,7 @@ impl RelaySession {
             }),
         )
         .map_err(|e| e.to_string())?;
+        self.shared.plane.legs[leg.idx()].egress.block();
         let (tx, rx) = oneshot::channel();
         let generation = self.shared.dtls_generation.fetch_add(1, Relaxed) + 1;
         dtls::install(&self.shared, &self.sockets, leg, session, generation, tx);
@@ -1001,7 +1003,8 @@ impl Shared {
         }
         let egress = &self.plane.legs[leg.idx()].egress;
         egress.set(srtp.as_ref().map(|s| &s.send))?;
-        self.plane.update(|c| c.srtp[leg.idx()] = srtp.map(Arc::new));
+        self.plane
+            .update(|c| c.srtp[leg.idx()] = srtp.map(Arc::new));
         Ok(())
     }
 
