@@ -47,6 +47,13 @@ pub fn run(config: Config) -> ExitCode {
             eprintln!("{e}");
             return ExitCode::from(2);
         }
+        if config.calls.dtls == switchboard_engine::config::DtlsMode::Terminate {
+            // The DTLS-SRTP certificate is made (or read) now, so a bad file shows at start.
+            if let Err(e) = crate::call::init_dtls(&config.calls) {
+                eprintln!("DTLS certificate: {e}");
+                return ExitCode::from(2);
+            }
+        }
         if config.registrar.seed_demo_users {
             seed_demo_users(&storage, &config.registrar.realm).await;
         }

@@ -690,6 +690,15 @@ pub struct CallsConfig {
     /// Per-callee overrides of `srtp`, by user name (the user part of the AOR), e.g.
     /// `srtp_users = { "1002" = "sdes", "fax" = "off" }`.
     pub srtp_users: std::collections::BTreeMap<String, SrtpPolicy>,
+    /// DTLS-SRTP offers (`UDP/TLS/RTP/SAVP(F)`, RFC 5763/5764): `terminate` (default: the
+    /// engine runs the handshake on the leg and decrypts/re-encrypts), `passthrough` (the
+    /// section is relayed untouched, end to end) or `reject` (488).
+    pub dtls: DtlsMode,
+    /// PEM file holding the DTLS certificate followed by its PKCS#8 private key; empty: a
+    /// self-signed ECDSA P-256 certificate is generated at start.
+    pub dtls_certificate: String,
+    /// A DTLS handshake not completed within this time fails the leg (BYE).
+    pub dtls_handshake_timeout_secs: u64,
     /// Session timer (RFC 4028) interval the engine asks for on the caller's leg, in seconds:
     /// a caller's longer `Session-Expires` is lowered to it; 0 uses a timer only when the
     /// caller asks for one.
@@ -713,6 +722,21 @@ pub enum SrtpPolicy {
     Sdes,
     /// The B leg is always plain RTP.
     Off,
+    /// The B leg is offered DTLS-SRTP (`UDP/TLS/RTP/SAVP`, `a=fingerprint`, `a=setup:actpass`).
+    Dtls,
+}
+
+/// What the engine does with DTLS-SRTP offers (see [`CallsConfig::dtls`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DtlsMode {
+    /// The engine is the DTLS endpoint of the leg.
+    #[default]
+    Terminate,
+    /// The section passes through untouched (end-to-end DTLS between the phones).
+    Passthrough,
+    /// 488 Not Acceptable Here.
+    Reject,
 }
 
 impl CallsConfig {
@@ -758,6 +782,9 @@ impl Default for CallsConfig {
             debug_panic_injection: false,
             srtp: SrtpPolicy::Mirror,
             srtp_users: std::collections::BTreeMap::new(),
+            dtls: DtlsMode::Terminate,
+            dtls_certificate: String::new(),
+            dtls_handshake_timeout_secs: 10,
             session_expires: 1800,
             min_se: 90,
             allow_refer: true,

@@ -36,6 +36,11 @@ pub struct Metrics {
     /// SRTP/SRTCP packets dropped on secured legs (failed authentication, replayed, unkeyed),
     /// added when each call ends.
     pub srtp_rejected: IntCounter,
+    /// DTLS-SRTP handshakes completed on SIP legs (`dtls_handshakes_total{result="ok"}`).
+    pub dtls_handshakes_ok: IntCounter,
+    /// DTLS-SRTP handshakes failed: fingerprint mismatch, timeout, no common profile
+    /// (`dtls_handshakes_total{result="failed"}`).
+    pub dtls_handshakes_failed: IntCounter,
     /// Calls started (call actors created): the CPS counter.
     pub calls_total: IntCounter,
     /// Calls started in the last whole second (set once a second).
@@ -129,6 +134,19 @@ impl Metrics {
         registry
             .register(Box::new(srtp_rejected.clone()))
             .expect("registered once");
+        let dtls_handshakes = IntCounterVec::new(
+            Opts::new(
+                "dtls_handshakes_total",
+                "DTLS-SRTP handshakes on SIP legs, by result (ok, failed)",
+            ),
+            &["result"],
+        )
+        .expect("static metric definition");
+        registry
+            .register(Box::new(dtls_handshakes.clone()))
+            .expect("registered once");
+        let dtls_handshakes_ok = dtls_handshakes.with_label_values(&["ok"]);
+        let dtls_handshakes_failed = dtls_handshakes.with_label_values(&["failed"]);
         let calls_total = IntCounter::new("calls_total", "Calls started (CPS: rate of this)")
             .expect("static metric definition");
         registry
@@ -168,6 +186,8 @@ impl Metrics {
             rtp_lost,
             rtp_jitter_ms,
             srtp_rejected,
+            dtls_handshakes_ok,
+            dtls_handshakes_failed,
             calls_active,
             calls_ended,
             rtp_port_pairs_in_use,

@@ -20,6 +20,7 @@
 pub mod asr;
 pub mod codec;
 pub mod conference;
+pub mod dtls;
 pub mod dtmf;
 pub mod jitter;
 pub mod mix;
@@ -43,7 +44,7 @@ pub mod webrtc;
 pub use pcm::Pcm;
 pub use ports::{BoundPair, PortAllocator, PortError, PortLease};
 pub use relay::{
-    DirectionStats, DtmfSource, Leg, LegFormat, LegSrtp, LiveAudio, MediaEvent, RecordError,
-    RecordingInfo, RelayConfig, RelayError, RelayMonitor, RelaySession, RelayStats, Route,
-    StreamQuality, MAX_PACKET,
+    DirectionStats, DtlsOutcome, DtlsParams, DtmfSource, Leg, LegFormat, LegSrtp, LiveAudio,
+    MediaEvent, RecordError, RecordingInfo, RelayConfig, RelayError, RelayMonitor, RelaySession,
+    RelayStats, Route, StreamQuality, MAX_PACKET,
 };

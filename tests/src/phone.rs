@@ -629,6 +629,11 @@ Content-Length: {}\r\n\r\n{body}",
         Sdp::parse(&answer).ok()?.audio_stream()?.rtp
     }
 
+    /// The phone's RTP socket (for tests that speak another protocol on it, e.g. DTLS).
+    pub fn rtp_socket(&self) -> &UdpSocket {
+        &self.rtp
+    }
+
     /// Whether the engine hung up (sent BYE).
     pub fn got_bye(&self) -> bool {
         self.shared.lock().expect("lock").bye

@@ -10,6 +10,7 @@
 
 mod callback;
 mod control;
+mod dtls;
 mod events;
 mod ivr;
 mod prack;
@@ -22,6 +23,7 @@ mod trunk_dial;
 use trunk_dial::cseq_number;
 
 pub use callback::{CallbackCall, CallbackEnv};
+pub use dtls::init_identity as init_dtls;
 pub use ivr::IvrTools;
 pub use supervise::{SuperviseMsg, SupervisionEnded};
 pub use transfer::{HandOver, Party};
@@ -309,6 +311,7 @@ pub struct CallActor {
 impl CallActor {
     /// A call for a new INVITE.
     pub fn new(setup: CallSetup) -> CallActor {
+        let dtls_setup = dtls::DtlsSetup::from_config(&setup.shard.shared.config.calls);
         let record = CallRecord {
             call_id: setup.invite.call_id().unwrap_or_default().to_string(),
             caller: setup
@@ -366,7 +369,7 @@ impl CallActor {
             session_recording: None,
             supervision: None,
             monitoring: None,
-            srtp: srtp::CallSrtp::default(),
+            srtp: srtp::CallSrtp::new(dtls_setup),
             api: control::ApiState::default(),
             prack: prack::CallPrack::default(),
             timer: session_timer::CallTimer::default(),
@@ -989,10 +992,12 @@ impl CallActor {
             relay.local_addr(to).port(),
         )
         .map_err(|e| format!("{e:?}"))?;
+        self.srtp.finish_sdp(to, &mut sdp, stream.index, offer);
         self.origins[to as usize].stamp(&mut sdp);
         if to == Leg::B && self.offer_to_b.is_none() {
             self.offer_to_b = Some(sdp.clone());
         }
+        self.start_dtls(from);
         Ok(Bytes::from(sdp.to_string()))
     }
 
@@ -1012,6 +1017,7 @@ impl CallActor {
         relay.set_format(Leg::B, f);
         self.leg_formats[1] = f;
         self.negotiated_b = Some(n);
+        self.start_dtls(Leg::B);
         Ok(())
     }
 
@@ -1453,6 +1459,7 @@ impl CallActor {
                 self.leg_formats[0] = f;
             }
             self.srtp.make_answer(Leg::A, &mut sdp, n.index);
+            self.start_dtls(Leg::A);
             self.origins[Leg::A as usize].stamp(&mut sdp);
             ok.headers.push(HeaderName::ContentType, "application/sdp");
             ok.body = Bytes::from(sdp.to_string());

@@ -15,13 +15,23 @@
 //!   engine's own line (never Y's key).
 //!
 //! Keys are reused when a re-INVITE repeats the same suite, so the relay's SRTP contexts (and
-//! their rollover counters) survive hold/unhold. DTLS-SRTP sections (`UDP/TLS/RTP/SAVPF`) are
-//! left alone (relayed as before).
+//! their rollover counters) survive hold/unhold.
+//!
+//! DTLS-SRTP sections (`UDP/TLS/RTP/SAVP(F)`) are terminated too under `calls.dtls =
+//! "terminate"` (`dtls.rs`: the engine's fingerprint and `a=setup` in what it sends, the
+//! handshake on the relay once the leg's address is known); under `passthrough` they are left
+//! alone (relayed end to end), under `reject` they get 488.
 
-use switchboard_engine::config::SrtpPolicy;
-use switchboard_engine::sdp::{Crypto, MediaSecurity, Sdp};
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchboard_engine::config::{DtlsMode, SrtpPolicy};
+use switchboard_engine::sdp::{Crypto, MediaSecurity, Sdp, Setup};
+use switchboard_media::dtls::{DtlsIdentity, Fingerprint};
 use switchboard_media::srtp::{SrtpKey, SrtpSuite};
 use switchboard_media::{Leg, LegSrtp, RelaySession};
+
+use super::dtls::{answer_setup, role_from_answer, DtlsSetup, LegDtls};
 
 /// What an offer the engine makes asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,6 +42,8 @@ pub(super) enum OfferKind {
     Optional,
     /// `RTP/SAVP` with `a=crypto`.
     Sdes,
+    /// `UDP/TLS/RTP/SAVP` with the engine's `a=fingerprint`, `a=setup:actpass`.
+    Dtls,
 }
 
 /// What the engine answers a leg's offer with.
@@ -41,6 +53,12 @@ enum Answer {
     Plain { proto: String },
     /// The engine's own line, with the tag of the line it accepted.
     Secure { proto: String, line: Crypto },
+    /// DTLS-SRTP: the engine's fingerprint and this `a=setup`.
+    Dtls {
+        proto: String,
+        setup: Setup,
+        mux: bool,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -53,21 +71,116 @@ struct LegCrypto {
     offered_optional: bool,
     /// The answer owed to this leg for its last offer.
     answer: Option<Answer>,
-    /// The leg uses DTLS-SRTP: not ours to touch.
+    /// The leg uses DTLS-SRTP end to end (`passthrough`): not ours to touch.
     dtls: bool,
+    /// Our last offer to this leg was DTLS-SRTP.
+    offered_dtls: bool,
+    /// The DTLS association the leg's last SDP asked for, not started yet.
+    dtls_pending: Option<LegDtls>,
+    /// The association running on the relay.
+    dtls_running: Option<LegDtls>,
 }
 
-/// The SDES state of one call.
+/// The SDES and DTLS-SRTP state of one call.
 #[derive(Debug, Default)]
 pub(super) struct CallSrtp {
     legs: [LegCrypto; 2],
+    dtls: DtlsSetup,
 }
 
 impl CallSrtp {
+    /// A call's SRTP state, terminating DTLS-SRTP as `dtls` says.
+    pub fn new(dtls: DtlsSetup) -> CallSrtp {
+        CallSrtp {
+            legs: Default::default(),
+            dtls,
+        }
+    }
+
     /// Whether a leg is secured with SDES-SRTP (or its offer asked for it).
     pub fn secured(&self, leg: Leg) -> bool {
         let l = &self.legs[leg as usize];
         l.keys.is_some() || matches!(l.answer, Some(Answer::Secure { .. }))
+    }
+
+    /// Whether a leg is (or is to be) secured with DTLS-SRTP terminated by the engine.
+    pub fn dtls_secured(&self, leg: Leg) -> bool {
+        let l = &self.legs[leg as usize];
+        l.dtls_running.is_some()
+            || l.dtls_pending.is_some()
+            || matches!(l.answer, Some(Answer::Dtls { .. }))
+    }
+
+    /// The association to start on a leg now that its remote address is set: what its SDP
+    /// asked for, unless the same one already runs.
+    pub fn dtls_to_start(&mut self, leg: Leg) -> Option<(LegDtls, Arc<DtlsIdentity>, Duration)> {
+        let identity = self.dtls.identity.clone()?;
+        let l = &mut self.legs[leg as usize];
+        let want = l.dtls_pending.take()?;
+        if l.dtls_running.as_ref() == Some(&want) {
+            return None; // a re-INVITE that repeats the same association: keep it
+        }
+        Some((want, identity, self.dtls.timeout))
+    }
+
+    /// Records the association started on a leg.
+    pub fn dtls_started(&mut self, leg: Leg, running: LegDtls) {
+        self.legs[leg as usize].dtls_running = Some(running);
+    }
+
+    /// Stops a leg's DTLS (its new SDP is not DTLS).
+    fn stop_dtls(&mut self, leg: Leg, relay: Option<&RelaySession>) {
+        let l = &mut self.legs[leg as usize];
+        l.dtls_pending = None;
+        if l.dtls_running.take().is_some() {
+            if let Some(r) = relay {
+                r.stop_dtls(leg);
+            }
+        }
+    }
+
+    /// Reads a DTLS offer from leg `from` (terminate mode).
+    fn take_dtls_offer(&mut self, from: Leg, sdp: &Sdp, index: usize) -> Result<(), String> {
+        if self.dtls.identity.is_none() {
+            return Err("DTLS-SRTP is not available".into());
+        }
+        let m = sdp.media.get(index).ok_or("no such media section")?;
+        let peer = sdp
+            .fingerprint(index)
+            .and_then(Fingerprint::parse)
+            .ok_or("no usable a=fingerprint for UDP/TLS/RTP/SAVP")?;
+        let (role, setup) = answer_setup(sdp.setup(index))?;
+        let mux = m.has_attribute("rtcp-mux");
+        let l = &mut self.legs[from as usize];
+        l.dtls = false;
+        l.answer = Some(Answer::Dtls {
+            proto: m.proto.clone(),
+            setup,
+            mux,
+        });
+        l.dtls_pending = Some(LegDtls { role, peer, mux });
+        Ok(())
+    }
+
+    /// After the anchor rewrite (which drops `a=rtcp-mux`): a DTLS-SRTP section the engine
+    /// sends to leg `to` multiplexes RTCP when it may (always in the engine's offers; in
+    /// answers when the offer did).
+    pub fn finish_sdp(&self, to: Leg, sdp: &mut Sdp, index: usize, offer: bool) {
+        let l = &self.legs[to as usize];
+        let Some(m) = sdp.media.get_mut(index) else {
+            return;
+        };
+        if m.security() != MediaSecurity::Dtls || l.dtls {
+            return;
+        }
+        let mux = match &l.answer {
+            _ if offer => true,
+            Some(Answer::Dtls { mux, .. }) => *mux,
+            _ => false,
+        };
+        if mux {
+            m.add_rtcp_mux();
+        }
     }
 
     /// The suite in force on a leg.
@@ -91,6 +204,18 @@ impl CallSrtp {
             return Ok(());
         };
         let security = m.security();
+        if security == MediaSecurity::Dtls {
+            match self.dtls.mode {
+                DtlsMode::Terminate => {
+                    self.legs[from as usize].keys = None;
+                    return self.take_dtls_offer(from, sdp, index);
+                }
+                DtlsMode::Reject => return Err("DTLS-SRTP is not accepted".into()),
+                DtlsMode::Passthrough => {}
+            }
+        } else {
+            self.stop_dtls(from, relay);
+        }
         let l = &mut self.legs[from as usize];
         l.dtls = security == MediaSecurity::Dtls;
         if !matches!(security, MediaSecurity::Sdes | MediaSecurity::Optional) {
@@ -134,6 +259,9 @@ impl CallSrtp {
     pub fn wants_secure(&self, to: Leg, policy: SrtpPolicy) -> OfferKind {
         let like_a = || {
             let a = &self.legs[Leg::A as usize];
+            if self.dtls_secured(Leg::A) {
+                return OfferKind::Dtls;
+            }
             match &a.answer {
                 Some(Answer::Secure { proto, .. })
                     if !proto.to_ascii_uppercase().contains("SAVP") =>
@@ -147,7 +275,9 @@ impl CallSrtp {
             }
         };
         if to == Leg::A {
-            return if self.secured(Leg::A) {
+            return if self.dtls_secured(Leg::A) {
+                OfferKind::Dtls
+            } else if self.secured(Leg::A) {
                 OfferKind::Sdes
             } else {
                 OfferKind::Plain
@@ -157,6 +287,8 @@ impl CallSrtp {
             SrtpPolicy::Sdes => OfferKind::Sdes,
             SrtpPolicy::Off => OfferKind::Plain,
             SrtpPolicy::Mirror => like_a(),
+            SrtpPolicy::Dtls if self.dtls.identity.is_some() => OfferKind::Dtls,
+            SrtpPolicy::Dtls => OfferKind::Sdes,
         }
     }
 
@@ -174,12 +306,43 @@ impl CallSrtp {
     ) -> Result<(), String> {
         let secure = kind != OfferKind::Plain;
         let prefer = self.suite(to.other());
+        let terminate = self.dtls.mode == DtlsMode::Terminate;
+        let fingerprint = self.dtls.fingerprint();
         let l = &mut self.legs[to as usize];
         let Some(m) = sdp.media.get_mut(index) else {
             return Ok(());
         };
-        if matches!(m.security(), MediaSecurity::Dtls | MediaSecurity::Other) {
-            return Ok(()); // DTLS-SRTP or a profile the engine does not rewrite: as it is
+        match m.security() {
+            MediaSecurity::Dtls if !terminate => return Ok(()), // end to end: as it is
+            MediaSecurity::Other => return Ok(()), // a profile the engine does not rewrite
+            MediaSecurity::Dtls => {
+                // The other leg's DTLS is the engine's: what goes on is plain RTP (or ours).
+                m.clear_dtls();
+                sdp.clear_session_dtls();
+            }
+            _ => {}
+        }
+        let Some(m) = sdp.media.get_mut(index) else {
+            return Ok(());
+        };
+        l.offered_dtls = false;
+        if kind == OfferKind::Dtls {
+            let fp = fingerprint.ok_or("DTLS-SRTP is not available")?;
+            m.set_dtls(&fp, Setup::ActPass);
+            l.offered.clear();
+            l.offered_dtls = true;
+            if let Some(r) = relay {
+                r.expect_dtls(to);
+            }
+            return Ok(());
+        }
+        if l.dtls_running.is_some() || l.dtls_pending.is_some() {
+            l.dtls_pending = None;
+            if l.dtls_running.take().is_some() {
+                if let Some(r) = relay {
+                    r.stop_dtls(to);
+                }
+            }
         }
         if !secure {
             m.set_crypto(&[], false, false);
@@ -240,6 +403,19 @@ impl CallSrtp {
         let Some(m) = sdp.media.get(index) else {
             return Ok(());
         };
+        if l.offered_dtls {
+            if m.security() != MediaSecurity::Dtls {
+                return Err("a DTLS-SRTP offer answered without UDP/TLS/RTP/SAVP".into());
+            }
+            let peer = sdp
+                .fingerprint(index)
+                .and_then(Fingerprint::parse)
+                .ok_or("no usable a=fingerprint in the answer")?;
+            let role = role_from_answer(sdp.setup(index))?;
+            let mux = m.has_attribute("rtcp-mux");
+            l.dtls_pending = Some(LegDtls { role, peer, mux });
+            return Ok(());
+        }
         if l.offered.is_empty() {
             l.dtls = m.security() == MediaSecurity::Dtls;
             return Ok(()); // a plain offer (or DTLS passed through): nothing to key
@@ -269,6 +445,18 @@ impl CallSrtp {
             return;
         };
         match &self.legs[to as usize].answer {
+            Some(Answer::Dtls { proto, setup, mux }) => {
+                let Some(fp) = self.dtls.fingerprint() else {
+                    return;
+                };
+                m.set_dtls(&fp, *setup);
+                m.proto = proto.clone();
+                if *mux {
+                    m.add_rtcp_mux();
+                }
+                sdp.clear_session_dtls();
+                return;
+            }
             Some(Answer::Secure { proto, line }) => {
                 m.set_crypto(std::slice::from_ref(line), true, true);
                 m.proto = proto.clone();

@@ -20,6 +20,7 @@
 
 mod anchor;
 mod crypto;
+mod dtls;
 mod endpoint;
 mod negotiate;
 mod parse;
@@ -31,6 +32,7 @@ use std::net::{IpAddr, SocketAddr};
 
 pub use anchor::{AnchorError, LegOrigin, DROPPED_MEDIA_ATTRIBUTES, DROPPED_SESSION_ATTRIBUTES};
 pub use crypto::{Crypto, CryptoKey, MediaSecurity};
+pub use dtls::{Setup, DTLS_ATTRIBUTES};
 pub use endpoint::{answer_offer, endpoint_offer, OFFER_CODECS, OFFER_TELEPHONE_EVENT};
 pub use negotiate::{
     filter_offer, has_voice_codec, negotiate, AudioStream, Codec, Format, Negotiated,

@@ -98,12 +98,14 @@
 //! call [`RelaySession::stop_recording`] first. Dropping the session aborts the tasks too; the
 //! ports come back as soon as the runtime has dropped them (immediately on a live runtime).
 
+mod dtls;
 mod live;
 mod plane;
 mod player;
 mod secure;
 mod tap;
 
+pub use dtls::{DtlsOutcome, DtlsParams};
 pub use live::{LiveAudio, LIVE_QUEUE};
 pub use secure::LegSrtp;
 
@@ -127,7 +129,7 @@ use crate::ports::{PortAllocator, PortError, PortLease};
 use crate::quality::CodecImpairment;
 use crate::recording::{RecordingError, StereoWavWriter};
 use crate::rtp::{RtpHeader, SeqTracker};
-use crate::srtp::{SrtpContext, SrtpError};
+use crate::srtp::{SrtpContext, SrtpError, SrtpSuite};
 use plane::{send_leg, Plane, PumpMedia, Sends};
 use tap::{Recorder, Subscriber, Tap, TapPacket};
 
@@ -353,6 +355,10 @@ struct Shared {
     relatch_after: u32,
     legs: [LegShared; 2],
     plane: Plane,
+    /// Per leg: its DTLS-SRTP association, when it has one (`dtls.rs`).
+    dtls: [dtls::LegDtls; 2],
+    /// Numbers DTLS sessions, so a replaced session's driver task ends.
+    dtls_generation: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -470,6 +476,8 @@ impl RelaySession {
             relatch_after: config.relatch_after.max(1),
             legs: Default::default(),
             plane: Plane::new(events_tx),
+            dtls: Default::default(),
+            dtls_generation: AtomicU64::new(0),
         });
         let mut tasks = Vec::with_capacity(4);
         for leg in [Leg::A, Leg::B] {
@@ -617,15 +625,77 @@ impl RelaySession {
     /// with `srtp.send`. Setting the same keys again keeps the contexts (rollover counters,
     /// replay windows). Fails, changing nothing, when a key cannot be used.
     pub fn set_srtp(&self, leg: Leg, srtp: Option<LegSrtp>) -> Result<(), SrtpError> {
-        if let Some(k) = srtp.as_ref().and_then(|s| s.recv.as_ref()) {
-            SrtpContext::receiver(k)?;
+        self.shared.key_leg(leg, srtp)
+    }
+
+    /// Secures a leg with DTLS-SRTP (RFC 5764): the handshake runs on the leg's RTP socket
+    /// (`dtls.rs`), as client toward the leg's current remote (set it first, from the SDP) or
+    /// as server; until it completes, whatever the leg sends is dropped. Replaces any DTLS
+    /// session the leg had. The receiver gets the outcome once (dropped unanswered when the
+    /// session is replaced or the relay stops).
+    pub fn start_dtls(
+        &self,
+        leg: Leg,
+        params: DtlsParams,
+    ) -> Result<oneshot::Receiver<DtlsOutcome>, String> {
+        let now = Instant::now();
+        let mut session = crate::dtls::DtlsSession::new(
+            &params.identity,
+            params.role,
+            params.peer,
+            self.local_addr(leg),
+            now,
+            params.timeout,
+        )
+        .map_err(|e| e.to_string())?;
+        if params.role == crate::dtls::DtlsRole::Client {
+            let remote = self
+                .remote(leg)
+                .ok_or("DTLS client without the peer's address")?;
+            session.connect(now, remote);
         }
-        let egress = &self.shared.plane.legs[leg.idx()].egress;
-        egress.set(srtp.as_ref().map(|s| &s.send))?;
-        self.shared
-            .plane
-            .update(|c| c.srtp[leg.idx()] = srtp.map(Arc::new));
-        Ok(())
+        // Until the handshake completes: send nothing, take nothing (a secured leg without a
+        // receive key drops what arrives; the blocked egress sends nothing).
+        let placeholder = crate::srtp::SrtpKey::generate(SrtpSuite::AesCm128HmacSha1_80)
+            .map_err(|e| e.to_string())?;
+        self.set_srtp(
+            leg,
+            Some(LegSrtp {
+                send: placeholder,
+                recv: None,
+            }),
+        )
+        .map_err(|e| e.to_string())?;
+        self.shared.plane.legs[leg.idx()].egress.block();
+        let (tx, rx) = oneshot::channel();
+        let generation = self.shared.dtls_generation.fetch_add(1, Relaxed) + 1;
+        dtls::install(&self.shared, &self.sockets, leg, session, generation, tx);
+        let task = self.handle.spawn(dtls::drive(
+            self.shared.clone(),
+            self.sockets.clone(),
+            leg,
+            generation,
+        ));
+        self.track(task);
+        Ok(rx)
+    }
+
+    /// The engine offered DTLS-SRTP to a leg: DTLS records that arrive before
+    /// [`RelaySession::start_dtls`] (a peer answering `active` may send its ClientHello before
+    /// the engine has read its answer) are kept for the session instead of being relayed.
+    pub fn expect_dtls(&self, leg: Leg) {
+        self.shared.dtls[leg.idx()].expect.store(true, Relaxed);
+    }
+
+    /// Ends a leg's DTLS-SRTP (close_notify if it was up) and unkeys the leg.
+    pub fn stop_dtls(&self, leg: Leg) {
+        dtls::remove(&self.shared, &self.sockets, leg);
+        let _ = self.set_srtp(leg, None);
+    }
+
+    /// Whether a leg runs DTLS-SRTP.
+    pub fn has_dtls(&self, leg: Leg) -> bool {
+        self.shared.dtls[leg.idx()].on.load(Relaxed)
     }
 
     /// Sets where RTP (and RTCP) received on a leg goes.
@@ -925,6 +995,19 @@ impl RelayMonitor {
 }
 
 impl Shared {
+    /// Keys (or unkeys) a leg's SRTP: the sending context now, the pumps' receiving contexts
+    /// on their next packet.
+    fn key_leg(&self, leg: Leg, srtp: Option<LegSrtp>) -> Result<(), SrtpError> {
+        if let Some(k) = srtp.as_ref().and_then(|s| s.recv.as_ref()) {
+            SrtpContext::receiver(k)?;
+        }
+        let egress = &self.plane.legs[leg.idx()].egress;
+        egress.set(srtp.as_ref().map(|s| &s.send))?;
+        self.plane
+            .update(|c| c.srtp[leg.idx()] = srtp.map(Arc::new));
+        Ok(())
+    }
+
     fn latch(&self, leg: Leg, kind: Kind) -> std::sync::MutexGuard<'_, Latch> {
         // Latch updates cannot leave a half-written state: a poisoned lock is still consistent.
         self.legs[leg.idx()].latch[kind as usize]
@@ -1023,6 +1106,21 @@ async fn pump(sockets: Arc<Sockets>, shared: Arc<Shared>, from: Leg, kind: Kind)
                 continue;
             }
         };
+        // DTLS (RFC 7983 demultiplexing) on a leg's RTP socket: to the leg's handshake, or
+        // kept for the one to come; never relayed.
+        if matches!(kind, Kind::Rtp) {
+            let d = &shared.dtls[from.idx()];
+            if let Some(data) = buf.get(..len).filter(|d| crate::dtls::is_dtls(d)) {
+                if d.on.load(Relaxed) {
+                    dtls::on_datagram(&shared, &sockets, from, src, data);
+                    continue;
+                }
+                if d.expect.load(Relaxed) {
+                    dtls::keep_early(&shared, from, src, data);
+                    continue;
+                }
+            }
+        }
         media.refresh(&shared.plane);
         // A secured leg: only authenticated packets go on, and only they may latch.
         let len = if media.srtp.active() {

@@ -61,6 +61,14 @@ impl Egress {
         Ok(())
     }
 
+    /// Sends nothing into the leg until [`Egress::set`] keys it (a DTLS-SRTP leg during its
+    /// handshake: the peer could not read anything yet, and might play it as audio).
+    pub fn block(&self) {
+        let mut slot = self.ctx.lock().unwrap_or_else(PoisonError::into_inner);
+        *slot = None;
+        self.on.store(true, Ordering::Release);
+    }
+
     /// Whether packets into the leg must be protected.
     #[inline]
     pub fn is_on(&self) -> bool {
