@@ -150,6 +150,13 @@ pub fn run(config: Config) -> ExitCode {
                     .position_update_secs
                     .saturating_mul(1000),
                 config_file: config.contact_centre.config_file.clone(),
+                screen_pop: (config.contact_centre.screen_pop_timeout_ms > 0).then(|| {
+                    crate::contact::ScreenPopSettings {
+                        crm: crate::crm::Crm::new(storage.clone()),
+                        timeout: Duration::from_millis(config.contact_centre.screen_pop_timeout_ms),
+                        entries: config.contact_centre.screen_pop_entries.clamp(1, 100),
+                    }
+                }),
                 events: Some(events.clone()),
                 metrics: Some(crate::contact::ContactMetrics::register(
                     &metrics.registry,

@@ -220,7 +220,10 @@ impl MediaPool {
         for i in 0..n.max(1) {
             let socket = UdpSocket::bind(SocketAddr::new(ip, 0))
                 .map_err(|e| format!("media socket on {ip}: {e}"))?;
-            crate::sockbuf::grow(socket2::SockRef::from(&socket), crate::sockbuf::BUFFER_BYTES);
+            crate::sockbuf::grow(
+                socket2::SockRef::from(&socket),
+                crate::sockbuf::BUFFER_BYTES,
+            );
             socket
                 .set_nonblocking(true)
                 .map_err(|e| format!("media socket: {e}"))?;

@@ -28,6 +28,7 @@ mod desktop;
 pub mod directory;
 pub(crate) mod journal;
 mod outputs;
+mod pop;
 mod requests;
 mod restore;
 mod routing_actor;
@@ -113,6 +114,19 @@ pub struct Settings {
     pub events: Option<crate::events::Events>,
     /// Prometheus figures (queues, agents by state, service level, ASA, abandon rate).
     pub metrics: Option<ContactMetrics>,
+    /// The CRM screen pop on offers (`pop.rs`); `None`: offers carry none.
+    pub screen_pop: Option<ScreenPopSettings>,
+}
+
+/// How offers get their CRM screen pop.
+#[derive(Clone, Debug)]
+pub struct ScreenPopSettings {
+    /// The CRM the contact is looked up in.
+    pub crm: crate::crm::Crm,
+    /// Longest wait: past it the offer goes out without the pop (logged).
+    pub timeout: std::time::Duration,
+    /// Timeline entries in the pop, newest first.
+    pub entries: usize,
 }
 
 impl Default for Settings {
@@ -128,6 +142,7 @@ impl Default for Settings {
             config_file: String::new(),
             events: None,
             metrics: None,
+            screen_pop: None,
         }
     }
 }
@@ -178,6 +193,10 @@ pub enum VoiceUpdate {
         sip_user: String,
         /// How long to ring before the offer lapses (the router also withdraws it then).
         timeout_secs: u32,
+        /// The queue the interaction waited in.
+        queue: Option<String>,
+        /// The queue asks for the post-call survey (`csat_survey`).
+        csat_survey: bool,
     },
     /// Stop ringing (reservation timed out or was withdrawn).
     Withdraw {

@@ -15,7 +15,9 @@ pub mod api;
 pub mod calls;
 pub mod hours;
 pub mod identity;
+pub mod pop;
 pub mod tickets;
+pub mod voice;
 
 use serde::Serialize;
 use switchboard_storage::{Identity, Storage, StorageError};
