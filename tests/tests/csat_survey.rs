@@ -388,7 +388,7 @@ fn plan_csat_invalid_then_valid_and_no_input() {
         200
     );
     available(&engine);
-    let mut caller = Phone::call_from(engine.sip_addr(), SECOND, "601", PhoneCodec::Pcmu);
+    let caller = Phone::call_from(engine.sip_addr(), SECOND, "601", PhoneCodec::Pcmu);
     assert_eq!(caller.status(), Some(200));
     assert!(agent2.wait_answered(GUARD));
     caller.listen(Duration::from_millis(500));
