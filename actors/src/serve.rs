@@ -155,6 +155,9 @@ pub fn run(config: Config) -> ExitCode {
                         crm: crate::crm::Crm::new(storage.clone()),
                         timeout: Duration::from_millis(config.contact_centre.screen_pop_timeout_ms),
                         entries: config.contact_centre.screen_pop_entries.clamp(1, 100),
+                        debug_delay: Duration::from_millis(
+                            config.contact_centre.debug_screen_pop_delay_ms,
+                        ),
                     }
                 }),
                 events: Some(events.clone()),

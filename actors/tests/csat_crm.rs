@@ -72,8 +72,16 @@ async fn exercise(s: &Storage) {
         sip_code: 200,
         ..Cdr::default()
     };
-    let earlier_id = record_call(s, &earlier).await.expect("record").expect("new");
-    let contact = s.crm_interaction(earlier_id).await.unwrap().unwrap().contact_id;
+    let earlier_id = record_call(s, &earlier)
+        .await
+        .expect("record")
+        .expect("new");
+    let contact = s
+        .crm_interaction(earlier_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .contact_id;
     let old_ticket = s
         .create_ticket(&Ticket {
             contact_id: contact,
@@ -105,7 +113,11 @@ async fn exercise(s: &Storage) {
     assert_ne!(live, earlier_id);
     assert_eq!(pop["open_tickets"][0]["ticket_id"], old_ticket, "{pop}");
     let history = pop["history"].as_array().expect("history");
-    assert_eq!(history.len(), 2, "the earlier call and its ticket, not the live call: {pop}");
+    assert_eq!(
+        history.len(),
+        2,
+        "the earlier call and its ticket, not the live call: {pop}"
+    );
     assert_eq!(history[0]["type"], "ticket", "newest first");
     assert_eq!(history[1]["interaction_id"], earlier_id);
 
@@ -142,7 +154,11 @@ async fn exercise(s: &Storage) {
     let scores = s.csat_scores(0, i64::MAX).await.expect("scores");
     assert_eq!(scores.len(), 1);
     assert_eq!(
-        (scores[0].agent.as_deref(), scores[0].queue.as_deref(), scores[0].score),
+        (
+            scores[0].agent.as_deref(),
+            scores[0].queue.as_deref(),
+            scores[0].score
+        ),
         (Some("alice"), Some("support"), 4)
     );
 
@@ -174,7 +190,11 @@ async fn exercise(s: &Storage) {
         .expect("pop")
         .expect("contact");
     assert_eq!(pop["contact"]["id"], contact);
-    assert_eq!(pop["history"].as_array().map(Vec::len), Some(3), "the newest 3: {pop}");
+    assert_eq!(
+        pop["history"].as_array().map(Vec::len),
+        Some(3),
+        "the newest 3: {pop}"
+    );
     // The score was given now (after the call's start): the newest entry.
     assert_eq!(pop["history"][0]["type"], "csat", "{pop}");
     assert_eq!(pop["history"][1]["type"], "ticket", "{pop}");

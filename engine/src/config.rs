@@ -487,6 +487,8 @@ pub struct ContactCentreConfig {
     pub screen_pop_timeout_ms: u64,
     /// Timeline entries in a screen pop (newest first).
     pub screen_pop_entries: usize,
+    /// Tests only: delays every screen-pop lookup by this many ms (to exercise the timeout).
+    pub debug_screen_pop_delay_ms: u64,
 }
 
 impl Default for ContactCentreConfig {
@@ -498,6 +500,7 @@ impl Default for ContactCentreConfig {
             config_file: "builtin:demo".into(),
             screen_pop_timeout_ms: 500,
             screen_pop_entries: 10,
+            debug_screen_pop_delay_ms: 0,
         }
     }
 }

@@ -89,12 +89,17 @@ impl Ws {
 /// An engine running [`PLAN`], queues `support` (with the survey) and `sales` (without), and
 /// agent `alice` whose SIP user is a test phone that answers at once.
 fn setup() -> (Engine, Phone, tempfile::TempDir) {
+    setup_with("")
+}
+
+/// [`setup`] with more `[contact_centre]` settings.
+fn setup_with(contact_centre: &str) -> (Engine, Phone, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let plan = dir.path().join("plan.yaml");
     std::fs::write(&plan, PLAN).expect("write plan");
     let engine = Engine::start(&format!(
         "[calls]\ntrusted_sources = [\"127.0.0.1\"]\n[contact_centre]\nconfig_file = \"\"\n\
-         [dialplan]\nfile = \"{}\"\nwatch_secs = 0\n",
+         {contact_centre}[dialplan]\nfile = \"{}\"\nwatch_secs = 0\n",
         plan.display()
     ));
     api(
@@ -373,6 +378,11 @@ fn plan_csat_invalid_then_valid_and_no_input() {
             .find(|i| i["type"] == "csat")
     });
     assert_eq!(item["score"], 2, "{item}");
+    let log = engine.log();
+    assert!(
+        log.contains("survey: asking again (question 2)"),
+        "the 9 was refused and the question asked again"
+    );
 
     // No input: asked twice, then the plan goes on (and ends): nothing stored.
     const SECOND: &str = "+15550100003";
@@ -415,4 +425,22 @@ fn plan_csat_invalid_then_valid_and_no_input() {
         engine.log().contains("no_input"),
         "the survey ended with no_input"
     );
+}
+
+/// A screen pop slower than `screen_pop_timeout_ms` (an injected delay) does not hold the
+/// offer back: the desktop gets it without `crm`, the agent's phone rings, the log says why.
+#[test]
+fn slow_screen_pop_offers_without_it() {
+    let (engine, agent, _dir) =
+        setup_with("screen_pop_timeout_ms = 200\ndebug_screen_pop_delay_ms = 5000\n");
+    let mut desk = Ws::connect(engine.http_addr(), "/api/v1/agents/alice/ws");
+    desk.next_where("hello", |_| true);
+    available(&engine);
+    let mut caller = Phone::call_from(engine.sip_addr(), "+15550100009", "601", PhoneCodec::Pcmu);
+    assert_eq!(caller.status(), Some(200));
+    let offer = desk.next_where("offer", |f| f["channel"] == "voice");
+    assert_eq!(offer["crm"], json!(null), "{offer}");
+    assert!(agent.wait_answered(GUARD), "the agent's phone still rings");
+    assert!(engine.log().contains("screen pop timed out"));
+    caller.hang_up();
 }

@@ -111,8 +111,12 @@ impl CallActor {
             return Err(ev);
         }
         let step = survey.handle(&ev);
+        let asked = survey.asked();
         if let Some(score) = survey.take_score() {
+            tracing::info!(score, asked, "survey answered");
             self.store_score(score);
+        } else if let SurveyStep::Execute(PlanCommand::Gather(_)) = &step {
+            tracing::info!(after = ?ev, "survey: asking again (question {asked})");
         }
         match step {
             SurveyStep::Execute(cmd) => Ok(self.execute_plan_command(ctx, cmd)),

@@ -127,6 +127,8 @@ pub struct ScreenPopSettings {
     pub timeout: std::time::Duration,
     /// Timeline entries in the pop, newest first.
     pub entries: usize,
+    /// Tests only: a delay before every lookup (zero in production).
+    pub debug_delay: std::time::Duration,
 }
 
 impl Default for Settings {

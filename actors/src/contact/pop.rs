@@ -45,7 +45,12 @@ impl RoutingActor {
         let storage = settings.crm.storage().clone();
         let now = i64::try_from(self.now()).unwrap_or(i64::MAX);
         actix_rt::spawn(async move {
-            let lookup = screen_pop(&storage, &key, settings.entries, now);
+            let lookup = async {
+                if !settings.debug_delay.is_zero() {
+                    tokio::time::sleep(settings.debug_delay).await;
+                }
+                screen_pop(&storage, &key, settings.entries, now).await
+            };
             let pop = match tokio::time::timeout(settings.timeout, lookup).await {
                 Ok(Ok(pop)) => pop,
                 Ok(Err(e)) => {
