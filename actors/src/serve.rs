@@ -157,6 +157,16 @@ pub fn run(config: Config) -> ExitCode {
                     .position_update_secs
                     .saturating_mul(1000),
                 config_file: config.contact_centre.config_file.clone(),
+                screen_pop: (config.contact_centre.screen_pop_timeout_ms > 0).then(|| {
+                    crate::contact::ScreenPopSettings {
+                        crm: crate::crm::Crm::new(storage.clone()),
+                        timeout: Duration::from_millis(config.contact_centre.screen_pop_timeout_ms),
+                        entries: config.contact_centre.screen_pop_entries.clamp(1, 100),
+                        debug_delay: Duration::from_millis(
+                            config.contact_centre.debug_screen_pop_delay_ms,
+                        ),
+                    }
+                }),
                 events: Some(events.clone()),
                 metrics: Some(crate::contact::ContactMetrics::register(
                     &metrics.registry,

@@ -206,6 +206,7 @@ async fn voice_calls_served_by_five_agents() {
                 agent,
                 sip_user,
                 timeout_secs,
+                ..
             } => {
                 assert_eq!(by_call[&n], interaction, "offer went to its own call");
                 assert_eq!(timeout_secs, 20);

@@ -258,6 +258,7 @@ async fn exercise(s: &Storage) {
             contact_id: contact,
             channel: "voice".into(),
             agent: Some("bob".into()),
+            queue: Some("billing".into()),
             started_at_ms: at,
             details: "{}".into(),
             ..Default::default()
@@ -299,6 +300,9 @@ async fn exercise(s: &Storage) {
         assert_eq!(q.len(), 2, "{period:?}");
         assert_eq!(row(&q, label, "queue", "billing")["offered"], 3);
         assert_eq!(row(&q, label, "queue", "support")["answered"], 1);
+        // The queue's mean CSAT; none for a queue without scores.
+        assert_eq!(row(&q, label, "queue", "billing")["csat"], json!(4.5));
+        assert_eq!(row(&q, label, "queue", "support")["csat"], Value::Null);
         let a = rows(s, ReportKind::Agents, period, DAY0, DAY0 + 7 * DAY).await;
         assert_eq!(row(&a, label, "agent", "alice")["contacts_handled"], 2);
         assert_eq!(row(&a, label, "agent", "bob")["on_contact_ms"], 600_000);
@@ -361,7 +365,7 @@ async fn exercise(s: &Storage) {
     assert_eq!(
         lines[1],
         format!(
-            "2026-11-23,{DAY0},{},billing,3,2,1,1,{},20000.0,225000.0,{}",
+            "2026-11-23,{DAY0},{},billing,3,2,1,1,{},20000.0,225000.0,{},4.5",
             DAY0 + 7 * DAY,
             1.0 / 3.0 * 100.0,
             1.0 / 3.0 * 100.0

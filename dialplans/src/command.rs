@@ -226,6 +226,11 @@ pub enum Command {
         /// How the supervisor joins.
         mode: MonitorMode,
     },
+    /// The post-call satisfaction survey ([`crate::Survey`]): the actor asks for a score 1–5
+    /// and stores it on the interaction of the last queue call's agent; `ActionCompleted`
+    /// when it is over (variables `csat_status`: `scored`, `invalid`, `no_input`, `skipped`,
+    /// and `csat_score`).
+    Csat(crate::survey::CsatSurvey),
     /// Transfer the call elsewhere.
     Transfer {
         /// Destination (user, number or SIP URI).

@@ -20,6 +20,7 @@ mod node;
 mod parse;
 mod pattern;
 mod route;
+mod survey;
 mod template;
 mod time;
 mod validate;
@@ -36,6 +37,7 @@ pub use eval::{
 pub use model::Plan;
 pub use pattern::{Captures, Pattern};
 pub use route::{CallFacts, Source};
+pub use survey::{CsatSurvey, Outcome as SurveyOutcome, Survey, SurveyStep};
 pub use template::{Template, TemplateError};
 pub use time::{Calendar, Holiday, WeekSpec};
 pub use webhook::{parse_actions_json, ActionList, WEBHOOK_FILE};

@@ -218,6 +218,16 @@ pub(crate) enum Action {
         to: Template,
         attended: bool,
     },
+    /// The post-call survey: question, re-prompts, thanks (`None`: the defaults).
+    Csat {
+        prompt: Option<PromptT>,
+        invalid: Option<PromptT>,
+        no_input: Option<PromptT>,
+        /// `Some(None)`: `thanks: none`, no thank-you.
+        thanks: Option<Option<PromptT>>,
+        timeout: u32,
+        tries: u32,
+    },
     RecordSession(RecordSessionT),
     Set(Vec<(String, Template)>),
     Branch {

@@ -268,6 +268,10 @@ pub(crate) fn prompts(plan: &Plan, dir: &Path, sink: &mut Sink) {
             | Action::Gather {
                 prompt: Some(PromptT::Play(MediaT::File(t))),
                 ..
+            }
+            | Action::Csat {
+                prompt: Some(PromptT::Play(MediaT::File(t))),
+                ..
             } => t.as_literal(),
             _ => None,
         };

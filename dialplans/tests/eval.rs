@@ -798,3 +798,76 @@ fn dial_through_a_route_table() {
         assert!(parse_str("t.yaml", &src).is_err(), "{bad}");
     }
 }
+
+/// `csat` after `queue`: the survey comes out as one command with the plan's prompts
+/// interpolated and defaults for the rest; `- csat` alone is the default survey.
+#[test]
+fn csat_after_queue_is_one_command() {
+    use switchboard_dialplans::CsatSurvey;
+    let p = plan(
+        r#"timezone: UTC
+contexts:
+  default:
+    rules:
+      - called: 600
+        actions:
+          - queue: support
+          - csat:
+              prompt: { say: "Rate ${queue_name:-us}, 1 to 5" }
+              thanks: none
+              timeout: 3
+              tries: 2
+      - called: 601
+        actions:
+          - csat
+"#,
+    );
+    let mut c = Call::new(p.clone(), CallFacts::new("600", "1002"), monday_open());
+    assert!(matches!(
+        c.start(),
+        Decision::Execute(Command::Queue { .. })
+    ));
+    let d = c.done();
+    let Decision::Execute(Command::Csat(s)) = d else {
+        panic!("{d:?}")
+    };
+    assert_eq!(
+        s.prompt,
+        Prompt::Say {
+            text: "Rate us, 1 to 5".into(),
+            voice: None
+        }
+    );
+    assert_eq!(s.thanks, None);
+    assert_eq!((s.timeout_secs, s.tries), (3, 2));
+    assert_eq!(s.invalid, CsatSurvey::default().invalid);
+    assert_eq!(c.done(), Decision::End(EndReason::Completed));
+
+    let mut c = Call::new(p, CallFacts::new("601", "1002"), monday_open());
+    assert_eq!(
+        c.start(),
+        Decision::Execute(Command::Csat(CsatSurvey::default()))
+    );
+}
+
+#[test]
+fn csat_bad_values_are_diagnosed() {
+    let src = r#"timezone: UTC
+contexts:
+  default:
+    rules:
+      - called: 600
+        actions:
+          - csat: { tries: 0, colour: blue }
+"#;
+    let Err(d) = parse_str("test.yaml", src) else {
+        panic!("accepted")
+    };
+    let text = d
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(text.contains("csat tries"), "{text}");
+    assert!(text.contains("colour"), "{text}");
+}

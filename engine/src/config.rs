@@ -542,6 +542,13 @@ pub struct ContactCentreConfig {
     /// documents: `[[queues]]`, `[[agents]]`, `[workflow]`); `builtin:demo` is the demo file
     /// compiled into the binary (`dialplans/examples/contact-centre.toml`); empty: none.
     pub config_file: String,
+    /// Longest wait for the CRM screen pop of an offer, in ms; past it the offer goes out
+    /// without the pop (0: no screen pop).
+    pub screen_pop_timeout_ms: u64,
+    /// Timeline entries in a screen pop (newest first).
+    pub screen_pop_entries: usize,
+    /// Tests only: delays every screen-pop lookup by this many ms (to exercise the timeout).
+    pub debug_screen_pop_delay_ms: u64,
 }
 
 impl Default for ContactCentreConfig {
@@ -551,6 +558,9 @@ impl Default for ContactCentreConfig {
             service_level_secs: 20,
             position_update_secs: 10,
             config_file: "builtin:demo".into(),
+            screen_pop_timeout_ms: 500,
+            screen_pop_entries: 10,
+            debug_screen_pop_delay_ms: 0,
         }
     }
 }

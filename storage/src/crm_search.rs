@@ -283,6 +283,26 @@ impl Storage {
         Ok(r.rows_affected() > 0)
     }
 
+    /// Sets the end and the channel details (a JSON object) of an interaction recorded
+    /// while it was live (a queue call's screen pop or survey). False: no such one.
+    pub async fn complete_interaction(
+        &self,
+        id: i64,
+        ended_at_ms: i64,
+        details: &str,
+    ) -> Result<bool, StorageError> {
+        const OP: &str = "complete_interaction";
+        let r =
+            sqlx::query("UPDATE crm_interactions SET ended_at_ms = $2, details = $3 WHERE id = $1")
+                .bind(id)
+                .bind(ended_at_ms)
+                .bind(details)
+                .execute(self.pool())
+                .await
+                .map_err(StorageError::at(OP))?;
+        Ok(r.rows_affected() > 0)
+    }
+
     /// Stores a CSAT score on an interaction and on every ticket created from it, in one
     /// transaction. Returns the ticket ids, or `None` for no such interaction.
     pub async fn set_csat(

@@ -242,6 +242,15 @@ impl CallActor {
             }
             let Some(ivr) = self.ivr.as_mut() else { return };
             ivr.running = Running::Idle;
+            // A running survey (`csat.rs`) takes the outcomes of its own commands.
+            let ev = match self.survey_event(ctx, ev) {
+                Ok(next) => {
+                    event = next;
+                    continue;
+                }
+                Err(ev) => ev,
+            };
+            let Some(ivr) = self.ivr.as_mut() else { return };
             let decision = ivr.session.handle(&now_local(), ev);
             match decision {
                 Decision::Execute(cmd) => event = self.execute(ctx, cmd),
@@ -308,7 +317,7 @@ impl CallActor {
     }
 
     /// Carries out one command; `Some(event)` when it completed at once.
-    fn execute(&mut self, ctx: &mut Context<Self>, cmd: PlanCommand) -> Option<Event> {
+    pub(super) fn execute(&mut self, ctx: &mut Context<Self>, cmd: PlanCommand) -> Option<Event> {
         tracing::debug!(?cmd, "dialplan command");
         match cmd {
             PlanCommand::Answer => {
@@ -395,6 +404,7 @@ impl CallActor {
                 callback_digit,
             } => self.start_queue(ctx, name, priority, attributes, callback_digit),
             PlanCommand::Monitor { agent, mode } => self.start_monitor(ctx, agent, mode),
+            PlanCommand::Csat(spec) => self.start_survey(ctx, spec),
             PlanCommand::Transfer { to, attended } => self.start_transfer(ctx, to, attended),
             PlanCommand::Webhook { url, method, body } => {
                 self.set_running(Running::Webhook);

@@ -11,6 +11,7 @@
 mod callback;
 mod control;
 mod dtls;
+mod csat;
 mod events;
 mod ivr;
 mod prack;
@@ -290,6 +291,8 @@ pub struct CallActor {
     dial_gen: u64,
     /// The queue this call waits in, if any.
     queued: Option<queue::Queued>,
+    /// The post-call survey: the last agent leg and the survey running (`csat.rs`).
+    csat: csat::CsatCall,
     /// The whole-call recording (`record_session`), while it runs.
     session_recording: Option<std::path::PathBuf>,
     /// Supervisors listening to this call (its bridge moved into a room).
@@ -366,6 +369,7 @@ impl CallActor {
             negotiated_b: None,
             dial_gen: 0,
             queued: None,
+            csat: csat::CsatCall::default(),
             session_recording: None,
             supervision: None,
             monitoring: None,

@@ -246,10 +246,12 @@ impl CallActor {
         if let (Some(cc), Some(i)) = (&self.setup.services.contact, q.interaction) {
             cc.offer_answered(i, r);
         }
+        self.csat_leg_answered();
         true
     }
 
-    /// The agent hung up: the interaction is over (wrap-up starts); the plan goes on.
+    /// The agent hung up: the interaction is over (wrap-up starts); the plan goes on, after
+    /// the post-call survey when the queue asks for one (`csat_survey`).
     pub(super) fn queue_bridge_ended(&mut self, ctx: &mut Context<Self>) -> bool {
         if !self.queued.as_ref().is_some_and(|q| q.bridged) {
             return false;
@@ -257,6 +259,15 @@ impl CallActor {
         self.queue_call_ended();
         self.winner = None;
         self.unbridge_media();
+        if self.queue_wants_survey() {
+            if let Some(i) = self.ivr.as_mut() {
+                i.running = Running::Idle;
+            }
+            if let Some(ev) = self.start_survey(ctx, switchboard_dialplans::CsatSurvey::default()) {
+                self.step(ctx, ev);
+            }
+            return true;
+        }
         self.step(ctx, Event::ActionCompleted);
         true
     }
@@ -280,10 +291,13 @@ impl Handler<VoiceUpdate> for CallActor {
         }
         match msg {
             VoiceUpdate::Offer {
+                interaction,
                 reservation,
+                agent,
                 sip_user,
                 timeout_secs,
-                ..
+                queue,
+                csat_survey,
             } => {
                 let Some(q) = self.queued.as_mut() else {
                     return;
@@ -297,6 +311,12 @@ impl Handler<VoiceUpdate> for CallActor {
                     return;
                 }
                 q.offer = Some(reservation);
+                self.csat.offered = Some(super::csat::AgentLeg {
+                    interaction,
+                    agent,
+                    queue,
+                    survey: csat_survey,
+                });
                 let ring = Duration::from_secs(u64::from(timeout_secs.clamp(1, 600)));
                 self.dial(ctx, vec![DialTarget::User(sip_user)], ring);
             }

@@ -15,7 +15,8 @@
 //! {"type": "chat_delivered" | "chat_read", "chat": "…", "seq": 4}
 //! ```
 //!
-//! Pushes: `hello` (on connect: status, work, pending offers), `offer`, `rescind`, `assigned`,
+//! Pushes: `hello` (on connect: status, work, pending offers), `offer` (with `crm`, the
+//! customer's screen pop, or `null`: `pop.rs`), `rescind`, `assigned`,
 //! `wrapup`, `completed`, `status`, `queue`, `ack` (a command was applied) and `error` (a
 //! command was refused or did not parse; the socket stays open).
 

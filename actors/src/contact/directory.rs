@@ -37,6 +37,10 @@ pub struct QueueDef {
     /// Allowed disposition codes (empty: any).
     #[serde(default)]
     pub dispositions: Vec<String>,
+    /// Voice: when the agent hangs up, the caller stays for the post-call survey (press 1–5)
+    /// before the dialplan goes on.
+    #[serde(default)]
+    pub csat_survey: bool,
 }
 
 fn yes() -> bool {

@@ -29,6 +29,7 @@ mod desktop;
 pub mod directory;
 pub(crate) mod journal;
 mod outputs;
+mod pop;
 mod requests;
 mod restore;
 mod routing_actor;
@@ -114,6 +115,21 @@ pub struct Settings {
     pub events: Option<crate::events::Events>,
     /// Prometheus figures (queues, agents by state, service level, ASA, abandon rate).
     pub metrics: Option<ContactMetrics>,
+    /// The CRM screen pop on offers (`pop.rs`); `None`: offers carry none.
+    pub screen_pop: Option<ScreenPopSettings>,
+}
+
+/// How offers get their CRM screen pop.
+#[derive(Clone, Debug)]
+pub struct ScreenPopSettings {
+    /// The CRM the contact is looked up in.
+    pub crm: crate::crm::Crm,
+    /// Longest wait: past it the offer goes out without the pop (logged).
+    pub timeout: std::time::Duration,
+    /// Timeline entries in the pop, newest first.
+    pub entries: usize,
+    /// Tests only: a delay before every lookup (zero in production).
+    pub debug_delay: std::time::Duration,
 }
 
 impl Default for Settings {
@@ -129,6 +145,7 @@ impl Default for Settings {
             config_file: String::new(),
             events: None,
             metrics: None,
+            screen_pop: None,
         }
     }
 }
@@ -179,6 +196,10 @@ pub enum VoiceUpdate {
         sip_user: String,
         /// How long to ring before the offer lapses (the router also withdraws it then).
         timeout_secs: u32,
+        /// The queue the interaction waited in.
+        queue: Option<String>,
+        /// The queue asks for the post-call survey (`csat_survey`).
+        csat_survey: bool,
     },
     /// Stop ringing (reservation timed out or was withdrawn).
     Withdraw {

@@ -207,6 +207,25 @@ impl RoutingActor {
             },
         );
         self.offer_of.insert((interaction, agent), r);
+        // With a CRM, the offer waits (a bounded time) for the customer's screen pop.
+        if !self.replaying && self.start_screen_pop(r) {
+            return;
+        }
+        self.deliver_offer(r, None);
+    }
+
+    /// Sends offer `r` to the agent's desktops (with the CRM screen pop when there is one)
+    /// and, for a call, rings the agent's phone. Nothing when the offer is gone meanwhile.
+    pub(super) fn deliver_offer(&mut self, r: ReservationId, pop: Option<Value>) {
+        let Some(&OfferRef {
+            interaction,
+            agent,
+            channel,
+            expires_at,
+        }) = self.offers.get(&r)
+        else {
+            return;
+        };
         let now = self.now();
         let (queue, customer, attributes) = match self.live.get(&interaction) {
             Some(l) => (
@@ -220,7 +239,8 @@ impl RoutingActor {
             agent,
             json!({"type": "offer", "reservation": r, "interaction": interaction.0,
                    "channel": channel, "queue": queue, "customer": customer,
-                   "attributes": attributes, "timeout_ms": expires_at.saturating_sub(now)}),
+                   "attributes": attributes, "timeout_ms": expires_at.saturating_sub(now),
+                   "crm": pop}),
         );
         if channel != Channel::Voice {
             return;
@@ -231,12 +251,18 @@ impl RoutingActor {
         match (leg, sip_user) {
             (Some(leg), Some(sip_user)) => {
                 let secs = expires_at.saturating_sub(now).div_ceil(1000);
+                let queue_id = self.live.get(&interaction).and_then(|l| l.queue);
+                let csat_survey = queue_id
+                    .and_then(|q| self.dir.queues.get(&self.dir.queue_name(q)))
+                    .is_some_and(|e| e.def.csat_survey);
                 leg.call.do_send(VoiceUpdate::Offer {
                     interaction,
                     reservation: r,
                     agent: self.dir.agent_name(agent),
                     sip_user,
                     timeout_secs: u32::try_from(secs).unwrap_or(u32::MAX),
+                    queue: queue_id.map(|q| self.dir.queue_name(q)),
+                    csat_survey,
                 });
             }
             (leg, sip_user) => {

@@ -75,6 +75,8 @@ pub struct RoutingActor {
     pub(super) chat_links: HashMap<InteractionId, Recipient<super::ChatLink>>,
     /// `interaction.*` / `agent.*` events on the bus.
     pub(super) bus: super::bus::ContactBus,
+    /// This actor's address (set when it starts): screen-pop lookups report back to it.
+    pub(super) me: Option<Addr<RoutingActor>>,
 }
 
 impl Actor for RoutingActor {
@@ -83,6 +85,7 @@ impl Actor for RoutingActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         // Big configurations and bursts of offers: do not let senders block on a full mailbox.
         ctx.set_mailbox_capacity(65_536);
+        self.me = Some(ctx.address());
         self.rearm(ctx);
         if let Some(m) = self.settings.metrics.clone() {
             ctx.run_interval(std::time::Duration::from_secs(1), move |act, _| {
@@ -121,6 +124,7 @@ impl RoutingActor {
             callback_env: Arc::default(),
             chat_links: HashMap::new(),
             bus: super::bus::ContactBus::new(settings.events.clone()),
+            me: None,
         }
     }
 

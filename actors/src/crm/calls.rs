@@ -1,6 +1,7 @@
 //! Automatic recognition of callers: every finished call whose caller is a phone number is
 //! recorded as a `voice` interaction of the contact owning that number (created when
-//! unknown). The call's CDR, recordings and transcripts are joined in at timeline time by
+//! unknown); a queue call's row, recorded while the call was up (`voice.rs`), is completed
+//! with the end and the details instead. The call's CDR, recordings and transcripts are joined in at timeline time by
 //! Call-ID, so nothing is copied.
 
 use super::identity;
@@ -12,11 +13,24 @@ pub async fn record_call(storage: &Storage, cdr: &Cdr) -> Result<Option<i64>, St
     let Some(number) = identity::phone(&cdr.caller) else {
         return Ok(None);
     };
-    if storage
+    let details = serde_json::json!({
+        "callee": cdr.callee,
+        "answered": cdr.answer_ms.is_some(),
+        "duration_ms": cdr.duration_ms,
+        "cause": cdr.cause,
+        "sip_code": cdr.sip_code,
+    });
+    if let Some(i) = storage
         .crm_interaction_by_source(&cdr.call_id)
         .await?
-        .is_some_and(|i| i.channel == "voice")
+        .filter(|i| i.channel == "voice")
     {
+        // Recorded while the call was up (screen pop, survey): complete it, once.
+        if i.ended_at_ms.is_none() {
+            storage
+                .complete_interaction(i.id, cdr.end_ms, &details.to_string())
+                .await?;
+        }
         return Ok(None);
     }
     let identity = Identity {
@@ -27,13 +41,6 @@ pub async fn record_call(storage: &Storage, cdr: &Cdr) -> Result<Option<i64>, St
         .find_or_create_contact(&identity, cdr.start_ms)
         .await?;
     // event: contact.created (when _created: contact_id, identity)
-    let details = serde_json::json!({
-        "callee": cdr.callee,
-        "answered": cdr.answer_ms.is_some(),
-        "duration_ms": cdr.duration_ms,
-        "cause": cdr.cause,
-        "sip_code": cdr.sip_code,
-    });
     let id = storage
         .record_interaction(&Interaction {
             contact_id,

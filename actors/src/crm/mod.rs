@@ -20,7 +20,9 @@ pub mod identity;
 pub mod notice;
 pub mod notify;
 pub mod sla;
+pub mod pop;
 pub mod tickets;
+pub mod voice;
 
 use serde::Serialize;
 use switchboard_storage::{Identity, Storage, StorageError};

@@ -24,17 +24,37 @@ pub struct Inputs<'a> {
     pub routing: &'a [RoutingEvent],
     /// New interactions: when, and their channel.
     pub created: &'a [(u64, Channel)],
-    /// CSAT scores (the CRM's, `POST /api/v1/interactions/{id}/csat`): when given, the agent's
-    /// name and the score 1–5.
-    pub csat: &'a [(u64, String, i64)],
+    /// CSAT scores (the CRM's: `POST /api/v1/interactions/{id}/csat`, the chat widget, the
+    /// post-call survey).
+    pub csat: &'a [CsatPoint],
 }
 
-/// The mean of the CSAT scores `agent` got in `[from, to)`, `null` without any.
-fn mean_csat(csat: &[(u64, String, i64)], agent: &str, from: u64, to: u64) -> Value {
+/// One CSAT score: when it was given, to which agent, through which queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CsatPoint {
+    /// When (epoch ms).
+    pub at: u64,
+    /// The agent, if known.
+    pub agent: Option<String>,
+    /// The queue, if known.
+    pub queue: Option<String>,
+    /// 1–5.
+    pub score: i64,
+}
+
+/// The mean of the CSAT scores in `[from, to)` whose agent (or queue) `pick` returns as
+/// `name`, `null` without any.
+fn mean_csat(
+    csat: &[CsatPoint],
+    pick: fn(&CsatPoint) -> Option<&str>,
+    name: &str,
+    from: u64,
+    to: u64,
+) -> Value {
     let (n, sum) = csat
         .iter()
-        .filter(|(at, a, _)| a == agent && (from..to).contains(at))
-        .fold((0u32, 0i64), |(n, sum), (_, _, score)| (n + 1, sum + score));
+        .filter(|c| pick(c) == Some(name) && (from..to).contains(&c.at))
+        .fold((0u32, 0i64), |(n, sum), c| (n + 1, sum + c.score));
     if n == 0 {
         Value::Null
     } else {
@@ -66,6 +86,7 @@ pub fn columns(kind: ReportKind) -> Vec<&'static str> {
             "average_speed_of_answer_ms",
             "average_handle_time_ms",
             "abandon_rate_pct",
+            "csat",
         ],
         ReportKind::Volume => &["hour", "voice", "chat", "messaging", "email", "total"],
     };
@@ -103,7 +124,7 @@ pub fn table(
                             json!(a.on_contact_ms),
                             json!(a.idle_ms),
                             json!(a.missed),
-                            mean_csat(inputs.csat, name, b.from, b.to),
+                            mean_csat(inputs.csat, |c| c.agent.as_deref(), name, b.from, b.to),
                         ]);
                         rows.push(r);
                     }
@@ -121,6 +142,7 @@ pub fn table(
                             json!(q.asa_ms()),
                             json!(q.aht_ms()),
                             json!(q.abandon_rate().map(pct)),
+                            mean_csat(inputs.csat, |c| c.queue.as_deref(), name, b.from, b.to),
                         ]);
                         rows.push(r);
                     }

@@ -27,7 +27,7 @@ use switchboard_storage::{Storage, StorageError};
 pub enum ReportKind {
     /// Agent performance: handled, AHT, occupancy, missed offers, CSAT.
     Agents,
-    /// Queue service quality: offered, answered, abandoned, service level, ASA, AHT.
+    /// Queue service quality: offered, answered, abandoned, service level, ASA, AHT, CSAT.
     Queues,
     /// Interaction volume by channel and hour of day.
     Volume,
@@ -183,7 +183,7 @@ pub async fn generate(storage: &Storage, names: &Names, q: &Query) -> Result<Rep
         }
     }
     let mut csat = Vec::new();
-    if q.kind == ReportKind::Agents {
+    if matches!(q.kind, ReportKind::Agents | ReportKind::Queues) {
         let from = i64::try_from(q.from).unwrap_or(i64::MAX);
         let to = i64::try_from(q.to).unwrap_or(i64::MAX);
         for c in storage
@@ -191,8 +191,13 @@ pub async fn generate(storage: &Storage, names: &Names, q: &Query) -> Result<Rep
             .await
             .map_err(ReportError::Storage)?
         {
-            if let (Some(agent), Ok(at)) = (c.agent, u64::try_from(c.at_ms)) {
-                csat.push((at, agent, c.score));
+            if let Ok(at) = u64::try_from(c.at_ms) {
+                csat.push(compute::CsatPoint {
+                    at,
+                    agent: c.agent,
+                    queue: c.queue,
+                    score: c.score,
+                });
             }
         }
     }

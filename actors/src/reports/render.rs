@@ -237,11 +237,11 @@ mod tests {
         let mut lines = text.lines();
         assert_eq!(
             lines.next(),
-            Some("period,from_ms,to_ms,queue,offered,answered,abandoned,answered_within_service_level,service_level_pct,average_speed_of_answer_ms,average_handle_time_ms,abandon_rate_pct")
+            Some("period,from_ms,to_ms,queue,offered,answered,abandoned,answered_within_service_level,service_level_pct,average_speed_of_answer_ms,average_handle_time_ms,abandon_rate_pct,csat")
         );
         assert_eq!(
             lines.next(),
-            Some("1970-01-01,0,86400000,\"bill,ing \"\"x\"\"\",0,0,0,0,,,,")
+            Some("1970-01-01,0,86400000,\"bill,ing \"\"x\"\"\",0,0,0,0,,,,,")
         );
         let svg = svg(&r).expect("svg");
         let t = switchboard_chart::texts(&svg);

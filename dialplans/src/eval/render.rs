@@ -4,12 +4,23 @@ use super::Session;
 use crate::command::{Command, DialTarget, Gather, Media, Prompt, RecordSessionOp, Speech};
 use crate::model::{Action, MediaT, PromptT, RecordSessionT, TargetT};
 use crate::route::Source;
+use crate::survey::CsatSurvey;
 
 impl Session {
     fn media(&self, m: &MediaT) -> Media {
         match m {
             MediaT::File(t) => Media::File(self.render(t)),
             MediaT::Url(t) => Media::Url(self.render(t)),
+        }
+    }
+
+    fn prompt(&self, p: &PromptT) -> Prompt {
+        match p {
+            PromptT::Play(m) => Prompt::Play(self.media(m)),
+            PromptT::Say(t, v) => Prompt::Say {
+                text: self.render(t),
+                voice: self.render_opt(v),
+            },
         }
     }
 
@@ -43,13 +54,7 @@ impl Session {
                 terminator,
                 speech,
             } => Command::Gather(Gather {
-                prompt: prompt.as_ref().map(|p| match p {
-                    PromptT::Play(m) => Prompt::Play(self.media(m)),
-                    PromptT::Say(t, v) => Prompt::Say {
-                        text: self.render(t),
-                        voice: self.render_opt(v),
-                    },
-                }),
+                prompt: prompt.as_ref().map(|p| self.prompt(p)),
                 min_digits: *min,
                 max_digits: *max,
                 timeout_secs: *timeout,
@@ -114,6 +119,30 @@ impl Session {
                 agent: self.render(agent),
                 mode: *mode,
             },
+            Action::Csat {
+                prompt,
+                invalid,
+                no_input,
+                thanks,
+                timeout,
+                tries,
+            } => {
+                let d = CsatSurvey::default();
+                let p = |t: &Option<PromptT>, default: Prompt| {
+                    t.as_ref().map_or(default, |t| self.prompt(t))
+                };
+                Command::Csat(CsatSurvey {
+                    prompt: p(prompt, d.prompt),
+                    invalid: p(invalid, d.invalid),
+                    no_input: p(no_input, d.no_input),
+                    thanks: match thanks {
+                        None => d.thanks,
+                        Some(t) => t.as_ref().map(|t| self.prompt(t)),
+                    },
+                    timeout_secs: *timeout,
+                    tries: *tries,
+                })
+            }
             Action::Transfer { to, attended } => Command::Transfer {
                 to: self.render(to),
                 attended: *attended,

@@ -28,6 +28,7 @@ pub(crate) const VERBS: &[&str] = &[
     "label",
     "echo",
     "monitor",
+    "csat",
 ];
 
 /// Converts action lists into [`Block`]s, collecting labels and diagnostics.
@@ -136,6 +137,7 @@ impl Builder<'_> {
             "dial" => self.dial(args, pos, here),
             "queue" => self.queue(args, pos),
             "monitor" => self.monitor(args, pos),
+            "csat" => self.csat(args, pos),
             "transfer" => self.transfer(args, pos),
             "set" => self.set(args, pos),
             "branch" => self.branch(args, pos, here),

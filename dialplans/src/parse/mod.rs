@@ -2,6 +2,7 @@
 
 mod action;
 mod reader;
+mod survey;
 mod verbs;
 
 pub(crate) use action::Builder;
