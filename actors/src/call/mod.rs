@@ -10,8 +10,8 @@
 
 mod callback;
 mod control;
-mod dtls;
 mod csat;
+mod dtls;
 mod events;
 mod ivr;
 mod prack;

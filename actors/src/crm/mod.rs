@@ -19,8 +19,8 @@ pub mod hours;
 pub mod identity;
 pub mod notice;
 pub mod notify;
-pub mod sla;
 pub mod pop;
+pub mod sla;
 pub mod tickets;
 pub mod voice;
 
