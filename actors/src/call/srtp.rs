@@ -455,7 +455,6 @@ impl CallSrtp {
                     m.add_rtcp_mux();
                 }
                 sdp.clear_session_dtls();
-                return;
             }
             Some(Answer::Secure { proto, line }) => {
                 m.set_crypto(std::slice::from_ref(line), true, true);

@@ -113,7 +113,7 @@ pub async fn screen_pop(
         history.push((t.created_at_ms, h));
     }
     // Newest first, the last `entries` of them.
-    history.sort_by(|a, b| b.0.cmp(&a.0));
+    history.sort_by_key(|e| std::cmp::Reverse(e.0));
     history.truncate(entries);
     Ok(Some(json!({
         "contact": {

@@ -228,6 +228,9 @@ impl Session {
         Decision::End(reason)
     }
 
+    // The `Err` is the decision itself (once per call, moved straight to the caller): boxing
+    // it would only add an allocation.
+    #[allow(clippy::result_large_err)]
     fn begin(&mut self, now: &DateTime<FixedOffset>) -> Result<(), Decision> {
         self.state = State::Running;
         let plan = Arc::clone(&self.plan);
