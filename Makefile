@@ -13,7 +13,7 @@ BIN   := $(CURDIR)/target/release/switchboard
 # recognition links pocketsphinx and uses its en-us model; TTS runs flite).
 RUN_APT  := cmake pkg-config libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us flite
 # Debian packages the tests use (real peers and PostgreSQL).
-TEST_APT := $(RUN_APT) sip-tester baresip sox libsox-fmt-all opus-tools postgresql python3-venv
+TEST_APT := $(RUN_APT) sip-tester baresip sox libsox-fmt-all opus-tools postgresql python3-venv tshark
 # The dashboard's browser test: Debian chromium driven by playwright-core (tests/browser/).
 BROWSER_APT := chromium nodejs
 # Debian packages the benchmarks use.
